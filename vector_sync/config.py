@@ -1,0 +1,234 @@
+"""The `vector_sync.yaml` contract: pydantic models, `${VAR}` interpolation and loading.
+
+Errors name the offending key and say what was expected; secrets are `SecretStr` so they
+never show up in a repr, a log line or a Dagster metadata value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+RESERVED_PAYLOAD_KEYS = frozenset(
+    {"source", "doc_id", "chunk_index", "chunk_count", "text", "content_hash", "synced_at"}
+)
+CONFIG_ENV_VAR = "VECTOR_SYNC_CONFIG"
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_\-]*$"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says where and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class QdrantConfig(_Strict):
+    url: str | None = None
+    api_key: SecretStr | None = None
+    timeout_s: int = Field(60, gt=0)
+    batch_size: int = Field(256, gt=0, description="points per upsert request")
+
+
+class StateConfig(_Strict):
+    dir: Path = Path(".vector_sync")
+    ledger_url: SecretStr | None = None
+
+    @property
+    def qdrant_path(self) -> Path:
+        return self.dir / "qdrant"
+
+    def ledger_sqlalchemy_url(self) -> str:
+        if self.ledger_url and self.ledger_url.get_secret_value():
+            return self.ledger_url.get_secret_value()
+        return f"sqlite:///{self.dir / 'ledger.sqlite'}"
+
+
+class EmbeddingConfig(_Strict):
+    model: str = DEFAULT_MODEL
+    model_path: Path | None = Field(
+        None, description="local folder with model.onnx and tokenizer files for a custom model"
+    )
+    batch_size: int = Field(32, gt=0)
+
+
+class ChunkingConfig(_Strict):
+    max_tokens: int = Field(256, ge=32, le=8192)
+    overlap_tokens: int = Field(32, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap_fits(self) -> ChunkingConfig:
+        if self.overlap_tokens >= self.max_tokens // 2:
+            raise ValueError("overlap_tokens must be less than half of max_tokens")
+        return self
+
+
+class CollectionConfig(_Strict):
+    embed: list[str] = Field(min_length=1)
+    payload: list[str] = []
+    embedding: EmbeddingConfig | None = None  # None: the top-level `embedding`
+    chunking: ChunkingConfig = ChunkingConfig()
+
+    @model_validator(mode="after")
+    def _payload_not_reserved(self) -> CollectionConfig:
+        for field in self.payload:
+            top = field.split(".", 1)[0]
+            if top in RESERVED_PAYLOAD_KEYS:
+                raise ValueError(
+                    f"payload field {field!r} collides with the reserved key {top!r} "
+                    f"(reserved: {', '.join(sorted(RESERVED_PAYLOAD_KEYS))})"
+                )
+        return self
+
+
+class _SourceBase(_Strict):
+    collections: list[str] = Field(min_length=1)
+
+
+class MarkdownSourceConfig(_SourceBase):
+    kind: Literal["markdown"]
+    path: Path
+    include: list[str] = ["**/*.md"]
+    exclude: list[str] = []
+    ignore_files: list[str] = [".vectorsyncignore", ".minimaignore"]
+    max_file_bytes: int = Field(2_000_000, gt=0)
+
+
+SourceConfig = Annotated[MarkdownSourceConfig, Field(discriminator="kind")]
+
+
+class VectorSyncConfig(_Strict):
+    qdrant: QdrantConfig = QdrantConfig()
+    state: StateConfig = StateConfig()
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    sources: dict[str, SourceConfig] = Field(min_length=1)
+    collections: dict[str, CollectionConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> VectorSyncConfig:
+        for kind, names in (("source", self.sources), ("collection", self.collections)):
+            for name in names:
+                if not re.match(_NAME, name):
+                    raise ValueError(
+                        f"{kind} name {name!r} must be letters, digits, '_' or '-'"
+                    )
+        for name, source in self.sources.items():
+            for collection in source.collections:
+                if collection not in self.collections:
+                    raise ValueError(
+                        f"sources.{name}.collections names {collection!r}, which is not "
+                        f"defined under collections (defined: {', '.join(self.collections)})"
+                    )
+        return self
+
+    def embedding_for(self, collection: str) -> EmbeddingConfig:
+        return self.collections[collection].embedding or self.embedding
+
+    def sources_feeding(self, collection: str) -> list[str]:
+        return [name for name, s in self.sources.items() if collection in s.collections]
+
+
+# --- loading -------------------------------------------------------------------------------
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+def interpolate(text: str, env: dict[str, str] | None = None) -> str:
+    """Replace `${VAR}` and `${VAR:-default}`; an unset VAR without a default is an error."""
+    env = dict(os.environ) if env is None else env
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env and (env[name] or default is None):
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"environment variable {name} is not set (used as ${{{name}}})")
+
+    return _VAR.sub(substitute, text)
+
+
+def _interpolate_tree(value: Any) -> Any:
+    if isinstance(value, str):
+        return interpolate(value)
+    if isinstance(value, dict):
+        return {k: _interpolate_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate_tree(v) for v in value]
+    return value
+
+
+def _resolve_paths(config: VectorSyncConfig, base: Path) -> VectorSyncConfig:
+    def absolute(path: Path) -> Path:
+        return path if path.is_absolute() else (base / path).resolve()
+
+    def resolved_embedding(e: EmbeddingConfig) -> EmbeddingConfig:
+        return e.model_copy(update={"model_path": absolute(e.model_path) if e.model_path else None})
+
+    return config.model_copy(
+        update={
+            "state": config.state.model_copy(update={"dir": absolute(config.state.dir)}),
+            "embedding": resolved_embedding(config.embedding),
+            "sources": {
+                name: s.model_copy(update={"path": absolute(s.path)})
+                for name, s in config.sources.items()
+            },
+            "collections": {
+                name: c.model_copy(
+                    update={"embedding": resolved_embedding(c.embedding) if c.embedding else None}
+                )
+                for name, c in config.collections.items()
+            },
+        }
+    )
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"] if not str(p).startswith("function-"))
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling; see the README's configuration reference)"
+        lines.append(f"  {where or '(top level)'}: {message}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def parse_config(data: Any, base_dir: Path) -> VectorSyncConfig:
+    if not isinstance(data, dict):
+        raise ConfigError("invalid configuration: the file must hold a mapping at the top level")
+    try:
+        config = VectorSyncConfig.model_validate(_interpolate_tree(data))
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+    return _resolve_paths(config, base_dir)
+
+
+def config_path(explicit: str | Path | None = None) -> Path:
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get(CONFIG_ENV_VAR) or "vector_sync.yaml")
+
+
+def load_config(path: str | Path | None = None) -> VectorSyncConfig:
+    """Load from `path`, else `$VECTOR_SYNC_CONFIG`, else `./vector_sync.yaml`."""
+    file = config_path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read configuration file {file}: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{file} is not valid YAML: {error}") from None
+    try:
+        return parse_config(data, file.resolve().parent)
+    except ConfigError as error:
+        raise ConfigError(f"{file}: {error}") from None

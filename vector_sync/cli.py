@@ -1,0 +1,206 @@
+"""`vector-sync`: the same asset graph as the UI, run in-process.
+
+Exit codes: 0 success; 1 some documents failed or a source could not be synced;
+2 the configuration (or a command-line argument) is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from vector_sync.config import ConfigError, VectorSyncConfig, config_path, load_config
+
+BAD_CONFIG = 2
+
+
+class UsageError(Exception):
+    """A command-line argument names something the config does not have."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+        return int(args.handler(args, config))
+    except (ConfigError, UsageError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return BAD_CONFIG
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS,
+                        help="config file (default: $VECTOR_SYNC_CONFIG, else ./vector_sync.yaml)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print one JSON document instead of text")
+    parser = argparse.ArgumentParser(prog="vector-sync", parents=[common],
+                                     description="Keep Qdrant collections in sync with sources.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sync = commands.add_parser("sync", parents=[common], help="snapshot, diff, embed, apply")
+    sync.add_argument("--source", help="only this source (default: all)")
+    sync.add_argument("--full", action="store_true", help="read every document, ignore hints")
+    sync.set_defaults(handler=cmd_sync)
+
+    plan = commands.add_parser("plan", parents=[common],
+                               help="dry run: the counts sync would report; writes nothing")
+    plan.add_argument("--source")
+    plan.add_argument("--full", action="store_true")
+    plan.set_defaults(handler=cmd_plan)
+
+    status = commands.add_parser("status", parents=[common],
+                                 help="ledger counts by status; failed documents with reasons")
+    status.add_argument("--source")
+    status.add_argument("--limit", type=int, default=50, help="failed rows to list")
+    status.set_defaults(handler=cmd_status)
+
+    search = commands.add_parser("search", parents=[common], help="semantic search")
+    search.add_argument("collection")
+    search.add_argument("text")
+    search.add_argument("--limit", type=int, default=5)
+    search.set_defaults(handler=cmd_search)
+    parser.set_defaults(config=None, json=False)
+    return parser
+
+
+def _sources(args: argparse.Namespace, config: VectorSyncConfig) -> list[str]:
+    if args.source is None:
+        return list(config.sources)
+    if args.source not in config.sources:
+        raise UsageError(f"unknown source {args.source!r} (configured: "
+                         f"{', '.join(config.sources)})")
+    return [args.source]
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=False, default=str))
+
+
+# --- sync / plan ----------------------------------------------------------------------------
+
+COLUMNS = ("added", "updated", "payload_updated", "deleted", "unchanged", "failed",
+           "chunks_embedded")
+
+
+def cmd_sync(args: argparse.Namespace, config: VectorSyncConfig) -> int:
+    from vector_sync.defs.run import sync_source  # Dagster import is slow: only when needed
+
+    report: dict[str, Any] = {"sources": {}}
+    for source in _sources(args, config):
+        report["sources"][source] = sync_source(config_path(args.config).resolve(), config,
+                                                source, full=args.full)
+    _print_counts(args, report, "sync")
+    return 1 if _has_failures(report) else 0
+
+
+def cmd_plan(args: argparse.Namespace, config: VectorSyncConfig) -> int:
+    from vector_sync.core.plan import plan_source, read_only_ledger
+    from vector_sync.sources import SourceUnavailable
+
+    report: dict[str, Any] = {"sources": {}}
+    with read_only_ledger(config) as ledger:
+        for source in _sources(args, config):
+            try:
+                counts = plan_source(config, source, ledger, full=args.full)
+                report["sources"][source] = {"collections": counts, "error": None}
+            except SourceUnavailable as error:
+                report["sources"][source] = {"collections": {}, "error": str(error)}
+    _print_counts(args, report, "plan")
+    return 1 if any(s["error"] for s in report["sources"].values()) else 0
+
+
+def _has_failures(report: dict[str, Any]) -> bool:
+    return any(
+        source["error"] or any(c["failed"] for c in source["collections"].values())
+        for source in report["sources"].values()
+    )
+
+
+def _print_counts(args: argparse.Namespace, report: dict[str, Any], verb: str) -> None:
+    if args.json:
+        _print_json(report)
+        return
+    header = f"{'source':<14}{'collection':<18}" + "".join(f"{c:>17}" for c in COLUMNS)
+    print(f"{verb}: " + ("nothing is written" if verb == "plan" else "applied"))
+    print(header)
+    for source, result in report["sources"].items():
+        if result["error"]:
+            print(f"{source:<14}error: {result['error']}")
+        for collection, counts in result["collections"].items():
+            print(f"{source:<14}{collection:<18}"
+                  + "".join(f"{counts.get(c, 0):>17}" for c in COLUMNS))
+
+
+# --- status / search ------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace, config: VectorSyncConfig) -> int:
+    from vector_sync.core.plan import read_only_ledger
+
+    sources = _sources(args, config)
+    with read_only_ledger(config) as ledger:
+        counts = {k: v for k, v in ledger.counts().items() if k[0] in sources}
+        failed = [row for s in sources for row in ledger.failed(s, limit=args.limit)]
+    failed_rows = [{
+        "source": r.source, "collection": r.collection, "doc_id": r.doc_id,
+        "error_code": r.error_code, "error": r.last_error, "attempts": r.attempts,
+        "last_attempt_at": r.last_attempt_at, "next_attempt_at": r.next_attempt_at,
+    } for r in failed]
+    if args.json:
+        _print_json({
+            "sources": {s: {"collections": {c: dict(n) for (src, c), n in counts.items()
+                                            if src == s}} for s in sources},
+            "failed": failed_rows,
+        })
+        return 0
+    print(f"{'source':<14}{'collection':<18}{'synced':>8}{'pending':>9}{'stale':>7}{'failed':>8}")
+    for (source, collection), by_status in sorted(counts.items()):
+        print(f"{source:<14}{collection:<18}" + "".join(
+            f"{by_status.get(s, 0):>{w}}" for s, w in
+            (("synced", 8), ("pending", 9), ("stale", 7), ("failed", 8))))
+    if failed_rows:
+        print("\nfailed documents:")
+        for row in failed_rows:
+            print(f"  {row['source']}/{row['doc_id']} [{row['collection']}] "
+                  f"{row['error_code']}: {row['error']} (attempts: {row['attempts']})")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace, config: VectorSyncConfig) -> int:
+    from vector_sync.core.embedder import Embedder
+    from vector_sync.core.store import QdrantUnavailable, open_store
+
+    if args.collection not in config.collections:
+        raise UsageError(f"unknown collection {args.collection!r} (configured: "
+                         f"{', '.join(config.collections)})")
+    vector = Embedder(config.embedding_for(args.collection)).embed([args.text])[0]
+    try:
+        with open_store(config.qdrant, config.state) as store:
+            points = store.search(args.collection, vector.tolist(), args.limit) \
+                if store.exists(args.collection) else []
+    except QdrantUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    hits = [{"score": round(float(p.score), 4), **{k: (p.payload or {}).get(k) for k in
+             ("source", "doc_id", "chunk_index", "text")}} for p in points]
+    if args.json:
+        _print_json(hits)
+    elif not hits:
+        print(f"no results in {args.collection!r} (has it been synced?)")
+    for hit in hits if not args.json else []:
+        snippet = " ".join(str(hit["text"]).split())[:160]
+        print(f"{hit['score']:.3f}  {hit['source']}/{hit['doc_id']}#{hit['chunk_index']}\n"
+              f"       {snippet}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""fastembed, loaded only when something must actually be embedded."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from functools import cached_property, lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from vector_sync.config import EmbeddingConfig
+from vector_sync.core.model_files import model_dir
+from vector_sync.core.tokens import TokenCounter, model_max_tokens, token_counter
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=4)
+def _load_model(model: str, model_path: Path | None, threads: int | None):  # type: ignore[no-untyped-def]
+    """One loaded model per process: loading costs about a second."""
+    from fastembed import TextEmbedding  # slow import: only when something is embedded
+
+    started = time.perf_counter()
+    local = model_dir(model, model_path)
+    loaded = TextEmbedding(model, specific_model_path=str(local) if local else None,
+                           threads=threads)
+    log.info("loaded embedding model %s in %.1f s", model, time.perf_counter() - started)
+    return loaded
+
+
+class Embedder:
+    def __init__(self, config: EmbeddingConfig, threads: int | None = None) -> None:
+        self.config = config
+        self.threads = threads
+
+    @cached_property
+    def folder(self) -> Path:
+        """Where the model files are; for a hub model this downloads it (needs the network)."""
+        local = model_dir(self.config.model, self.config.model_path)
+        return local if local is not None else Path(self._model.model._model_dir)
+
+    @property
+    def _model(self):  # type: ignore[no-untyped-def]  # fastembed's TextEmbedding
+        return _load_model(self.config.model, self.config.model_path, self.threads)
+
+    @cached_property
+    def dimension(self) -> int:
+        return int(self._model.embedding_size)
+
+    def count_tokens(self) -> TokenCounter:
+        return token_counter(self.folder)
+
+    def max_tokens(self) -> int:
+        return model_max_tokens(self.folder)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """float32 array of shape (len(texts), dimension), normalized by the model."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = list(self._model.embed(list(texts), batch_size=self.config.batch_size))
+        return np.asarray(vectors, dtype=np.float32)

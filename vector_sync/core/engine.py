@@ -1,0 +1,485 @@
+"""The sync engine, one function per asset: snapshot, diff, embed, apply.
+
+Each stage reads its upstream as a stream of rows and yields rows for the next, so the same
+functions serve the Dagster assets (which write them to Parquet), `plan` (which only counts)
+and tests (which call them directly). Qdrant is written only by `apply_changes`, and the
+ledger only after Qdrant acknowledged (`wait=True`), so a crash anywhere leaves a state the
+next run converges from.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from itertools import batched
+from typing import Any
+
+from qdrant_client import models
+
+from vector_sync.config import ChunkingConfig, VectorSyncConfig
+from vector_sync.core.chunking import chunk_document, chunker_fingerprint
+from vector_sync.core.documents import Document, ReadFailure, SourceEntry, nested_subset
+from vector_sync.core.hashing import (
+    content_hash,
+    digest,
+    payload_hash,
+    point_id,
+    stable_json,
+    vector_version,
+)
+from vector_sync.core.ledger import Ledger, LedgerRow
+from vector_sync.core.render import render
+from vector_sync.core.store import QdrantStore
+from vector_sync.core.tokens import TokenCounter
+from vector_sync.sources.base import Source
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = ("added", "updated", "payload_updated", "deleted", "unchanged", "failed")
+READ_BATCH = 500
+EMBED_BATCH = 256  # texts handed to the model at once (it batches by embedding.batch_size)
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """Everything about a collection that decides what its points look like."""
+
+    name: str
+    embed: tuple[str, ...]
+    payload: tuple[str, ...]
+    model: str
+    chunking: ChunkingConfig
+
+    @property
+    def vector_version(self) -> str:
+        chunker = chunker_fingerprint(self.chunking.max_tokens, self.chunking.overlap_tokens)
+        return vector_version(self.model, chunker)
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever a hash could change without the document changing."""
+        return digest(self.vector_version, stable_json([self.embed, self.payload]))
+
+
+def collection_specs(config: VectorSyncConfig, source: str) -> list[CollectionSpec]:
+    specs = []
+    for name in config.sources[source].collections:
+        collection = config.collections[name]
+        specs.append(CollectionSpec(
+            name=name, embed=tuple(collection.embed), payload=tuple(collection.payload),
+            model=config.embedding_for(name).model, chunking=collection.chunking,
+        ))
+    return specs
+
+
+def config_state_key(collection: str) -> str:
+    return f"collection_fingerprint:{collection}"
+
+
+# --- snapshot -------------------------------------------------------------------------------
+
+
+def _clean_versions(ledger: Ledger, source: str, specs: list[CollectionSpec]) -> dict[str, str]:
+    """doc_id -> version hint, for documents synced in every collection at that version."""
+    wanted = {s.name for s in specs}
+    versions: dict[str, str | None] = {}
+    seen: Counter[str] = Counter()
+    for row in ledger.source_rows(source):
+        if row.collection not in wanted:
+            continue
+        seen[row.doc_id] += 1
+        ok = row.status == "synced" and row.source_version is not None
+        previous = versions.get(row.doc_id, row.source_version)
+        versions[row.doc_id] = row.source_version if ok and previous == row.source_version else None
+    return {d: v for d, v in versions.items() if v is not None and seen[d] == len(wanted)}
+
+
+def snapshot_rows(
+    source: Source, ledger: Ledger, specs: list[CollectionSpec], full: bool = False
+) -> Iterator[dict[str, Any]]:
+    """The source's current documents. Those whose hint matches a fully synced ledger entry
+    are not read ("skipped"); all are read with `full` or after a collection's config
+    changed. Raises SourceUnavailable before yielding anything if the source is down."""
+    entries: list[SourceEntry] = list(source.scan())
+    config_changed = any(
+        ledger.get_state(source.name, config_state_key(s.name)) != s.fingerprint for s in specs
+    )
+    clean = {} if full or config_changed else _clean_versions(ledger, source.name, specs)
+    to_read = []
+    for entry in entries:
+        if clean.get(entry.doc_id) == entry.version:
+            yield {"doc_id": entry.doc_id, "version": entry.version, "state": "skipped"}
+        else:
+            to_read.append(entry.doc_id)
+    log.info("source %s: %d documents, %d to read", source.name, len(entries), len(to_read))
+    for ids in batched(to_read, READ_BATCH):
+        for result in source.read(ids):
+            yield _snapshot_row(result)
+
+
+def _snapshot_row(result: Document | ReadFailure) -> dict[str, Any]:
+    if isinstance(result, ReadFailure):
+        return {"doc_id": result.doc_id, "version": result.version, "state": "failed",
+                "error_code": result.error_code, "error": result.message}
+    return {"doc_id": result.doc_id, "version": result.version, "state": "read",
+            "fields_json": stable_json(result.fields)}
+
+
+# --- diff -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Diff:
+    """Counts of one collection's change set, in documents, plus the chunks to embed."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    chunks: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {**{k: self.counts[k] for k in OUTCOMES}, "chunks_to_embed": self.chunks}
+
+
+class Differ:
+    """Compares a source snapshot with the ledger for one collection (the decision table)."""
+
+    def __init__(self, spec: CollectionSpec, count_tokens: TokenCounter) -> None:
+        self.spec = spec
+        self.count_tokens = count_tokens
+
+    def changes(
+        self, snapshot: Iterable[dict[str, Any]], ledger_rows: dict[str, LedgerRow], diff: Diff
+    ) -> Iterator[dict[str, Any]]:
+        """Rows of the change set; `diff` is filled in as they are produced. Rows that need
+        no Qdrant write are still emitted when the ledger must learn something (a new hint,
+        a failure) — as action "unchanged" or "failed"."""
+        remaining = dict(ledger_rows)
+        for row in snapshot:
+            previous = remaining.pop(row["doc_id"], None)
+            change = self._change(row, previous)
+            diff.counts[change["action"] if change else "unchanged"] += 1
+            if change:
+                diff.chunks += len(change.get("chunks") or ())
+                yield change
+        for doc_id in remaining:  # in the ledger, gone from the source
+            diff.counts["deleted"] += 1
+            yield {"doc_id": doc_id, "action": "deleted"}
+
+    def _change(self, row: dict[str, Any], previous: LedgerRow | None) -> dict[str, Any] | None:
+        doc_id, version = row["doc_id"], row["version"]
+        if row["state"] == "skipped":
+            return None
+        if row["state"] == "failed":
+            return {"doc_id": doc_id, "action": "failed", "source_version": version,
+                    "error_code": row["error_code"], "error": row["error"]}
+        fields = json.loads(row["fields_json"])
+        preamble, body = render(fields, self.spec.embed)
+        payload = nested_subset(fields, self.spec.payload)
+        new = {"doc_id": doc_id, "source_version": version,
+               "content_hash": content_hash(self.spec.vector_version, preamble, body),
+               "payload_hash": payload_hash(payload), "payload_json": stable_json(payload)}
+        if not (preamble or body):  # none of the embedded fields: no points here
+            if previous is not None and previous.chunk_count:
+                return {**new, "action": "deleted", "chunks": []}
+            return self._touch(new, previous)
+        if previous is None or previous.content_hash != new["content_hash"] or (
+            previous.status == "pending"  # an upsert may have been cut off: redo it
+        ):
+            chunks = chunk_document(preamble, body, count_tokens=self.count_tokens,
+                                    max_tokens=self.spec.chunking.max_tokens,
+                                    overlap_tokens=self.spec.chunking.overlap_tokens)
+            synced_before = previous is not None and previous.content_hash is not None
+            action = "updated" if synced_before else "added"
+            return {**new, "action": action, "chunks": [c.text for c in chunks]}
+        if previous.payload_hash != new["payload_hash"]:
+            return {**new, "action": "payload_updated"}
+        return self._touch(new, previous)
+
+    @staticmethod
+    def _touch(new: dict[str, Any], previous: LedgerRow | None) -> dict[str, Any] | None:
+        """Nothing to write to Qdrant; the ledger may still have to learn the new hint."""
+        if (previous is not None and previous.status == "synced"
+                and previous.source_version == new["source_version"]
+                and previous.content_hash == new["content_hash"]):
+            return None
+        return {**new, "action": "unchanged"}
+
+
+# --- embed ----------------------------------------------------------------------------------
+
+
+def reusable_vectors(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], list[list[float]]]:
+    """Vectors of an earlier embeddings file, by (doc_id, content_hash), in chunk order."""
+    found: dict[tuple[str, str], list[list[float]]] = {}
+    for row in rows:
+        found.setdefault((row["doc_id"], row["content_hash"]), []).append(row["vector"])
+    return found
+
+
+def embedding_rows(
+    changes: Iterable[dict[str, Any]],
+    embed: Callable[[list[str]], Any],
+    reusable: dict[tuple[str, str], list[list[float]]],
+    stats: Counter[str],
+) -> Iterator[dict[str, Any]]:
+    """Vectors for every chunk of added/updated documents, in change-set order; vectors of
+    an identical earlier version are reused (a retry after Qdrant was down embeds nothing)."""
+    pending: list[tuple[str, str, int, str]] = []
+
+    def flush() -> Iterator[dict[str, Any]]:
+        vectors = embed([text for *_, text in pending])
+        for (doc_id, chash, index, _), vector in zip(pending, vectors, strict=True):
+            yield {"doc_id": doc_id, "content_hash": chash, "chunk_index": index,
+                   "vector": [float(x) for x in vector]}
+        stats["chunks_embedded"] += len(pending)
+        pending.clear()
+
+    for change in changes:
+        if change["action"] not in ("added", "updated"):
+            continue
+        doc_id, chash, chunks = change["doc_id"], change["content_hash"], change["chunks"]
+        earlier = reusable.get((doc_id, chash))
+        if earlier is not None and len(earlier) == len(chunks):
+            yield from flush()  # keep change-set order
+            for index, vector in enumerate(earlier):
+                yield {"doc_id": doc_id, "content_hash": chash, "chunk_index": index,
+                       "vector": vector}
+            stats["chunks_reused"] += len(chunks)
+            continue
+        pending.extend((doc_id, chash, index, text) for index, text in enumerate(chunks))
+        if len(pending) >= EMBED_BATCH:
+            yield from flush()
+    if pending:
+        yield from flush()
+
+
+# --- apply ----------------------------------------------------------------------------------
+
+
+def retry_at(now: datetime, attempts: int) -> datetime:
+    """Exponential backoff for a failed row: 1 min, 2, 4, ... capped at 1 h."""
+    return now + timedelta(seconds=min(60 * 2 ** max(attempts - 1, 0), 3600))
+
+
+@dataclass
+class ApplyReport:
+    counts: Counter[str] = field(default_factory=Counter)
+    points_written: int = 0
+    points_deleted: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (doc_id, reason)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, int]:
+        return {**{k: self.counts[k] for k in OUTCOMES},
+                "points_written": self.points_written, "points_deleted": self.points_deleted}
+
+
+class Applier:
+    """Writes one collection's change set into Qdrant, then records it in the ledger."""
+
+    def __init__(self, store: QdrantStore, ledger: Ledger, source: str, spec: CollectionSpec,
+                 batch_points: int = 256, now: Callable[[], datetime] | None = None) -> None:
+        self.store, self.ledger, self.source, self.spec = store, ledger, source, spec
+        self.batch_points = batch_points
+        self.now = now or (lambda: datetime.now(UTC))
+        self.rows = ledger.rows(source, spec.name)
+        self.report = ApplyReport()
+        self._consecutive_errors = 0
+        self._unavailable: str | None = None
+
+    def apply(self, changes: Iterable[dict[str, Any]], vectors: Iterator[dict[str, Any]],
+              dimension: int | None) -> ApplyReport:
+        if dimension is not None:
+            self.store.ensure_collection(self.spec.name, dimension, self.spec.model)
+        group: list[tuple[dict[str, Any], list[list[float]]]] = []
+        group_points = 0
+        for change in changes:
+            action = change["action"]
+            if action in ("added", "updated"):
+                points = _take_vectors(vectors, change)
+                if group and group_points + len(points) > self.batch_points:
+                    self._write_group(group)
+                    group, group_points = [], 0
+                group.append((change, points))
+                group_points += len(points)
+            else:
+                self._apply_one(change)
+        if group:
+            self._write_group(group)
+        return self.report
+
+    # one document without new vectors
+    def _apply_one(self, change: dict[str, Any]) -> None:
+        action, doc_id = change["action"], change["doc_id"]
+        previous = self.rows.get(doc_id)
+        if action == "failed":
+            self._record_failure([change], change["error_code"], change["error"], counted=True)
+            return
+        if action == "unchanged":
+            self.ledger.upsert([self._synced_row(change, previous, chunk_count=0)])
+            self.report.counts["unchanged"] += 1
+            return
+        if not self._guard([change]):
+            return
+        try:
+            if action == "deleted":
+                self._delete_points(doc_id, 0, previous.chunk_count if previous else 0)
+            elif action == "payload_updated":
+                self._set_payload(change, previous)
+        except Exception as error:  # noqa: BLE001 - any Qdrant error fails this document only
+            self._qdrant_failed([change], error)
+            return
+        self._consecutive_errors = 0
+        if action == "deleted" and change.get("content_hash") is None:
+            self.ledger.delete(self.source, self.spec.name, [doc_id])
+        else:
+            self.ledger.upsert([self._synced_row(change, previous, chunk_count=0)])
+        self.report.counts[action] += 1
+
+    def _delete_points(self, doc_id: str, first: int, end: int) -> None:
+        ids = [point_id(self.source, doc_id, i) for i in range(first, end)]
+        if ids:
+            self.store.delete(self.spec.name, ids)
+            self.report.points_deleted += len(ids)
+
+    def _set_payload(self, change: dict[str, Any], previous: LedgerRow | None) -> None:
+        count = previous.chunk_count if previous else 0
+        ids = [point_id(self.source, change["doc_id"], i) for i in range(count)]
+        payload = json.loads(change["payload_json"])
+        self.store.set_payload(self.spec.name, ids, {**payload, "synced_at": _iso(self.now())})
+        dropped = {f.split(".", 1)[0] for f in self.spec.payload} - set(payload)
+        self.store.delete_payload(self.spec.name, ids, sorted(dropped))
+
+    # documents with new vectors, several per Qdrant request
+    def _write_group(self, group: list[tuple[dict[str, Any], list[list[float]]]]) -> None:
+        changes = [c for c, _ in group]
+        if not self._guard(changes):
+            return
+        synced_at = _iso(self.now())
+        # write-ahead: a crash between upsert and ledger must still let the next run find
+        # every chunk index that may exist, so surplus chunks are never orphaned
+        growing = [
+            self._grown_row(c, len(p)) for c, p in group
+            if len(p) > (self.rows[c["doc_id"]].chunk_count if c["doc_id"] in self.rows else 0)
+        ]
+        if growing:
+            self.ledger.upsert(growing)
+            self.rows.update({r.doc_id: r for r in growing})
+        try:
+            points = [p for change, vectors in group
+                      for p in self._points(change, vectors, synced_at)]
+            for batch in batched(points, self.batch_points):
+                self.store.upsert(self.spec.name, batch)
+            for change, vectors in group:
+                previous = self.rows.get(change["doc_id"])
+                self._delete_points(change["doc_id"], len(vectors),
+                                    previous.chunk_count if previous else 0)
+        except Exception as error:  # noqa: BLE001 - the group fails, the run goes on
+            self._qdrant_failed(changes, error)
+            return
+        self._consecutive_errors = 0
+        self.report.points_written += len(points)
+        self.ledger.upsert([
+            self._synced_row(c, self.rows.get(c["doc_id"]), chunk_count=len(v)) for c, v in group
+        ])
+        for change in changes:
+            self.report.counts[change["action"]] += 1
+
+    def _points(self, change: dict[str, Any], vectors: list[list[float]],
+                synced_at: str) -> Iterator[models.PointStruct]:
+        payload = json.loads(change["payload_json"])
+        for index, (text, vector) in enumerate(zip(change["chunks"], vectors, strict=True)):
+            yield models.PointStruct(
+                id=point_id(self.source, change["doc_id"], index), vector=vector,
+                payload={**payload, "source": self.source, "doc_id": change["doc_id"],
+                         "chunk_index": index, "chunk_count": len(vectors), "text": text,
+                         "content_hash": change["content_hash"], "synced_at": synced_at},
+            )
+
+    # ledger rows
+    def _synced_row(self, change: dict[str, Any], previous: LedgerRow | None,
+                    chunk_count: int) -> LedgerRow:
+        now = self.now()
+        if change["action"] in ("unchanged", "payload_updated") and previous is not None:
+            chunk_count = previous.chunk_count
+        return LedgerRow(
+            source=self.source, collection=self.spec.name, doc_id=change["doc_id"],
+            status="synced", source_version=change.get("source_version"),
+            content_hash=change.get("content_hash"), payload_hash=change.get("payload_hash"),
+            chunk_count=chunk_count, vector_version=self.spec.vector_version, attempts=0,
+            last_attempt_at=now, last_synced_at=now,
+        )
+
+    def _grown_row(self, change: dict[str, Any], chunk_count: int) -> LedgerRow:
+        previous = self.rows.get(change["doc_id"])
+        base = previous or LedgerRow(source=self.source, collection=self.spec.name,
+                                     doc_id=change["doc_id"], status="pending")
+        return LedgerRow(**{**_row_dict(base), "status": "pending", "chunk_count": chunk_count})
+
+    def _record_failure(self, changes: list[dict[str, Any]], code: str, reason: str,
+                        counted: bool) -> None:
+        now = self.now()
+        rows = []
+        for change in changes:
+            previous = self.rows.get(change["doc_id"])
+            base = previous or LedgerRow(source=self.source, collection=self.spec.name,
+                                         doc_id=change["doc_id"], status="failed")
+            attempts = base.attempts + 1
+            rows.append(LedgerRow(**{
+                **_row_dict(base), "status": "failed", "attempts": attempts,
+                "error_code": code, "last_error": reason, "last_attempt_at": now,
+                "next_attempt_at": retry_at(now, attempts),
+            }))
+            self.report.failures.append((change["doc_id"], reason))
+            if counted:
+                self.report.counts["failed"] += 1
+        self.ledger.upsert(rows)
+        self.rows.update({r.doc_id: r for r in rows})
+
+    # Qdrant errors: fail the documents, stop hammering a Qdrant that is down
+    def _qdrant_failed(self, changes: list[dict[str, Any]], error: Exception) -> None:
+        reason = f"Qdrant {type(error).__name__}: {error}"[:500]
+        log.warning("collection %s: %d document(s) failed: %s", self.spec.name, len(changes),
+                    reason)
+        self._record_failure(changes, "qdrant_error", reason, counted=True)
+        self._consecutive_errors += 1
+        if self._consecutive_errors >= 3:
+            self._unavailable = reason
+
+    def _guard(self, changes: list[dict[str, Any]]) -> bool:
+        if self._unavailable is None:
+            return True
+        self._record_failure(changes, "qdrant_error",
+                             f"not attempted, Qdrant kept failing: {self._unavailable}",
+                             counted=True)
+        return False
+
+
+def _take_vectors(vectors: Iterator[dict[str, Any]], change: dict[str, Any]) -> list[list[float]]:
+    taken = []
+    for index in range(len(change["chunks"])):
+        row = next(vectors, None)
+        expected = (change["doc_id"], change["content_hash"], index)
+        if row is None or (row["doc_id"], row["content_hash"], row["chunk_index"]) != expected:
+            raise RuntimeError(
+                f"embeddings do not match the change set at {expected}: re-materialize "
+                "the embeddings asset for this partition"
+            )
+        taken.append(row["vector"])
+    return taken
+
+
+def _row_dict(row: LedgerRow) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in LedgerRow.__dataclass_fields__}
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def timed(started: float) -> float:
+    return round(time.perf_counter() - started, 3)

@@ -1,0 +1,1 @@
+"""Thin Dagster layer over `vector_sync.core`: assets, resources, jobs."""

@@ -1,0 +1,75 @@
+"""Running the asset graph in-process for one source, as the CLI does.
+
+Runs land in the Dagster instance under $DAGSTER_HOME when it is set, so CLI syncs show up
+in the UI's history next to the runs the UI and sensors launched.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from vector_sync.config import VectorSyncConfig
+from vector_sync.core.engine import OUTCOMES
+from vector_sync.definitions import build_assets
+from vector_sync.defs.assets import SnapshotConfig
+from vector_sync.defs.resources import VectorSyncResource
+
+
+def instance() -> dg.DagsterInstance:
+    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else \
+        dg.DagsterInstance.ephemeral()
+
+
+def selection_for(config: VectorSyncConfig, source: str) -> list[dg.AssetKey]:
+    keys = [dg.AssetKey("source_snapshot")]
+    for collection in config.sources[source].collections:
+        keys += [dg.AssetKey([stage, collection]) for stage in ("changes", "embeddings", "qdrant")]
+    return keys
+
+
+def sync_source(config_file: Path, config: VectorSyncConfig, source: str,
+                full: bool = False) -> dict[str, Any]:
+    """{"collections": {name: counts}, "error": None or the reason the run failed}."""
+    result = dg.materialize(
+        build_assets(config),
+        selection=selection_for(config, source),
+        partition_key=source,
+        instance=instance(),
+        resources={"vector_sync": VectorSyncResource(config_path=str(config_file))},
+        run_config=dg.RunConfig(ops={"source_snapshot": SnapshotConfig(full=full)}),
+        tags={"vector_sync/source": source, "vector_sync/trigger": "cli"},
+        raise_on_error=False,
+    )
+    return {"collections": collection_counts(result, config.sources[source].collections),
+            "error": None if result.success else failure_message(result)}
+
+
+def collection_counts(result: dg.ExecuteInProcessResult,
+                      collections: list[str]) -> dict[str, dict[str, int]]:
+    metadata: dict[tuple[str, ...], dict[str, Any]] = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.asset_materialization
+        if materialization is not None:
+            metadata[tuple(materialization.asset_key.path)] = {
+                k: v.value for k, v in materialization.metadata.items()}
+    counts = {}
+    for collection in collections:
+        applied = metadata.get(("qdrant", collection), {})
+        embedded = metadata.get(("embeddings", collection), {})
+        counts[collection] = {**{k: int(applied.get(k, 0)) for k in OUTCOMES},
+                              "chunks_embedded": int(embedded.get("chunks_embedded", 0))}
+    return counts
+
+
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data is not None:
+            error = event.step_failure_data.error
+            if error is not None:
+                return error.message.strip().removeprefix("dagster._core.definitions.events."
+                                                          "Failure: ")
+    return "the run failed"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -24,10 +25,26 @@ def _load_model(model: str, model_path: Path | None, threads: int | None):  # ty
 
     started = time.perf_counter()
     local = model_dir(model, model_path)
+    if local is not None and model not in {m["model"] for m in
+                                           TextEmbedding.list_supported_models()}:
+        _register_custom(model, local)
     loaded = TextEmbedding(model, specific_model_path=str(local) if local else None,
                            threads=threads)
     log.info("loaded embedding model %s in %.1f s", model, time.perf_counter() - started)
     return loaded
+
+
+def _register_custom(model: str, folder: Path) -> None:
+    """A sentence-transformers style model fastembed does not know: mean pooling, normalized,
+    the dimension from the folder's config.json."""
+    from fastembed import TextEmbedding
+    from fastembed.common.model_description import ModelSource, PoolingType
+
+    dimension = json.loads((folder / "config.json").read_text())["hidden_size"]
+    TextEmbedding.add_custom_model(
+        model, pooling=PoolingType.MEAN, normalization=True, dim=int(dimension),
+        sources=ModelSource(hf=model), model_file="model.onnx",
+    )
 
 
 class Embedder:

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import batched
+from itertools import islice
 from typing import Any
 
 from qdrant_client import models
@@ -34,11 +34,18 @@ from vector_sync.core.hashing import (
 )
 from vector_sync.core.ledger import Ledger, LedgerRow
 from vector_sync.core.render import render
-from vector_sync.core.store import QdrantStore
+from vector_sync.core.store import CollectionMismatch, QdrantStore
 from vector_sync.core.tokens import TokenCounter
 from vector_sync.sources.base import Source
 
 log = logging.getLogger(__name__)
+
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """itertools.batched, which Python 3.11 lacks."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
 
 OUTCOMES = ("added", "updated", "payload_updated", "deleted", "unchanged", "failed")
 READ_BATCH = 500
@@ -294,7 +301,12 @@ class Applier:
     def apply(self, changes: Iterable[dict[str, Any]], vectors: Iterator[dict[str, Any]],
               dimension: int | None) -> ApplyReport:
         if dimension is not None:
-            self.store.ensure_collection(self.spec.name, dimension, self.spec.model)
+            try:
+                self.store.ensure_collection(self.spec.name, dimension, self.spec.model)
+            except CollectionMismatch:
+                raise  # a configuration problem: fail the run, touch nothing
+            except Exception as error:  # noqa: BLE001 - Qdrant unreachable: fail every row
+                self._unavailable = f"Qdrant {type(error).__name__}: {error}"[:500]
         group: list[tuple[dict[str, Any], list[list[float]]]] = []
         group_points = 0
         for change in changes:
@@ -321,8 +333,7 @@ class Applier:
             return
         if action == "unchanged":
             self.ledger.upsert([self._synced_row(change, previous, chunk_count=0)])
-            self.report.counts["unchanged"] += 1
-            return
+            return  # counted by the diff, with the documents that were not even read
         if not self._guard([change]):
             return
         try:

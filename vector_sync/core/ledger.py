@@ -8,6 +8,7 @@ which run on open.
 from __future__ import annotations
 
 import dataclasses
+import gc
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -86,6 +87,7 @@ class LedgerRow:
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(LedgerRow))
+_DATETIME_FIELDS = ("last_attempt_at", "last_synced_at", "next_attempt_at")
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -376,7 +378,11 @@ def _upsert_statement(backend: str, table: Table) -> Insert:
     if backend == "postgresql":
         pg_insert = postgresql.insert(table)
         pg_values = {name: pg_insert.excluded[name] for name in others}
-        return pg_insert.on_conflict_do_update(index_elements=keys, set_=pg_values)
+        upsert = pg_insert.on_conflict_do_update(index_elements=keys, set_=pg_values)
+        # SQLAlchemy batches an ON CONFLICT executemany into multi-row statements
+        # ("insertmanyvalues") only when it has a RETURNING; without, it is one round trip
+        # per row (10,000 rows: 1.5 s instead of 0.2 s)
+        return upsert.returning(table.primary_key.columns[0])
     lite_insert = sqlite.insert(table)
     lite_values = {name: lite_insert.excluded[name] for name in others}
     return lite_insert.on_conflict_do_update(index_elements=keys, set_=lite_values)
@@ -387,18 +393,37 @@ def _as_parameters(rows: list[LedgerRow]) -> list[dict[str, Any]]:
     in key order (concurrent PostgreSQL writers then lock rows in the same order)."""
     unique: dict[tuple[str, str, str], LedgerRow] = {}
     for row in rows:
-        if row.status not in STATUSES:
-            raise ValueError(f"{row.doc_id!r}: status {row.status!r} is not one of {STATUSES}")
+        _validate(row)
         unique[(row.source, row.collection, row.doc_id)] = row
-    return [
-        {name: getattr(row, name) for name in _FIELDS}
-        for _, row in sorted(unique.items(), key=lambda item: item[0])
-    ]
+    return [{name: getattr(unique[key], name) for name in _FIELDS} for key in sorted(unique)]
+
+
+def _validate(row: LedgerRow) -> None:
+    if row.status not in STATUSES:
+        raise ValueError(f"{row.doc_id!r}: status {row.status!r} is not one of {STATUSES}")
+    for name in _DATETIME_FIELDS:
+        value = getattr(row, name)
+        if value is not None and value.utcoffset() is None:
+            raise ValueError(f"{row.doc_id!r}: {name} must be timezone-aware, got {value!r}")
 
 
 def _to_rows(result: Result[Any]) -> list[LedgerRow]:
     # selected columns are in field order, so positional construction is exact (and fast)
-    return list(starmap(LedgerRow, result.all()))
+    with _gc_paused():
+        return list(starmap(LedgerRow, result.all()))
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Creating 100,000s of objects sets off cyclic-GC passes that find nothing here (rows
+    hold no cycles) yet cost a third of rows()."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _for_source(query: Select[Any], source: str | None) -> Select[Any]:

@@ -38,6 +38,9 @@ class StateFiles:
     def changes(self, collection: str, source: str) -> Path:
         return self.root / "changes" / collection / f"{source}.parquet"
 
+    def change_counts(self, collection: str, source: str) -> Path:
+        return self.changes(collection, source).with_suffix(".counts.json")
+
     def embeddings(self, collection: str, source: str) -> Path:
         return self.root / "embeddings" / collection / f"{source}.parquet"
 
@@ -47,19 +50,27 @@ def write_rows(path: Path, schema: pa.Schema, rows: Iterable[dict[str, Any]]) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     written = 0
-    with pq.ParquetWriter(partial, schema) as writer:
-        batch: list[dict[str, Any]] = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= BATCH_ROWS:
+    try:
+        with pq.ParquetWriter(partial, schema) as writer:
+            for batch in _chunks(rows):
                 writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
                 written += len(batch)
-                batch = []
-        if batch:
-            writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
-            written += len(batch)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     os.replace(partial, path)
     return written
+
+
+def _chunks(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= BATCH_ROWS:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def read_rows(path: Path, columns: list[str] | None = None) -> Iterator[dict[str, Any]]:

@@ -6,8 +6,7 @@ Assets exchange Parquet files under the state dir (paths derived from the partit
 each step is inspectable, and `qdrant/<collection>` is the only one that writes Qdrant.
 """
 
-from __future__ import annotations
-
+import json
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -34,10 +33,8 @@ from vector_sync.sources import SourceUnavailable, build_source
 
 QDRANT_POOL = "qdrant"  # embedded Qdrant admits one process at a time
 
-
 class SnapshotConfig(dg.Config):
     full: bool = False  # read every document, ignoring the cheap version hints
-
 
 @contextmanager
 def open_ledger(config: VectorSyncConfig) -> Iterator[Ledger]:
@@ -47,15 +44,12 @@ def open_ledger(config: VectorSyncConfig) -> Iterator[Ledger]:
     finally:
         ledger.close()
 
-
 def _throughput(count: int, seconds: float) -> float:
     return round(count / seconds, 1) if seconds > 0 else 0.0
-
 
 def _skip(context: dg.AssetExecutionContext, collection: str) -> dg.MaterializeResult:
     context.log.info("source %s does not feed collection %s", context.partition_key, collection)
     return dg.MaterializeResult(metadata={"fed_by_source": False})
-
 
 def source_snapshot_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
@@ -100,7 +94,6 @@ def source_snapshot_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefin
 
     return source_snapshot
 
-
 def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
                       ) -> list[dg.AssetsDefinition]:
     changes_key = dg.AssetKey(["changes", collection])
@@ -129,6 +122,7 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
             rows = ledger.rows(source, collection)
         write_rows(files.changes(collection, source), CHANGES,
                    differ.changes(read_rows(files.snapshot(source)), rows, diff))
+        files.change_counts(collection, source).write_text(json.dumps(diff.as_dict()))
         seconds = engine.timed(started)
         context.log.info("changes for %s from %s: %s", collection, source, diff.as_dict())
         return dg.MaterializeResult(metadata={**diff.as_dict(), "duration_s": seconds})
@@ -184,7 +178,6 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
 
     return [changes, embeddings, qdrant]
 
-
 def check_chunk_budget(spec: engine.CollectionSpec, embedder: Embedder) -> None:
     limit = embedder.max_tokens()
     if spec.chunking.max_tokens > limit:
@@ -193,7 +186,6 @@ def check_chunk_budget(spec: engine.CollectionSpec, embedder: Embedder) -> None:
             f"{spec.chunking.max_tokens} but model {spec.model} reads at most {limit} tokens; "
             "longer chunks would be silently truncated"
         )
-
 
 def apply_collection(settings: VectorSyncConfig, source: str,
                      collection: str) -> engine.ApplyReport:
@@ -207,6 +199,8 @@ def apply_collection(settings: VectorSyncConfig, source: str,
         applier = engine.Applier(store, ledger, source, spec,
                                  batch_points=settings.qdrant.batch_size)
         report = applier.apply(read_rows(files.changes(collection, source)), vectors, dimension)
+        planned = json.loads(files.change_counts(collection, source).read_text())
+        report.counts["unchanged"] = planned["unchanged"]
         # every document now matches this config in the ledger, or is marked failed
         ledger.set_state(source, engine.config_state_key(collection), spec.fingerprint)
     report.seconds = engine.timed(started)

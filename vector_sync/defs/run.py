@@ -40,7 +40,10 @@ def sync_source(config_file: Path, config: VectorSyncConfig, source: str,
         partition_key=source,
         instance=instance(),
         resources={"vector_sync": VectorSyncResource(config_path=str(config_file))},
-        run_config=dg.RunConfig(ops={"source_snapshot": SnapshotConfig(full=full)}),
+        run_config=dg.RunConfig(
+            ops={"source_snapshot": SnapshotConfig(full=full)},
+            loggers={"console": {"config": {"log_level": "INFO"}}},
+        ),
         tags={"vector_sync/source": source, "vector_sync/trigger": "cli"},
         raise_on_error=False,
     )
@@ -52,7 +55,7 @@ def collection_counts(result: dg.ExecuteInProcessResult,
                       collections: list[str]) -> dict[str, dict[str, int]]:
     metadata: dict[tuple[str, ...], dict[str, Any]] = {}
     for event in result.get_asset_materialization_events():
-        materialization = event.asset_materialization
+        materialization = event.event_specific_data.materialization  # type: ignore[union-attr]
         if materialization is not None:
             metadata[tuple(materialization.asset_key.path)] = {
                 k: v.value for k, v in materialization.metadata.items()}

@@ -38,7 +38,6 @@ _YAML = YAMLHandler()
 _INLINE_TAG = re.compile(r"(?<!\S)#([\w/-]+)")
 _WIKILINK = re.compile(r"\[\[([^\[\]]+)\]\]")
 _TAG_SEPARATORS = re.compile(r"[,\s]+")
-_SIMPLE_SUFFIX_GLOB = re.compile(r"^(?:\*\*/)?\*(\.[A-Za-z0-9_.-]+)$")
 _BY_NAME = attrgetter("name")
 
 
@@ -54,29 +53,11 @@ class _BadDocument(Exception):
 # --- path matching -------------------------------------------------------------------------
 
 
-class _Globs:
-    """include/exclude patterns (gitignore syntax) on a relative POSIX path.
-
-    `*.md`-style lists skip pathspec entirely: a suffix test is ~20x cheaper and those
-    patterns are what nearly every vault uses."""
-
-    def __init__(self, patterns: Sequence[str], setting: str) -> None:
-        suffixes = [_SIMPLE_SUFFIX_GLOB.match(p) for p in patterns]
-        self.suffixes: tuple[str, ...] | None = None
-        self.spec: PathSpec | None = None
-        if all(suffixes):  # an empty list too: it matches nothing
-            self.suffixes = tuple(m.group(1) for m in suffixes if m)
-            return
-        try:
-            self.spec = PathSpec.from_lines("gitignore", patterns)
-        except ValueError as error:
-            raise ConfigError(f"{setting}: {error}") from None
-
-    def match(self, rel_path: str) -> bool:
-        if self.suffixes is not None:
-            # like gitignore, `*.md` also matches every file under a folder named `x.md/`
-            return any(f"{s}/" in rel_path or rel_path.endswith(s) for s in self.suffixes)
-        return self.spec is not None and self.spec.match_file(rel_path)
+def _compile_globs(patterns: Sequence[str], setting: str) -> PathSpec:
+    try:
+        return PathSpec.from_lines("gitignore", patterns)
+    except ValueError as error:
+        raise ConfigError(f"{setting}: {error}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,8 +285,8 @@ class MarkdownSource:
     def __init__(self, name: str, config: MarkdownSourceConfig) -> None:
         self.name = name
         self.config = config
-        self._include = _Globs(config.include, f"sources.{name}.include")
-        self._exclude = _Globs(config.exclude, f"sources.{name}.exclude")
+        self._include = _compile_globs(config.include, f"sources.{name}.include")
+        self._exclude = _compile_globs(config.exclude, f"sources.{name}.exclude")
         self._ignore_names = frozenset(config.ignore_files)
 
     # --- scan ---
@@ -408,8 +389,8 @@ class MarkdownSource:
     def _wanted(self, rel_path: str, name: str, layers: Sequence[_IgnoreLayer]) -> bool:
         return (
             name not in self._ignore_names
-            and self._include.match(rel_path)
-            and not self._exclude.match(rel_path)
+            and self._include.match_file(rel_path)
+            and not (self._exclude and self._exclude.match_file(rel_path))
             and not _is_ignored(layers, rel_path)
         )
 

@@ -1,0 +1,550 @@
+"""Markdown-aware chunking: cut a document into pieces that each fit the embedding model.
+
+Chunk text layout (stable: changing it means bumping CHUNKER_VERSION)::
+
+    text   = "\\n\\n".join(part for part in (header, body) if part)
+    header = "\\n".join(part for part in (preamble.strip(), " > ".join(path)) if part)
+
+e.g. ``"title: Sourdough\\nSourdough > Feeding the starter\\n\\nFeed it twice a day."``.
+The body is Markdown source: whole blocks joined by a blank line, or a piece of one block
+cut from the source as is. When the header would leave less than a quarter of the budget
+for the body, the outermost headings of the path shown in the text become "…" (then the
+header is cut short); `Chunk.heading_path` always keeps the full path.
+
+Sections and packing:
+- Every heading starts a section; its heading path is the stack of enclosing headings.
+  markdown-it finds headings and blocks, so a ``#`` line inside a code fence is code.
+- Headings of level 1-2 are hard boundaries: no chunk holds text of two such sections.
+- Deeper headings (3-6) are soft: consecutive whole sections under the same level-1/2
+  heading are packed into one chunk while they fit. That chunk's path is their common
+  ancestor path and the sub-headings below it stay in the body as Markdown lines
+  ("### Title"), so each piece of text keeps its heading and tiny sections do not each
+  become a weak chunk of their own.
+- A section that does not fit one chunk gets chunks of its own, with its full path. Its
+  blocks (paragraph, list, table, code fence...) are packed in order up to the budget; a
+  block too big alone is cut by lines (except paragraphs), then sentences, then words
+  (each CJK character counts as a word), then characters.
+- Overlap: each further chunk of a split section starts with about `overlap_tokens` of the
+  end of the previous chunk's body: whole sentences when they come to at least half of
+  that, else words. It is capped at half the body budget so every chunk moves forward.
+- A heading with no text of its own appears in the path of its sub-sections, or, when it
+  has none, as a chunk (or body line) of its own: no heading is dropped.
+
+Budget: block, sentence and heading sizes are counted once and summed (WordPiece counts
+add up across whitespace); every chunk is then counted once and, in the rare case the sum
+was off, re-packed smaller. `count_tokens(chunk.text) <= max_tokens` holds for every chunk.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from markdown_it import MarkdownIt
+
+CHUNKER_VERSION = "md-1"  # bump when the algorithm changes: it is part of every content hash
+
+MIN_MAX_TOKENS = 16
+# longer texts are taken as over budget without counting (a speed guess, not a guarantee)
+_MAX_CHARS_PER_TOKEN = 6
+
+# block structure only: inline parsing would cost time and we keep the source text anyway
+_MARKDOWN = MarkdownIt("commonmark").enable("table").disable(["inline", "text_join"])
+
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+# each pattern's match end is where the next part starts
+_LINE_BREAK = re.compile(r"\n(?:[ \t]*\n)*")
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*\s+|[。！？]+\s*")
+_WORD_GAP = re.compile(rf"\s+(?=\S)|(?<=[{_CJK}])(?=\S)|(?<=\S)(?=[{_CJK}])")
+_NEWLINES = re.compile(r"\r\n?")
+_BLANK_LINES_AT_START = re.compile(r"^(?:[ \t]*\n)+")
+
+TokenCounter = Callable[[str], int]
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    text: str  # exactly what gets embedded and stored as the point's `text`
+    heading_path: tuple[str, ...]  # e.g. ("Sourdough", "Feeding the starter")
+
+
+def chunker_fingerprint(max_tokens: int, overlap_tokens: int) -> str:
+    """What chunk texts depend on besides the document, for content hashes."""
+    return f"{CHUNKER_VERSION}/{max_tokens}/{overlap_tokens}"
+
+
+def chunk_document(
+    preamble: str,
+    markdown: str,
+    *,
+    count_tokens: TokenCounter,
+    max_tokens: int,
+    overlap_tokens: int,
+) -> list[Chunk]:
+    """Chunks of `markdown`, each starting with `preamble` and its heading path (see module)."""
+    if max_tokens < MIN_MAX_TOKENS:
+        raise ValueError(f"max_tokens must be at least {MIN_MAX_TOKENS}, got {max_tokens}")
+    if overlap_tokens < 0:
+        raise ValueError(f"overlap_tokens must not be negative, got {overlap_tokens}")
+    chunker = _Chunker(preamble.strip(), count_tokens, max_tokens, overlap_tokens)
+    chunks = chunker.chunk(_normalized(markdown))
+    if not chunks and chunker.preamble:
+        return [chunker.chunk_of((), "")]
+    return chunks
+
+
+# --- parsing --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Heading:
+    level: int
+    title: str
+
+    @property
+    def line(self) -> str:
+        return f"{'#' * self.level} {self.title}"
+
+
+Context = tuple[_Heading, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    text: str
+    prose: bool  # paragraphs are cut by sentences; code, lists, tables first by lines
+
+
+@dataclass(slots=True)
+class _Section:
+    context: Context  # the enclosing headings, its own last
+    segment: int  # sections of different level-1/2 headings never share a chunk
+    blocks: list[_Block] = field(default_factory=list)
+
+
+def _normalized(markdown: str) -> str:
+    # as markdown-it normalizes, so that its line numbers match our lines
+    return _NEWLINES.sub("\n", markdown).replace("\0", "\ufffd")
+
+
+def _headings_and_blocks(markdown: str) -> Iterator[_Heading | _Block]:
+    """Top-level headings and blocks in document order, as source text."""
+    lines = markdown.split("\n")
+    tokens = _MARKDOWN.parse(markdown)
+    covered = 0
+    for index, token in enumerate(tokens):
+        if token.level != 0 or token.nesting < 0 or token.map is None:
+            continue
+        first, last = token.map
+        yield from _unparsed_lines(lines[covered:first])
+        covered = max(covered, last)
+        if token.type == "heading_open":
+            title = " ".join(tokens[index + 1].content.split())
+            if title:
+                yield _Heading(int(token.tag[1:]), title)
+        elif token.type != "hr":  # a rule carries no text
+            text = "\n".join(lines[first:last]).rstrip()
+            if text.strip():
+                yield _Block(text, prose=token.type == "paragraph_open")
+    yield from _unparsed_lines(lines[covered:])
+
+
+def _unparsed_lines(lines: list[str]) -> Iterator[_Block]:
+    """Text markdown-it yields no token for (link reference definitions): kept, not lost."""
+    for paragraph in "\n".join(lines).split("\n\n"):
+        if paragraph.strip():
+            yield _Block(paragraph.strip("\n").rstrip(), prose=False)
+
+
+def _sections(markdown: str) -> list[_Section]:
+    stack: list[_Heading] = []
+    sections = [_Section((), 0)]
+    for item in _headings_and_blocks(markdown):
+        if isinstance(item, _Block):
+            sections[-1].blocks.append(item)
+            continue
+        while stack and stack[-1].level >= item.level:
+            stack.pop()
+        stack.append(item)
+        segment = sections[-1].segment + (item.level <= 2)
+        sections.append(_Section(tuple(stack), segment))
+    return _without_redundant_empties(sections)
+
+
+def _without_redundant_empties(sections: list[_Section]) -> list[_Section]:
+    """Drops text-less sections whose heading the next section's path carries anyway."""
+    return [
+        section
+        for section, following in zip(sections, [*sections[1:], None], strict=True)
+        if section.blocks or (section.context and not _extends(following, section.context))
+    ]
+
+
+def _extends(section: _Section | None, context: Context) -> bool:
+    return section is not None and section.context[: len(context)] == context
+
+
+def _segments(sections: list[_Section]) -> Iterator[list[_Section]]:
+    run: list[_Section] = []
+    for section in sections:
+        if run and run[0].segment != section.segment:
+            yield run
+            run = []
+        run.append(section)
+    if run:
+        yield run
+
+
+def _common_prefix(contexts: Sequence[Context]) -> Context:
+    shortest = min(contexts, key=len)
+    for depth, heading in enumerate(shortest):
+        if any(context[depth] != heading for context in contexts):
+            return shortest[:depth]
+    return shortest
+
+
+def _shared_depth(first: Context, second: Context) -> int:
+    return len(_common_prefix([first, second]))
+
+
+# --- cutting text ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    block: int  # index in the section's blocks
+    start: int
+    end: int
+    tokens: int
+
+
+# a cutter gives the positions inside text[start:end] where a part may begin;
+# `parts` is how many parts the caller needs at least (cutters of natural units ignore it)
+Cutter = Callable[[str, int, int, int], list[int]]
+
+
+def _cuts(pattern: re.Pattern[str], text: str, start: int, end: int) -> list[int]:
+    return [m.end() for m in pattern.finditer(text, start, end) if start < m.end() < end]
+
+
+def _line_cuts(text: str, start: int, end: int, parts: int) -> list[int]:
+    return _cuts(_LINE_BREAK, text, start, end)
+
+
+def _sentence_cuts(text: str, start: int, end: int, parts: int) -> list[int]:
+    return _cuts(_SENTENCE_END, text, start, end)
+
+
+def _word_cuts(text: str, start: int, end: int, parts: int) -> list[int]:
+    # runs of words, not single words: counting each word of a monster would be slow
+    cuts = _cuts(_WORD_GAP, text, start, end)
+    step = max(1, math.ceil((len(cuts) + 1) / parts))
+    return cuts[step - 1 :: step]
+
+
+def _char_cuts(text: str, start: int, end: int, parts: int) -> list[int]:
+    step = max(1, math.ceil((end - start) / parts))
+    return list(range(start + step, end, step))
+
+
+_PROSE_CUTTERS: tuple[Cutter, ...] = (_sentence_cuts, _word_cuts, _char_cuts)
+_SOURCE_CUTTERS: tuple[Cutter, ...] = (_line_cuts, *_PROSE_CUTTERS)
+
+
+def _tidy(piece_text: str) -> str:
+    return _BLANK_LINES_AT_START.sub("", piece_text).rstrip()
+
+
+# --- chunking -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    text: str
+    tokens: int
+
+
+class _Chunker:
+    """One document's chunking, with its counts cached."""
+
+    def __init__(
+        self, preamble: str, count: TokenCounter, max_tokens: int, overlap_tokens: int
+    ) -> None:
+        self.preamble = preamble
+        self.count = count
+        self.max_tokens = max_tokens
+        self.overlap_tokens = overlap_tokens
+        self.fixed_tokens = count("")  # what the model adds to any text ([CLS], [SEP])
+        self.min_body = max(1, max_tokens // 4)
+        self.headers: dict[Context, _Header] = {}
+        self.heading_tokens: dict[_Heading, int] = {}
+        self.block_tokens: dict[str, int] = {}
+
+    def tokens(self, text: str) -> int:
+        return self.count(text) - self.fixed_tokens if text else 0
+
+    def chunk(self, markdown: str) -> list[Chunk]:
+        chunks: list[Chunk] = []
+        for segment in _segments(_sections(markdown)):
+            chunks += self.chunk_segment(segment)
+        return chunks
+
+    def chunk_of(self, context: Context, body: str) -> Chunk:
+        header = self.header(context).text
+        text = "\n\n".join(part for part in (header, body) if part)
+        return Chunk(text, tuple(heading.title for heading in context))
+
+    def fits(self, chunk: Chunk) -> bool:
+        return self.count(chunk.text) <= self.max_tokens
+
+    # header ---------------------------------------------------------------------------------
+
+    def header(self, context: Context) -> _Header:
+        if context not in self.headers:
+            self.headers[context] = self.fitted_header([h.title for h in context])
+        return self.headers[context]
+
+    def fitted_header(self, titles: list[str]) -> _Header:
+        limit = self.max_tokens - self.fixed_tokens - self.min_body
+        for dropped in range(len(titles) + 1):  # outermost headings go first
+            shown = titles[dropped:]
+            path = " > ".join((["…"] if dropped else []) + shown) if shown else ""
+            text = "\n".join(part for part in (self.preamble, path) if part)
+            tokens = self.tokens(text)
+            if tokens <= limit:
+                return _Header(text, tokens)
+        text = self.truncated(self.preamble, limit)
+        return _Header(text, self.tokens(text))
+
+    def truncated(self, text: str, limit: int) -> str:
+        """The longest start of `text` within `limit` tokens, cut between words if possible."""
+        low, high = 0, len(text)  # binary search on the length: log(n) counts, rare path
+        while low < high:
+            middle = (low + high + 1) // 2
+            if self.tokens(text[:middle]) <= limit:
+                low = middle
+            else:
+                high = middle - 1
+        word_end = max(text.rfind(" ", 0, low + 1), text.rfind("\n", 0, low + 1))
+        return text[: word_end if 0 < word_end < low else low].rstrip()
+
+    def body_budget(self, context: Context) -> int:
+        return self.max_tokens - self.fixed_tokens - self.header(context).tokens
+
+    # packing whole sections -----------------------------------------------------------------
+
+    def chunk_segment(self, segment: list[_Section]) -> list[Chunk]:
+        whole = self.whole_segment_chunk(segment)
+        return [whole] if whole is not None else self.packed_segment(segment)
+
+    def whole_segment_chunk(self, segment: list[_Section]) -> Chunk | None:
+        """The segment as one chunk if it fits: one count, where sizing its blocks first
+        and then checking the chunk would count its text twice."""
+        path = _common_prefix([section.context for section in segment])
+        body = "\n\n".join(_run_lines(segment, path))
+        if len(body) > _MAX_CHARS_PER_TOKEN * self.body_budget(path):
+            return None  # surely too long: do not waste a count on it
+        chunk = self.chunk_of(path, body)
+        return chunk if self.fits(chunk) else None
+
+    def packed_segment(self, segment: list[_Section]) -> list[Chunk]:
+        base = _common_prefix([section.context for section in segment])
+        budget = self.body_budget(base)
+        chunks: list[Chunk] = []
+        run: list[_Section] = []
+        run_cost = 0
+        for section in segment:
+            cost = self.section_cost(section, len(base))
+            if run and run_cost + cost > budget:
+                chunks += self.chunk_run(run)
+                run, run_cost = [], 0
+            if cost > budget:
+                chunks += self.split_section(section)
+            else:
+                run.append(section)
+                run_cost += cost
+        if run:
+            chunks += self.chunk_run(run)
+        return chunks
+
+    def section_cost(self, section: _Section, base_depth: int) -> int:
+        """Body tokens of a section packed with others (its heading lines included)."""
+        headings = sum(self.heading_line_tokens(h) for h in section.context[base_depth:])
+        return headings + sum(self.block_size(block) for block in section.blocks)
+
+    def heading_line_tokens(self, heading: _Heading) -> int:
+        if heading not in self.heading_tokens:
+            self.heading_tokens[heading] = self.tokens(heading.line)
+        return self.heading_tokens[heading]
+
+    def block_size(self, block: _Block) -> int:
+        if block.text not in self.block_tokens:
+            self.block_tokens[block.text] = self.tokens(block.text)
+        return self.block_tokens[block.text]
+
+    def chunk_run(self, run: list[_Section]) -> list[Chunk]:
+        """One chunk for consecutive whole sections, unless the summed sizes were too low."""
+        path = _common_prefix([section.context for section in run])
+        chunk = self.chunk_of(path, "\n\n".join(_run_lines(run, path)))
+        if self.fits(chunk):
+            return [chunk]
+        if len(run) > 1:
+            return self.chunk_run(run[:-1]) + self.chunk_run(run[-1:])
+        return self.split_section(run[0])
+
+    # splitting one section ------------------------------------------------------------------
+
+    def split_section(self, section: _Section) -> list[Chunk]:
+        budget = self.body_budget(section.context)
+        pieces = deque(self.pieces(section.blocks, budget))
+        chunks: list[Chunk] = []
+        previous_body = ""
+        most = len(pieces)  # pieces a chunk may take; lowered only to retry an overfull one
+        use_overlap = True
+        while pieces:
+            overlap, overlap_tokens = "", 0
+            if previous_body and use_overlap:
+                target = min(self.overlap_tokens, budget // 2, budget - pieces[0].tokens)
+                overlap, overlap_tokens = self.overlap(previous_body, target)
+            taken = _take(pieces, budget - overlap_tokens, most)
+            body = _with_overlap(overlap, taken[0], section.blocks, _render(taken, section.blocks))
+            chunk = self.chunk_of(section.context, body)
+            if self.fits(chunk):
+                chunks.append(chunk)
+                previous_body, most, use_overlap = body, len(pieces), True
+                continue
+            # the summed sizes were too low (rare): retry with less in this chunk
+            pieces.extendleft(reversed(taken))
+            if len(taken) > 1:
+                most = len(taken) - 1
+            elif overlap:
+                use_overlap = False
+            else:
+                self.recut_first(pieces, section.blocks, budget)
+        return chunks
+
+    def recut_first(self, pieces: deque[_Piece], blocks: list[_Block], budget: int) -> None:
+        piece = pieces.popleft()
+        smaller = min(piece.tokens, budget) * 3 // 4
+        text = blocks[piece.block].text
+        if piece.end - piece.start <= 1 or smaller < 1:
+            # cannot happen with a header within 3/4 of the budget; never loop forever
+            pieces.appendleft(_Piece(piece.block, piece.start, piece.end, 0))
+            return
+        spans = self.fit(text, piece.start, piece.end, smaller, _SOURCE_CUTTERS, forced=True)
+        pieces.extendleft(reversed([_Piece(piece.block, s, e, n) for s, e, n in spans]))
+
+    def pieces(self, blocks: list[_Block], budget: int) -> Iterator[_Piece]:
+        for index, block in enumerate(blocks):
+            size = self.block_size(block)
+            if size <= budget:
+                yield _Piece(index, 0, len(block.text), size)
+                continue
+            cutters = _PROSE_CUTTERS if block.prose else _SOURCE_CUTTERS
+            for start, end, tokens in self.fit(block.text, 0, len(block.text), budget, cutters):
+                yield _Piece(index, start, end, tokens)
+
+    def fit(
+        self,
+        text: str,
+        start: int,
+        end: int,
+        budget: int,
+        cutters: Sequence[Cutter],
+        forced: bool = False,
+    ) -> list[tuple[int, int, int]]:
+        """(start, end, tokens) parts of text[start:end], each within budget when possible."""
+        tokens = self.tokens(text[start:end])
+        if (tokens <= budget and not forced) or end - start <= 1:
+            return [(start, end, tokens)]
+        parts = 2 * max(2, math.ceil(tokens / budget))
+        for depth, cutter in enumerate(cutters):
+            cuts = cutter(text, start, end, parts)
+            if cuts:
+                bounds = [start, *cuts, end]
+                return [
+                    part
+                    for part_start, part_end in zip(bounds, bounds[1:], strict=False)
+                    for part in self.fit(text, part_start, part_end, budget, cutters[depth:])
+                ]
+        return [(start, end, tokens)]
+
+    def overlap(self, body: str, target: int) -> tuple[str, int]:
+        """About `target` tokens from the end of `body`: whole sentences, else words."""
+        if target <= 0:
+            return "", 0
+        best = (len(body), 0)
+        window = max(0, len(body) - _MAX_CHARS_PER_TOKEN * target)
+        sentences = _cuts(_SENTENCE_END, body, window, len(body))
+        lines = _cuts(_LINE_BREAK, body, window, len(body))
+        starts = sorted({*sentences, *lines, *([0] if window == 0 else [])})
+        for start in reversed(starts):  # sentence by sentence: each counted once, summed
+            tokens = best[1] + self.tokens(body[start : best[0]])
+            if tokens > target:
+                break
+            best = (start, tokens)
+        if 2 * best[1] < target:
+            best = self.word_overlap(body, target, best)
+        start, tokens = best
+        return body[start:], tokens
+
+    def word_overlap(self, body: str, target: int, fallback: tuple[int, int]) -> tuple[int, int]:
+        # a suffix of more than `target` words has more than `target` tokens
+        window = max(0, fallback[0] - _MAX_CHARS_PER_TOKEN * target)
+        starts = _cuts(_WORD_GAP, body, window, fallback[0])[-target:]
+        best = fallback
+        low, high = 0, len(starts)  # binary search for the longest suffix within target
+        while low < high:
+            middle = (low + high) // 2
+            tokens = self.tokens(body[starts[middle] :])
+            if tokens <= target:
+                best, high = (starts[middle], tokens), middle
+            else:
+                low = middle + 1
+        return best
+
+
+def _run_lines(run: list[_Section], path: Context) -> Iterator[str]:
+    """The body of packed sections: the headings below `path` as lines, then the blocks."""
+    previous = path
+    for section in run:
+        for heading in section.context[_shared_depth(previous, section.context) :]:
+            yield heading.line
+        for block in section.blocks:
+            yield block.text
+        previous = section.context
+
+
+def _take(pieces: deque[_Piece], room: int, most: int) -> list[_Piece]:
+    """Consecutive pieces up to `room` tokens (always at least one)."""
+    taken = [pieces.popleft()]
+    used = taken[0].tokens
+    while pieces and len(taken) < most and used + pieces[0].tokens <= room:
+        used += pieces[0].tokens
+        taken.append(pieces.popleft())
+    return taken
+
+
+def _render(pieces: list[_Piece], blocks: list[_Block]) -> str:
+    """Consecutive pieces of one block are one slice of its source; blocks are paragraphs."""
+    parts: list[str] = []
+    first = pieces[0]
+    for previous, piece in zip(pieces, [*pieces[1:], None], strict=True):
+        if piece is None or piece.block != previous.block:
+            parts.append(_tidy(blocks[first.block].text[first.start : previous.end]))
+            first = piece if piece is not None else first
+    return "\n\n".join(part for part in parts if part)
+
+
+def _with_overlap(overlap: str, first: _Piece, blocks: list[_Block], new_text: str) -> str:
+    if not overlap:
+        return new_text
+    if not new_text:
+        return overlap
+    before = blocks[first.block].text[: first.start]
+    gap = before[len(before.rstrip()) :]
+    separator = "\n\n" if first.start == 0 else ("\n" if "\n" in gap else " ")
+    return overlap + separator + new_text

@@ -1,0 +1,96 @@
+"""Shared fixtures: a real vault on disk, a config pointing at it, and readers of what
+embedded Qdrant actually holds after a run."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from qdrant_client import QdrantClient
+
+from vector_sync.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _ephemeral_dagster(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # CLI runs use an ephemeral instance
+
+
+def write_note(vault: Path, rel: str, text: str) -> Path:
+    path = vault / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return path
+
+
+def long_note(title: str, sections: int = 4, words: int = 180) -> str:
+    """A note long enough for several 256-token chunks."""
+    parts = [f"---\ntitle: {title}\ntags: [long]\n---\n# {title}\n"]
+    for s in range(sections):
+        sentence = f"Section {s} of {title} explains topic {s} in detail with example {s}. "
+        parts.append(f"## Part {s}\n\n" + sentence * (words // 12) + "\n")
+    return "\n".join(parts)
+
+
+class Project:
+    """A vault plus config in a temp folder, driven through the real CLI."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.vault = root / "vault"
+        self.vault.mkdir()
+        self.config_file = root / "vector_sync.yaml"
+        self.config: dict[str, Any] = {
+            "state": {"dir": "state"},
+            "sources": {"notes": {"kind": "markdown", "path": "vault",
+                                  "collections": ["notes"]}},
+            "collections": {"notes": {"embed": ["title", "body"],
+                                      "payload": ["tags", "path"]}},
+        }
+        self.save()
+
+    def save(self) -> None:
+        self.config_file.write_text(yaml.safe_dump(self.config))
+
+    def note(self, rel: str, text: str) -> Path:
+        return write_note(self.vault, rel, text)
+
+    def cli(self, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, Any]:
+        capsys.readouterr()
+        code = main([*args, "--config", str(self.config_file), "--json"])
+        out = capsys.readouterr().out
+        return code, json.loads(out) if out.strip() else None
+
+    def points(self, collection: str = "notes") -> dict[str, list[dict[str, Any]]]:
+        """doc_id -> payloads of its points, sorted by chunk_index, read from Qdrant."""
+        client = QdrantClient(path=str(self.root / "state" / "qdrant"))
+        try:
+            if not client.collection_exists(collection):
+                return {}
+            found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            offset = None
+            while True:
+                records, offset = client.scroll(collection, limit=1000, offset=offset,
+                                                with_payload=True)
+                for record in records:
+                    found[record.payload["doc_id"]].append(record.payload)
+                if offset is None:
+                    break
+            return {d: sorted(p, key=lambda x: x["chunk_index"]) for d, p in found.items()}
+        finally:
+            client.close()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return Project(tmp_path)
+
+
+def counts(report: dict[str, Any], source: str = "notes",
+           collection: str = "notes") -> dict[str, int]:
+    return report["sources"][source]["collections"][collection]

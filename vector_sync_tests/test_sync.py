@@ -1,0 +1,238 @@
+"""End to end through the CLI: real vault files, real model, real embedded Qdrant, real
+Dagster runs. Every count the CLI reports is checked against what Qdrant holds."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from vector_sync_tests.conftest import Project, counts, long_note
+
+ZERO = {"added": 0, "updated": 0, "payload_updated": 0, "deleted": 0, "failed": 0,
+        "chunks_embedded": 0}
+
+
+def _seed(project: Project) -> None:
+    project.note("a.md", "---\ntitle: Alpha\ntags: [one]\n---\nAlpha is about apples.\n")
+    project.note("sub/b.md", "# Bravo\n\nBravo talks about bread and #baking.\n")
+    project.note("sub/deep/c.md", "Charlie covers cheese.\n")
+    project.note("long.md", long_note("Longform"))
+
+
+def _storage_digest(project: Project) -> str:
+    digest = hashlib.sha256()
+    for file in sorted((project.root / "state" / "qdrant").rglob("*")):
+        if file.is_file() and file.name != ".lock":
+            digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def _subset(report_counts: dict[str, int], expected: dict[str, int]) -> dict[str, int]:
+    return {k: report_counts[k] for k in expected}
+
+
+def test_first_sync_adds_everything_and_a_second_sync_writes_nothing(project, capsys):
+    _seed(project)
+    code, report = project.cli("sync", capsys=capsys)
+    assert code == 0
+    first = counts(report)
+    points = project.points()
+    assert first["added"] == 4 == len(points)
+    assert first["chunks_embedded"] == sum(len(p) for p in points.values())
+    assert len(points["long.md"]) > 2  # several chunks
+    payload = points["a.md"][0]
+    assert payload["source"] == "notes" and payload["tags"] == ["one"]
+    assert payload["path"] == "a.md" and payload["chunk_count"] == 1
+    assert "Alpha is about apples." in payload["text"]
+    assert {"content_hash", "synced_at", "chunk_index"} <= payload.keys()
+
+    before = _storage_digest(project)
+    code, report = project.cli("sync", capsys=capsys)
+    assert code == 0
+    assert _subset(counts(report), ZERO) == ZERO
+    assert counts(report)["unchanged"] == 4
+    assert _storage_digest(project) == before  # not a single write to Qdrant
+
+
+def test_edit_payload_delete_rename_shrink_each_do_only_their_work(project, capsys):
+    _seed(project)
+    project.cli("sync", capsys=capsys)
+    before = project.points()
+
+    project.note("sub/deep/c.md", "Charlie now covers chocolate instead.\n")
+    code, report = project.cli("sync", capsys=capsys)
+    assert _subset(counts(report), {"updated": 1, "added": 0, "chunks_embedded": 1}) == \
+        {"updated": 1, "added": 0, "chunks_embedded": 1}
+    after = project.points()
+    assert "chocolate" in after["sub/deep/c.md"][0]["text"]
+    assert after["a.md"][0]["synced_at"] == before["a.md"][0]["synced_at"]  # untouched
+
+    project.note("a.md", "---\ntitle: Alpha\ntags: [one, two]\n---\nAlpha is about apples.\n")
+    code, report = project.cli("sync", capsys=capsys)
+    assert _subset(counts(report), {"payload_updated": 1, "updated": 0, "chunks_embedded": 0}) \
+        == {"payload_updated": 1, "updated": 0, "chunks_embedded": 0}
+    assert project.points()["a.md"][0]["tags"] == ["one", "two"]
+
+    (project.vault / "sub" / "b.md").unlink()
+    code, report = project.cli("sync", capsys=capsys)
+    assert counts(report)["deleted"] == 1
+    assert "sub/b.md" not in project.points()
+
+    (project.vault / "a.md").rename(project.vault / "renamed.md")
+    code, report = project.cli("sync", capsys=capsys)
+    assert _subset(counts(report), {"added": 1, "deleted": 1}) == {"added": 1, "deleted": 1}
+    points = project.points()
+    assert "a.md" not in points and points["renamed.md"][0]["path"] == "renamed.md"
+
+    long_chunks = len(points["long.md"])
+    project.note("long.md", "---\ntitle: Longform\n---\nNow it is short.\n")
+    code, report = project.cli("sync", capsys=capsys)
+    assert _subset(counts(report), {"updated": 1, "chunks_embedded": 1}) == \
+        {"updated": 1, "chunks_embedded": 1}
+    shrunk = project.points()["long.md"]
+    assert long_chunks > 1 and len(shrunk) == 1 and shrunk[0]["chunk_count"] == 1
+    assert code == 0
+
+
+def test_an_ignore_pattern_removes_those_documents(project, capsys):
+    _seed(project)
+    project.cli("sync", capsys=capsys)
+    (project.vault / ".vectorsyncignore").write_text("sub/\n")
+    code, report = project.cli("sync", capsys=capsys)
+    assert counts(report)["deleted"] == 2
+    assert set(project.points()) == {"a.md", "long.md"}
+
+
+def test_plan_predicts_the_next_sync_exactly_and_writes_nothing(project, capsys):
+    _seed(project)
+    code, planned = project.cli("plan", capsys=capsys)
+    assert code == 0 and not (project.root / "state").exists()
+    code, synced = project.cli("sync", capsys=capsys)
+    assert planned == synced
+
+    project.note("sub/deep/c.md", "Charlie changed.\n")
+    project.note("a.md", "---\ntitle: Alpha\ntags: [x]\n---\nAlpha is about apples.\n")
+    (project.vault / "sub" / "b.md").unlink()
+    project.note("new.md", long_note("Fresh", sections=2))
+    ledger = (project.root / "state" / "ledger.sqlite").read_bytes()
+    code, planned = project.cli("plan", capsys=capsys)
+    assert (project.root / "state" / "ledger.sqlite").read_bytes() == ledger
+    code, synced = project.cli("sync", capsys=capsys)
+    assert planned == synced
+    assert _subset(counts(synced), {"added": 1, "updated": 1, "payload_updated": 1,
+                                    "deleted": 1}) == {"added": 1, "updated": 1,
+                                                       "payload_updated": 1, "deleted": 1}
+
+
+def test_changing_chunking_or_model_re_embeds_that_collection_only(project, capsys, tmp_path):
+    _seed(project)
+    project.config["collections"]["titles"] = {"embed": ["title"], "payload": ["tags"]}
+    project.config["sources"]["notes"]["collections"] = ["notes", "titles"]
+    project.save()
+    project.cli("sync", capsys=capsys)
+
+    project.config["collections"]["notes"]["chunking"] = {"max_tokens": 128, "overlap_tokens": 16}
+    project.save()
+    code, report = project.cli("sync", capsys=capsys)
+    assert counts(report, collection="notes")["updated"] == 4
+    assert counts(report, collection="titles")["chunks_embedded"] == 0
+    assert counts(report, collection="titles")["unchanged"] == 4
+    assert all(p[0]["chunk_count"] == len(p) for p in project.points("notes").values())
+
+    from vector_sync.core.model_files import default_model_dir
+
+    project.config["collections"]["titles"]["embedding"] = {
+        "model": "local/minilm-copy", "model_path": str(default_model_dir())}
+    project.save()
+    code, report = project.cli("sync", capsys=capsys)
+    assert code == 0, report
+    assert counts(report, collection="titles")["updated"] == 4
+    assert counts(report, collection="titles")["chunks_embedded"] == 4
+    assert counts(report, collection="notes")["chunks_embedded"] == 0
+
+
+def test_bad_files_fail_alone_with_reasons_and_lose_nothing(project, capsys):
+    _seed(project)
+    project.cli("sync", capsys=capsys)
+    good_points = project.points()["a.md"]
+
+    (project.vault / "a.md").write_bytes(b"---\ntitle: Alpha\n---\nbroken \xff\xfe bytes\n")
+    (project.vault / "binary.md").write_bytes(b"\x00\x01\x02PNG")
+    (project.vault / "empty.md").write_text("")
+    (project.vault / "yaml.md").write_text("---\ntitle: [unclosed\n---\nbody\n")
+    (project.vault / "loop.md").symlink_to(project.vault / "loop.md")
+    project.note("fine.md", "A perfectly fine new note.\n")
+    code, report = project.cli("sync", capsys=capsys)
+    assert code == 1
+    assert _subset(counts(report), {"failed": 5, "added": 1}) == {"failed": 5, "added": 1}
+    points = project.points()
+    assert points["a.md"] == good_points  # previously synced, now broken: kept as it was
+    assert "fine.md" in points and "binary.md" not in points
+
+    code, status = project.cli("status", capsys=capsys)
+    reasons = {row["doc_id"]: row["error_code"] for row in status["failed"]}
+    assert reasons == {"a.md": "invalid_utf8", "binary.md": "binary", "empty.md": "empty",
+                       "yaml.md": "bad_frontmatter", "loop.md": "symlink_loop"}
+    assert all(row["error"] for row in status["failed"])
+
+    for name in ("binary.md", "empty.md", "yaml.md", "loop.md"):
+        (project.vault / name).unlink()
+    project.note("a.md", "---\ntitle: Alpha\ntags: [one]\n---\nAlpha is about apples.\n")
+    code, report = project.cli("sync", capsys=capsys)
+    assert code == 0 and counts(report)["failed"] == 0
+    code, status = project.cli("status", capsys=capsys)
+    assert status["failed"] == []
+
+
+def test_a_missing_vault_is_an_error_that_deletes_nothing(project, capsys):
+    _seed(project)
+    project.cli("sync", capsys=capsys)
+    project.vault.rename(project.root / "unmounted")
+    code, report = project.cli("sync", capsys=capsys)
+    assert code == 1
+    assert "does not exist" in report["sources"]["notes"]["error"]
+    assert len(project.points()) == 4
+
+
+def test_qdrant_down_fails_rows_and_the_retry_reuses_stored_embeddings(project, capsys):
+    _seed(project)
+    project.config["qdrant"] = {"url": "http://127.0.0.1:9", "timeout_s": 2}
+    project.save()
+    code, report = project.cli("sync", capsys=capsys)
+    assert code == 1 and counts(report)["failed"] == 4
+    embedded = counts(report)["chunks_embedded"]
+    assert embedded > 0
+    code, status = project.cli("status", capsys=capsys)
+    assert {r["error_code"] for r in status["failed"]} == {"qdrant_error"}
+
+    project.config["qdrant"] = {"url": None}  # Qdrant is back
+    project.save()
+    code, report = project.cli("sync", capsys=capsys)
+    assert code == 0
+    assert counts(report)["added"] == 4 and counts(report)["chunks_embedded"] == 0
+    assert sum(len(p) for p in project.points().values()) == embedded
+
+
+def test_config_errors_exit_2_and_name_the_key(project, capsys):
+    project.config["collections"]["notes"]["embedd"] = ["title"]
+    project.save()
+    code = __import__("vector_sync.cli", fromlist=["main"]).main(
+        ["sync", "--config", str(project.config_file)])
+    err = capsys.readouterr().err
+    assert code == 2 and "collections.notes.embedd" in err and "unknown key" in err
+
+
+def test_search_finds_the_right_note(project, capsys):
+    _seed(project)
+    project.cli("sync", capsys=capsys)
+    code, hits = project.cli("search", "notes", "baking bread", "--limit", "2", capsys=capsys)
+    assert code == 0 and hits[0]["doc_id"] == "sub/b.md"
+    assert {"score", "source", "doc_id", "chunk_index", "text"} <= hits[0].keys()
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_partials(project: Project):
+    yield
+    assert not list(Path(project.root).rglob("*.partial"))

@@ -50,6 +50,7 @@ CHUNKER_VERSION = "md-1"  # bump when the algorithm changes: it is part of every
 MIN_MAX_TOKENS = 16
 # longer texts are taken as over budget without counting (a speed guess, not a guarantee)
 _MAX_CHARS_PER_TOKEN = 6
+_OVERLAP_WINDOW_CHARS_PER_TOKEN = 12  # overlap starts are looked for in this much text
 
 # block structure only: inline parsing would cost time and we keep the source text anyway
 _MARKDOWN = MarkdownIt("commonmark").enable("table").disable(["inline", "text_join"])
@@ -254,6 +255,11 @@ _PROSE_CUTTERS: tuple[Cutter, ...] = (_sentence_cuts, _word_cuts, _char_cuts)
 _SOURCE_CUTTERS: tuple[Cutter, ...] = (_line_cuts, *_PROSE_CUTTERS)
 
 
+def _over_budget_guess(text: str, budget: int) -> int:
+    """A size for a text too long to fit, without counting it only to learn it must be cut."""
+    return max(budget + 1, len(text) // _MAX_CHARS_PER_TOKEN)
+
+
 def _tidy(piece_text: str) -> str:
     return _BLANK_LINES_AT_START.sub("", piece_text).rstrip()
 
@@ -373,14 +379,17 @@ class _Chunker:
     def section_cost(self, section: _Section, base_depth: int) -> int:
         """Body tokens of a section packed with others (its heading lines included)."""
         headings = sum(self.heading_line_tokens(h) for h in section.context[base_depth:])
-        return headings + sum(self.block_size(block) for block in section.blocks)
+        budget = self.body_budget(section.context[:base_depth])
+        return headings + sum(self.block_size(block, budget) for block in section.blocks)
 
     def heading_line_tokens(self, heading: _Heading) -> int:
         if heading not in self.heading_tokens:
             self.heading_tokens[heading] = self.tokens(heading.line)
         return self.heading_tokens[heading]
 
-    def block_size(self, block: _Block) -> int:
+    def block_size(self, block: _Block, budget: int) -> int:
+        if len(block.text) > _MAX_CHARS_PER_TOKEN * budget:
+            return _over_budget_guess(block.text, budget)
         if block.text not in self.block_tokens:
             self.block_tokens[block.text] = self.tokens(block.text)
         return self.block_tokens[block.text]
@@ -439,7 +448,7 @@ class _Chunker:
 
     def pieces(self, blocks: list[_Block], budget: int) -> Iterator[_Piece]:
         for index, block in enumerate(blocks):
-            size = self.block_size(block)
+            size = self.block_size(block, budget)
             if size <= budget:
                 yield _Piece(index, 0, len(block.text), size)
                 continue
@@ -457,7 +466,9 @@ class _Chunker:
         forced: bool = False,
     ) -> list[tuple[int, int, int]]:
         """(start, end, tokens) parts of text[start:end], each within budget when possible."""
-        tokens = self.tokens(text[start:end])
+        part = text[start:end]
+        too_long = len(part) > _MAX_CHARS_PER_TOKEN * budget
+        tokens = _over_budget_guess(part, budget) if too_long else self.tokens(part)
         if (tokens <= budget and not forced) or end - start <= 1:
             return [(start, end, tokens)]
         parts = 2 * max(2, math.ceil(tokens / budget))
@@ -477,7 +488,7 @@ class _Chunker:
         if target <= 0:
             return "", 0
         best = (len(body), 0)
-        window = max(0, len(body) - _MAX_CHARS_PER_TOKEN * target)
+        window = max(0, len(body) - _OVERLAP_WINDOW_CHARS_PER_TOKEN * target)
         sentences = _cuts(_SENTENCE_END, body, window, len(body))
         lines = _cuts(_LINE_BREAK, body, window, len(body))
         starts = sorted({*sentences, *lines, *([0] if window == 0 else [])})
@@ -493,7 +504,7 @@ class _Chunker:
 
     def word_overlap(self, body: str, target: int, fallback: tuple[int, int]) -> tuple[int, int]:
         # a suffix of more than `target` words has more than `target` tokens
-        window = max(0, fallback[0] - _MAX_CHARS_PER_TOKEN * target)
+        window = max(0, fallback[0] - _OVERLAP_WINDOW_CHARS_PER_TOKEN * target)
         starts = _cuts(_WORD_GAP, body, window, fallback[0])[-target:]
         best = fallback
         low, high = 0, len(starts)  # binary search for the longest suffix within target

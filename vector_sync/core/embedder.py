@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=4)
-def _load_model(model: str, model_path: Path | None, threads: int | None):  # type: ignore[no-untyped-def]
+def _load_model(model: str, model_path: Path | None, threads: int | None) -> Any:
     """One loaded model per process: loading costs about a second."""
     from fastembed import TextEmbedding  # slow import: only when something is embedded
 
@@ -59,7 +60,7 @@ class Embedder:
         return local if local is not None else Path(self._model.model._model_dir)
 
     @property
-    def _model(self):  # type: ignore[no-untyped-def]  # fastembed's TextEmbedding
+    def _model(self) -> Any:  # fastembed's TextEmbedding
         return _load_model(self.config.model, self.config.model_path, self.threads)
 
     @cached_property

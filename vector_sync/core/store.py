@@ -48,7 +48,8 @@ class QdrantStore:
             )
             if not self.is_local:  # local mode ignores payload indexes (and warns)
                 for key in ("source", "doc_id"):
-                    self.client.create_payload_index(collection, key, "keyword", wait=True)
+                    self.client.create_payload_index(
+                        collection, key, models.PayloadSchemaType.KEYWORD, wait=True)
             log.info("created collection %s (%d dimensions, cosine)", collection, dimension)
         elif size != dimension:
             raise CollectionMismatch(
@@ -118,6 +119,7 @@ def open_store(qdrant: QdrantConfig, state: StateConfig) -> Iterator[QdrantStore
             url=qdrant.url,
             api_key=qdrant.api_key.get_secret_value() if qdrant.api_key else None,
             timeout=qdrant.timeout_s,
+            check_compatibility=False,  # the probe warns and stalls when Qdrant is down
         )
         store = QdrantStore(client, is_local=False)
     else:

@@ -7,7 +7,7 @@ import dagster as dg
 from vector_sync.config import VectorSyncConfig, load_config
 
 
-class VectorSyncResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+class VectorSyncResource(dg.ConfigurableResource):
     config_path: str
 
     def load(self) -> VectorSyncConfig:

@@ -69,10 +69,13 @@ def collection_counts(result: dg.ExecuteInProcessResult,
 
 
 def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    """The root cause of the first failed step, without Dagster's wrapping."""
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data is not None:
             error = event.step_failure_data.error
+            while error is not None and error.cause is not None:
+                error = error.cause
             if error is not None:
-                return error.message.strip().removeprefix("dagster._core.definitions.events."
-                                                          "Failure: ")
+                message = error.message.strip()
+                return message.split(": ", 1)[1] if ": " in message else message
     return "the run failed"

@@ -113,6 +113,40 @@ _SYMLINK_MESSAGES = {
 }
 
 
+def _locate(root: str, doc_id: str) -> tuple[str, os.stat_result] | ReadFailure | None:
+    """The real path and stat of a note inside `root`; None when it is not (or no longer) there."""
+    parts = doc_id.split("/")
+    if "\0" in doc_id or any(part in ("", ".", "..") for part in parts):
+        return None  # not an id this source produces, so not one of its notes
+    path = os.path.join(root, *parts)
+    try:
+        link = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # vanished since the scan
+    except OSError as error:
+        return ReadFailure(doc_id, "unreadable", "unreadable", f"cannot access: {error}")
+    target, problem = _resolve_symlink(path, root)
+    if problem is not None:
+        return _symlink_failure(doc_id, path, problem)
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        hint = _version_hint(link)
+        return ReadFailure(doc_id, hint, "unreadable", f"cannot access the file: {error}")
+    return (target, st) if stat.S_ISREG(st.st_mode) else None
+
+
+def _symlink_failure(doc_id: str, path: str, problem: str) -> ReadFailure:
+    try:
+        pointer = f" ({doc_id} -> {os.readlink(path)})"
+    except OSError:  # the offending link is a parent folder, not the note itself
+        pointer = ""
+    version = SYMLINK_VERSION_PREFIX + problem
+    return ReadFailure(doc_id, version, problem, _SYMLINK_MESSAGES[problem] + pointer)
+
+
 # --- Markdown and frontmatter ----------------------------------------------------------------
 
 
@@ -427,32 +461,13 @@ class MarkdownSource:
                 yield result
 
     def _read_one(self, root: str, doc_id: str) -> Document | ReadFailure | None:
-        parts = doc_id.split("/")
-        if "\0" in doc_id or any(part in ("", ".", "..") for part in parts):
-            return None  # not an id this source produces, so not one of its notes
-        path = os.path.join(root, *parts)
-        try:
-            link = os.lstat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return None  # vanished since the scan
-        except OSError as error:
-            return ReadFailure(doc_id, "unreadable", "unreadable", f"cannot access: {error}")
-        target, problem = _resolve_symlink(path, root)
-        if problem is not None:
-            version = SYMLINK_VERSION_PREFIX + problem
-            return ReadFailure(doc_id, version, problem, _SYMLINK_MESSAGES[problem])
-        try:
-            st = os.stat(target)
-        except FileNotFoundError:
-            return None
-        except OSError as error:
-            hint = _version_hint(link)
-            return ReadFailure(doc_id, hint, "unreadable", f"cannot access the file: {error}")
-        if not stat.S_ISREG(st.st_mode):
-            return None
+        located = _locate(root, doc_id)
+        if not isinstance(located, tuple):
+            return located
+        path, st = located
         version = _version_hint(st)
         try:
-            text = _decode(self._load_bytes(target, st))
+            text = _decode(self._load_bytes(path, st))
             return Document(doc_id, version, _fields(doc_id, st, text))
         except _BadDocument as bad:
             return ReadFailure(doc_id, version, bad.error_code, bad.message)

@@ -329,8 +329,10 @@ def test_state_get_set_and_overwrite(ledger: Ledger) -> None:
 # --- concurrency ---------------------------------------------------------------------------
 
 
-def write_many(url: str, writer: str, transactions: int) -> None:
+def write_many(url: str, writer: str, transactions: int, start: Any = None) -> None:
     """Many small write transactions, as a sync run records each acknowledged batch."""
+    if start is not None:
+        start.wait()  # everyone opens (and migrates) at the same moment
     with Ledger(url) as ledger:
         for n in range(transactions):
             ledger.upsert([synced(f"{writer}-{n}-{k}.md") for k in range(3)])
@@ -344,8 +346,7 @@ def test_two_ledgers_on_one_sqlite_file_lose_no_writes(tmp_path: Path) -> None:
     start = threading.Barrier(2)
 
     def writer(name: str) -> None:
-        start.wait()
-        write_many(url, name, 60)
+        write_many(url, name, 60, start)
 
     with ThreadPoolExecutor(2) as pool:
         for future in [pool.submit(writer, "a"), pool.submit(writer, "b")]:
@@ -358,14 +359,15 @@ def test_two_ledgers_on_one_sqlite_file_lose_no_writes(tmp_path: Path) -> None:
 def test_processes_opening_a_fresh_sqlite_file_together_all_succeed(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'new' / 'ledger.sqlite'}"  # nobody has migrated it yet
     spawn = multiprocessing.get_context("spawn")
-    processes = [spawn.Process(target=write_many, args=(url, f"p{n}", 20)) for n in range(3)]
+    start = spawn.Barrier(4)
+    processes = [spawn.Process(target=write_many, args=(url, f"p{n}", 20, start)) for n in range(4)]
     for process in processes:
         process.start()
     for process in processes:
         process.join(timeout=120)
-    assert [p.exitcode for p in processes] == [0, 0, 0]
+    assert [p.exitcode for p in processes] == [0, 0, 0, 0]
     with Ledger(url) as ledger:
-        assert len(ledger.rows("s", "c")) == 3 * 20 * 3
+        assert len(ledger.rows("s", "c")) == 4 * 20 * 3
 
 
 # --- errors --------------------------------------------------------------------------------

@@ -114,6 +114,23 @@ def test_ignore_files_apply_to_their_own_subtree_like_gitignore(tmp_path: Path) 
     }
 
 
+def test_bad_ignore_file_stops_the_scan_rather_than_syncing_too_much(tmp_path: Path) -> None:
+    write(tmp_path, "notes/.vectorsyncignore", "secret.md\n!\n")
+    write(tmp_path, "notes/secret.md", "text")
+
+    with pytest.raises(SourceUnavailable, match="notes/"):
+        list(source(tmp_path).scan())
+
+
+def test_ignore_file_symlinked_out_of_the_root_stops_the_scan(tmp_path: Path) -> None:
+    vault = tmp_path / "vault"
+    write(vault, "note.md", "text")
+    (vault / ".vectorsyncignore").symlink_to(write(tmp_path, "shared-ignore", "*.md\n"))
+
+    with pytest.raises(SourceUnavailable, match="outside"):
+        list(source(vault).scan())
+
+
 def test_only_the_configured_ignore_files_are_read(tmp_path: Path) -> None:
     write(tmp_path, ".vectorsyncignore", "a.md\n")
     write(tmp_path, ".minimaignore", "b.md\n")
@@ -246,6 +263,7 @@ def test_unfollowable_symlinks_are_listed_and_fail_on_read(
     assert isinstance(result, ReadFailure)
     assert result.error_code == error_code
     assert "must never be read" not in result.message
+    assert "loop.md ->" in result.message  # names the link so the user can find it
 
 
 def test_read_never_resolves_ids_outside_the_root(tmp_path: Path) -> None:

@@ -48,8 +48,6 @@ from markdown_it import MarkdownIt
 CHUNKER_VERSION = "md-1"  # bump when the algorithm changes: it is part of every content hash
 
 MIN_MAX_TOKENS = 16
-# longer texts are taken as over budget without counting (a speed guess, not a guarantee)
-_MAX_CHARS_PER_TOKEN = 6
 _OVERLAP_WINDOW_CHARS_PER_TOKEN = 12  # overlap starts are looked for in this much text
 
 # block structure only: inline parsing would cost time and we keep the source text anyway
@@ -255,9 +253,13 @@ _PROSE_CUTTERS: tuple[Cutter, ...] = (_sentence_cuts, _word_cuts, _char_cuts)
 _SOURCE_CUTTERS: tuple[Cutter, ...] = (_line_cuts, *_PROSE_CUTTERS)
 
 
-def _over_budget_guess(text: str, budget: int) -> int:
-    """A size for a text too long to fit, without counting it only to learn it must be cut."""
-    return max(budget + 1, len(text) // _MAX_CHARS_PER_TOKEN)
+def _lower_bound(text: str) -> int:
+    return len(text.split())  # subword tokenizers give every word at least one token
+
+
+def _surely_over(text: str, budget: int) -> bool:
+    """True when a text is over budget for sure: then counting it would be wasted work."""
+    return len(text) > budget and _lower_bound(text) > budget
 
 
 def _tidy(piece_text: str) -> str:
@@ -351,8 +353,8 @@ class _Chunker:
         and then checking the chunk would count its text twice."""
         path = _common_prefix([section.context for section in segment])
         body = "\n\n".join(_run_lines(segment, path))
-        if len(body) > _MAX_CHARS_PER_TOKEN * self.body_budget(path):
-            return None  # surely too long: do not waste a count on it
+        if _surely_over(body, self.body_budget(path)):
+            return None
         chunk = self.chunk_of(path, body)
         return chunk if self.fits(chunk) else None
 
@@ -388,8 +390,9 @@ class _Chunker:
         return self.heading_tokens[heading]
 
     def block_size(self, block: _Block, budget: int) -> int:
-        if len(block.text) > _MAX_CHARS_PER_TOKEN * budget:
-            return _over_budget_guess(block.text, budget)
+        """Tokens of the block, or a lower bound when that is enough to show it is over."""
+        if _surely_over(block.text, budget):
+            return _lower_bound(block.text)
         if block.text not in self.block_tokens:
             self.block_tokens[block.text] = self.tokens(block.text)
         return self.block_tokens[block.text]
@@ -467,8 +470,7 @@ class _Chunker:
     ) -> list[tuple[int, int, int]]:
         """(start, end, tokens) parts of text[start:end], each within budget when possible."""
         part = text[start:end]
-        too_long = len(part) > _MAX_CHARS_PER_TOKEN * budget
-        tokens = _over_budget_guess(part, budget) if too_long else self.tokens(part)
+        tokens = _lower_bound(part) if _surely_over(part, budget) else self.tokens(part)
         if (tokens <= budget and not forced) or end - start <= 1:
             return [(start, end, tokens)]
         parts = 2 * max(2, math.ceil(tokens / budget))
@@ -487,35 +489,35 @@ class _Chunker:
         """About `target` tokens from the end of `body`: whole sentences, else words."""
         if target <= 0:
             return "", 0
-        best = (len(body), 0)
         window = max(0, len(body) - _OVERLAP_WINDOW_CHARS_PER_TOKEN * target)
         sentences = _cuts(_SENTENCE_END, body, window, len(body))
-        lines = _cuts(_LINE_BREAK, body, window, len(body))
-        starts = sorted({*sentences, *lines, *([0] if window == 0 else [])})
-        for start in reversed(starts):  # sentence by sentence: each counted once, summed
-            tokens = best[1] + self.tokens(body[start : best[0]])
-            if tokens > target:
-                break
-            best = (start, tokens)
-        if 2 * best[1] < target:
-            best = self.word_overlap(body, target, best)
-        start, tokens = best
-        return body[start:], tokens
+        starts = sorted({window, *sentences, *_cuts(_LINE_BREAK, body, window, len(body))})
+        begin, tokens = len(body), 0
+        for start in reversed(starts):  # sentence by sentence from the end, each counted once
+            size = self.tokens(body[start:begin])
+            whole_sentence = start > window or window == 0  # `window` may cut a sentence
+            if whole_sentence and tokens + size <= target:
+                begin, tokens = start, tokens + size
+                continue
+            if 2 * tokens < target:  # whole sentences give too little: add this one's end
+                words_begin, extra = self.last_words(body, start, begin, size, target - tokens)
+                begin, tokens = words_begin, tokens + extra
+            break
+        return body[begin:], tokens
 
-    def word_overlap(self, body: str, target: int, fallback: tuple[int, int]) -> tuple[int, int]:
-        # a suffix of more than `target` words has more than `target` tokens
-        window = max(0, fallback[0] - _OVERLAP_WINDOW_CHARS_PER_TOKEN * target)
-        starts = _cuts(_WORD_GAP, body, window, fallback[0])[-target:]
-        best = fallback
-        low, high = 0, len(starts)  # binary search for the longest suffix within target
-        while low < high:
-            middle = (low + high) // 2
-            tokens = self.tokens(body[starts[middle] :])
-            if tokens <= target:
-                best, high = (starts[middle], tokens), middle
-            else:
-                low = middle + 1
-        return best
+    def last_words(self, body: str, start: int, end: int, size: int, room: int) -> tuple[int, int]:
+        """The start and size of the last words of body[start:end] (`size` tokens) that come to
+        at most `room` tokens, guessing from the average tokens per word, then counting."""
+        cuts = _cuts(_WORD_GAP, body, start, end)
+        take = min(len(cuts), (len(cuts) + 1) * room // max(size, 1))
+        for _ in range(2):  # one guess, one correction
+            if take <= 0:
+                break
+            extra = self.tokens(body[cuts[-take] : end])
+            if extra <= room:
+                return cuts[-take], extra
+            take = take * room // extra
+        return end, 0
 
 
 def _run_lines(run: list[_Section], path: Context) -> Iterator[str]:

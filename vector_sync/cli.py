@@ -26,22 +26,29 @@ class UsageError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from vector_sync.core.ledger import LedgerUnavailable
+    from vector_sync.core.store import QdrantUnavailable
+
     try:
         config = load_config(args.config)
         return int(args.handler(args, config))
     except (ConfigError, UsageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return BAD_CONFIG
+    except (LedgerUnavailable, QdrantUnavailable) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", default=argparse.SUPPRESS,
+    common.add_argument("--config", default=None,
                         help="config file (default: $VECTOR_SYNC_CONFIG, else ./vector_sync.yaml)")
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+    common.add_argument("--json", action="store_true",
                         help="print one JSON document instead of text")
-    parser = argparse.ArgumentParser(prog="vector-sync", parents=[common],
-                                     description="Keep Qdrant collections in sync with sources.")
+    parser = argparse.ArgumentParser(
+        prog="vector-sync", description="Keep Qdrant collections in sync with sources.",
+        epilog="Every command takes --config and --json (after the command name).")
     commands = parser.add_subparsers(dest="command", required=True)
 
     sync = commands.add_parser("sync", parents=[common], help="snapshot, diff, embed, apply")
@@ -66,7 +73,6 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("text")
     search.add_argument("--limit", type=int, default=5)
     search.set_defaults(handler=cmd_search)
-    parser.set_defaults(config=None, json=False)
     return parser
 
 
@@ -127,15 +133,16 @@ def _print_counts(args: argparse.Namespace, report: dict[str, Any], verb: str) -
     if args.json:
         _print_json(report)
         return
-    header = f"{'source':<14}{'collection':<18}" + "".join(f"{c:>17}" for c in COLUMNS)
-    print(f"{verb}: " + ("nothing is written" if verb == "plan" else "applied"))
-    print(header)
+    labels = ("added", "updated", "payload", "deleted", "unchanged", "failed", "embedded")
+    print(f"{verb}: " + ("dry run, nothing written" if verb == "plan" else "applied to Qdrant"))
+    print(f"{'source':<14}{'collection':<18}" + "".join(f"{label:>10}" for label in labels))
     for source, result in report["sources"].items():
         if result["error"]:
             print(f"{source:<14}error: {result['error']}")
         for collection, counts in result["collections"].items():
             print(f"{source:<14}{collection:<18}"
-                  + "".join(f"{counts.get(c, 0):>17}" for c in COLUMNS))
+                  + "".join(f"{counts.get(c, 0):>10}" for c in COLUMNS))
+    print("(documents; 'payload' = payload-only updates, 'embedded' = chunks embedded)")
 
 
 # --- status / search ------------------------------------------------------------------------
@@ -181,13 +188,13 @@ def cmd_search(args: argparse.Namespace, config: VectorSyncConfig) -> int:
         raise UsageError(f"unknown collection {args.collection!r} (configured: "
                          f"{', '.join(config.collections)})")
     vector = Embedder(config.embedding_for(args.collection)).embed([args.text])[0]
-    try:
-        with open_store(config.qdrant, config.state) as store:
+    with open_store(config.qdrant, config.state) as store:
+        try:
             points = store.search(args.collection, vector.tolist(), args.limit) \
                 if store.exists(args.collection) else []
-    except QdrantUnavailable as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        except Exception as error:  # noqa: BLE001 - a server that is down or refuses us
+            raise QdrantUnavailable(f"Qdrant search failed: {type(error).__name__}: {error}") \
+                from None
     hits = [{"score": round(float(p.score), 4), **{k: (p.payload or {}).get(k) for k in
              ("source", "doc_id", "chunk_index", "text")}} for p in points]
     if args.json:

@@ -119,6 +119,14 @@ class VectorSyncConfig(_Strict):
                     raise ValueError(
                         f"{kind} name {name!r} must be letters, digits, '_' or '-'"
                     )
+        for name, collection_config in self.collections.items():
+            embedding = self.embedding_for(name)
+            limit = collection_config.chunking.max_tokens
+            if embedding.model == DEFAULT_MODEL and not embedding.model_path and limit > 256:
+                raise ValueError(
+                    f"collections.{name}.chunking.max_tokens is {limit}, but {DEFAULT_MODEL} "
+                    "reads at most 256 tokens (longer chunks would be silently truncated)"
+                )
         for name, source in self.sources.items():
             for collection in source.collections:
                 if collection not in self.collections:

@@ -22,13 +22,17 @@ Sections and packing:
   become a weak chunk of their own.
 - A section that does not fit one chunk gets chunks of its own, with its full path. Its
   blocks (paragraph, list, table, code fence...) are packed in order up to the budget; a
-  block too big alone is cut by lines (except paragraphs), then sentences, then words
-  (each CJK character counts as a word), then characters.
+  block too big alone is cut into sentences, then lines (code, lists and tables: lines
+  first), then runs of words (each CJK character counts as a word), then characters, and
+  the parts are packed the same way.
 - Overlap: each further chunk of a split section starts with about `overlap_tokens` of the
   end of the previous chunk's body: whole sentences when they come to at least half of
   that, else words. It is capped at half the body budget so every chunk moves forward.
 - A heading with no text of its own appears in the path of its sub-sections, or, when it
   has none, as a chunk (or body line) of its own: no heading is dropped.
+- Titles are the heading's source with whitespace collapsed ("Part *one*"). Thematic
+  breaks are dropped; lines markdown-it gives no token (link reference definitions) are
+  kept as blocks. `markdown` is a body: strip front matter before calling.
 
 Budget: block, sentence and heading sizes are counted once and summed (WordPiece counts
 add up across whitespace); every chunk is then counted once and, in the rare case the sum
@@ -114,7 +118,7 @@ Context = tuple[_Heading, ...]
 @dataclass(frozen=True, slots=True)
 class _Block:
     text: str
-    prose: bool  # paragraphs are cut by sentences; code, lists, tables first by lines
+    prose: bool  # paragraphs are cut by sentences first; code, lists, tables by lines
 
 
 @dataclass(slots=True)
@@ -168,7 +172,7 @@ def _sections(markdown: str) -> list[_Section]:
         while stack and stack[-1].level >= item.level:
             stack.pop()
         stack.append(item)
-        segment = sections[-1].segment + (item.level <= 2)
+        segment = sections[-1].segment + int(item.level <= 2)
         sections.append(_Section(tuple(stack), segment))
     return _without_redundant_empties(sections)
 
@@ -249,8 +253,8 @@ def _char_cuts(text: str, start: int, end: int, parts: int) -> list[int]:
     return list(range(start + step, end, step))
 
 
-_PROSE_CUTTERS: tuple[Cutter, ...] = (_sentence_cuts, _word_cuts, _char_cuts)
-_SOURCE_CUTTERS: tuple[Cutter, ...] = (_line_cuts, *_PROSE_CUTTERS)
+_PROSE_CUTTERS: tuple[Cutter, ...] = (_sentence_cuts, _line_cuts, _word_cuts, _char_cuts)
+_SOURCE_CUTTERS: tuple[Cutter, ...] = (_line_cuts, _sentence_cuts, _word_cuts, _char_cuts)
 
 
 def _lower_bound(text: str) -> int:
@@ -329,6 +333,8 @@ class _Chunker:
 
     def truncated(self, text: str, limit: int) -> str:
         """The longest start of `text` within `limit` tokens, cut between words if possible."""
+        if self.tokens(text) <= limit:
+            return text
         low, high = 0, len(text)  # binary search on the length: log(n) counts, rare path
         while low < high:
             middle = (low + high + 1) // 2
@@ -365,7 +371,7 @@ class _Chunker:
         run: list[_Section] = []
         run_cost = 0
         for section in segment:
-            cost = self.section_cost(section, len(base))
+            cost = self.section_cost(section, len(base), budget)
             if run and run_cost + cost > budget:
                 chunks += self.chunk_run(run)
                 run, run_cost = [], 0
@@ -378,10 +384,10 @@ class _Chunker:
             chunks += self.chunk_run(run)
         return chunks
 
-    def section_cost(self, section: _Section, base_depth: int) -> int:
-        """Body tokens of a section packed with others (its heading lines included)."""
+    def section_cost(self, section: _Section, base_depth: int, budget: int) -> int:
+        """Body tokens of a section packed with others: its heading lines (all of those below
+        the segment's, which may overestimate) and its blocks."""
         headings = sum(self.heading_line_tokens(h) for h in section.context[base_depth:])
-        budget = self.body_budget(section.context[:base_depth])
         return headings + sum(self.block_size(block, budget) for block in section.blocks)
 
     def heading_line_tokens(self, heading: _Heading) -> int:
@@ -414,7 +420,7 @@ class _Chunker:
         pieces = deque(self.pieces(section.blocks, budget))
         chunks: list[Chunk] = []
         previous_body = ""
-        most = len(pieces)  # pieces a chunk may take; lowered only to retry an overfull one
+        most: int | None = None  # pieces a chunk may take: set only to retry an overfull one
         use_overlap = True
         while pieces:
             overlap, overlap_tokens = "", 0
@@ -424,9 +430,9 @@ class _Chunker:
             taken = _take(pieces, budget - overlap_tokens, most)
             body = _with_overlap(overlap, taken[0], section.blocks, _render(taken, section.blocks))
             chunk = self.chunk_of(section.context, body)
-            if self.fits(chunk):
+            if self.fits(chunk) or _uncuttable(taken, overlap):
                 chunks.append(chunk)
-                previous_body, most, use_overlap = body, len(pieces), True
+                previous_body, most, use_overlap = body, None, True
                 continue
             # the summed sizes were too low (rare): retry with less in this chunk
             pieces.extendleft(reversed(taken))
@@ -435,19 +441,15 @@ class _Chunker:
             elif overlap:
                 use_overlap = False
             else:
-                self.recut_first(pieces, section.blocks, budget)
+                pieces.extendleft(reversed(self.recut(pieces.popleft(), section.blocks, budget)))
         return chunks
 
-    def recut_first(self, pieces: deque[_Piece], blocks: list[_Block], budget: int) -> None:
-        piece = pieces.popleft()
-        smaller = min(piece.tokens, budget) * 3 // 4
+    def recut(self, piece: _Piece, blocks: list[_Block], budget: int) -> list[_Piece]:
+        """Shorter pieces for one that was counted within budget but overflowed its chunk."""
+        smaller = max(1, min(piece.tokens, budget) * 3 // 4)
         text = blocks[piece.block].text
-        if piece.end - piece.start <= 1 or smaller < 1:
-            # cannot happen with a header within 3/4 of the budget; never loop forever
-            pieces.appendleft(_Piece(piece.block, piece.start, piece.end, 0))
-            return
-        spans = self.fit(text, piece.start, piece.end, smaller, _SOURCE_CUTTERS, forced=True)
-        pieces.extendleft(reversed([_Piece(piece.block, s, e, n) for s, e, n in spans]))
+        spans = self.cut(text, piece.start, piece.end, piece.tokens, smaller, _SOURCE_CUTTERS)
+        return [_Piece(piece.block, start, end, tokens) for start, end, tokens in spans]
 
     def pieces(self, blocks: list[_Block], budget: int) -> Iterator[_Piece]:
         for index, block in enumerate(blocks):
@@ -456,23 +458,26 @@ class _Chunker:
                 yield _Piece(index, 0, len(block.text), size)
                 continue
             cutters = _PROSE_CUTTERS if block.prose else _SOURCE_CUTTERS
-            for start, end, tokens in self.fit(block.text, 0, len(block.text), budget, cutters):
+            for start, end, tokens in self.cut(
+                block.text, 0, len(block.text), size, budget, cutters
+            ):
                 yield _Piece(index, start, end, tokens)
 
     def fit(
-        self,
-        text: str,
-        start: int,
-        end: int,
-        budget: int,
-        cutters: Sequence[Cutter],
-        forced: bool = False,
+        self, text: str, start: int, end: int, budget: int, cutters: Sequence[Cutter]
     ) -> list[tuple[int, int, int]]:
-        """(start, end, tokens) parts of text[start:end], each within budget when possible."""
+        """(start, end, tokens) parts of text[start:end], each within budget."""
         part = text[start:end]
         tokens = _lower_bound(part) if _surely_over(part, budget) else self.tokens(part)
-        if (tokens <= budget and not forced) or end - start <= 1:
+        if tokens <= budget:
             return [(start, end, tokens)]
+        return self.cut(text, start, end, tokens, budget, cutters)
+
+    def cut(
+        self, text: str, start: int, end: int, tokens: int, budget: int, cutters: Sequence[Cutter]
+    ) -> list[tuple[int, int, int]]:
+        """Parts of text[start:end] (`tokens` long) cut by the first of `cutters` that finds
+        a cut, each part fitted in turn (with the same or finer cutters)."""
         parts = 2 * max(2, math.ceil(tokens / budget))
         for depth, cutter in enumerate(cutters):
             cuts = cutter(text, start, end, parts)
@@ -483,7 +488,7 @@ class _Chunker:
                     for part_start, part_end in zip(bounds, bounds[1:], strict=False)
                     for part in self.fit(text, part_start, part_end, budget, cutters[depth:])
                 ]
-        return [(start, end, tokens)]
+        return [(start, end, tokens)]  # a single character
 
     def overlap(self, body: str, target: int) -> tuple[str, int]:
         """About `target` tokens from the end of `body`: whole sentences, else words."""
@@ -494,23 +499,24 @@ class _Chunker:
         starts = sorted({window, *sentences, *_cuts(_LINE_BREAK, body, window, len(body))})
         begin, tokens = len(body), 0
         for start in reversed(starts):  # sentence by sentence from the end, each counted once
-            size = self.tokens(body[start:begin])
-            whole_sentence = start > window or window == 0  # `window` may cut a sentence
-            if whole_sentence and tokens + size <= target:
-                begin, tokens = start, tokens + size
-                continue
+            sentence, room = body[start:begin], target - tokens
+            if not _surely_over(sentence, room):
+                size = self.tokens(sentence)
+                if size <= room and (start > window or window == 0):  # `window` may cut one
+                    begin, tokens = start, tokens + size
+                    continue
             if 2 * tokens < target:  # whole sentences give too little: add this one's end
-                words_begin, extra = self.last_words(body, start, begin, size, target - tokens)
+                words_begin, extra = self.last_words(body, start, begin, room)
                 begin, tokens = words_begin, tokens + extra
             break
         return body[begin:], tokens
 
-    def last_words(self, body: str, start: int, end: int, size: int, room: int) -> tuple[int, int]:
-        """The start and size of the last words of body[start:end] (`size` tokens) that come to
-        at most `room` tokens, guessing from the average tokens per word, then counting."""
+    def last_words(self, body: str, start: int, end: int, room: int) -> tuple[int, int]:
+        """Start and size of the last words of body[start:end] that come to at most `room`
+        tokens: a guess at 4 tokens per 3 words, counted, then corrected once if over."""
         cuts = _cuts(_WORD_GAP, body, start, end)
-        take = min(len(cuts), (len(cuts) + 1) * room // max(size, 1))
-        for _ in range(2):  # one guess, one correction
+        take = min(len(cuts), room * 3 // 4)
+        for _ in range(2):
             if take <= 0:
                 break
             extra = self.tokens(body[cuts[-take] : end])
@@ -531,14 +537,20 @@ def _run_lines(run: list[_Section], path: Context) -> Iterator[str]:
         previous = section.context
 
 
-def _take(pieces: deque[_Piece], room: int, most: int) -> list[_Piece]:
-    """Consecutive pieces up to `room` tokens (always at least one)."""
+def _take(pieces: deque[_Piece], room: int, most: int | None) -> list[_Piece]:
+    """Consecutive pieces up to `room` tokens and `most` pieces (always at least one)."""
     taken = [pieces.popleft()]
     used = taken[0].tokens
-    while pieces and len(taken) < most and used + pieces[0].tokens <= room:
+    while pieces and (most is None or len(taken) < most) and used + pieces[0].tokens <= room:
         used += pieces[0].tokens
         taken.append(pieces.popleft())
     return taken
+
+
+def _uncuttable(taken: list[_Piece], overlap: str) -> bool:
+    """One character alone over budget: impossible while the header leaves a quarter of the
+    budget, but if it happened, a chunk over budget beats looping forever."""
+    return len(taken) == 1 and not overlap and taken[0].end - taken[0].start <= 1
 
 
 def _render(pieces: list[_Piece], blocks: list[_Block]) -> str:
@@ -557,7 +569,11 @@ def _with_overlap(overlap: str, first: _Piece, blocks: list[_Block], new_text: s
         return new_text
     if not new_text:
         return overlap
-    before = blocks[first.block].text[: first.start]
-    gap = before[len(before.rstrip()) :]
-    separator = "\n\n" if first.start == 0 else ("\n" if "\n" in gap else " ")
+    if first.start == 0:
+        return f"{overlap}\n\n{new_text}"
+    text, gap_start = blocks[first.block].text, first.start
+    while gap_start > 0 and text[gap_start - 1].isspace():  # (slicing the block: quadratic)
+        gap_start -= 1
+    gap = text[gap_start : first.start]
+    separator = "\n" if "\n" in gap else " " if gap else ""  # as between them in the source
     return overlap + separator + new_text

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -166,13 +168,16 @@ class Ledger:
         self._masked_url = given.render_as_string(hide_password=True)
         self._url = _with_installed_driver(given)
         try:
-            self._engine = self._create_engine()
+            self._engine = _create_engine(self._url)
             self._migrate()
-        except (DBAPIError, CommandError, ArgumentError, OSError) as error:
+        except (DBAPIError, CommandError, ArgumentError, ImportError, OSError) as error:
             self._dispose_if_created()
             raise LedgerUnavailable(
                 f"cannot open the ledger at {self._masked_url}: {self._reason(error)}"
             ) from None
+        backend = self._url.get_backend_name()
+        self._upsert_ledger = _upsert_statement(backend, ledger_table)
+        self._upsert_state = _upsert_statement(backend, source_state_table)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -274,20 +279,6 @@ class Ledger:
 
     # --- internals -------------------------------------------------------------------------
 
-    def _create_engine(self) -> Engine:
-        backend = self._url.get_backend_name()
-        if backend not in _BACKENDS:
-            raise ArgumentError(f"unsupported database {backend!r} (use sqlite or postgresql)")
-        if backend != "sqlite":
-            engine = create_engine(self._url, pool_pre_ping=True)
-        else:
-            _create_sqlite_folder(self._url)
-            engine = create_engine(self._url)
-            _configure_sqlite(engine)
-        self._upsert_ledger = _upsert_statement(backend, ledger_table)
-        self._upsert_state = _upsert_statement(backend, source_state_table)
-        return engine
-
     def _migrate(self) -> None:
         config = Config()
         # ConfigParser interpolates '%', which a folder name may contain
@@ -342,6 +333,24 @@ def _parse_url(url: str) -> URL:
         raise LedgerUnavailable("the ledger URL is not a valid SQLAlchemy URL") from None
 
 
+def _create_engine(url: URL) -> Engine:
+    backend = url.get_backend_name()
+    if backend not in _BACKENDS:
+        raise ArgumentError(f"unsupported database {backend!r} (use sqlite or postgresql)")
+    if backend == "postgresql":
+        return create_engine(url, pool_pre_ping=True, connect_args=_libpq_timeout(url))
+    _create_sqlite_folder(url)
+    engine = create_engine(url)
+    _configure_sqlite(engine)
+    return engine
+
+
+def _libpq_timeout(url: URL) -> dict[str, int]:
+    # fail within seconds, not when the OS gives up on a silent host (minutes)
+    libpq = url.get_driver_name() in ("psycopg2", "psycopg")
+    return {"connect_timeout": 10} if libpq and "connect_timeout" not in url.query else {}
+
+
 def _with_installed_driver(url: URL) -> URL:
     # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; the dependency is psycopg2
     return url.set(drivername="postgresql+psycopg2") if url.drivername == "postgresql" else url
@@ -358,17 +367,29 @@ def _configure_sqlite(engine: Engine) -> None:
     module, which skips BEGIN for DDL) in control of transactions."""
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
         dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.close()
+        dbapi_connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        _enable_wal(dbapi_connection)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         writing = conn.get_execution_options().get(_WRITE_OPTION, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+
+
+def _enable_wal(dbapi_connection: sqlite3.Connection) -> None:
+    """Switching to WAL takes its lock without waiting on busy_timeout: a process opening a
+    fresh ledger while another one sets it up gets "database is locked", so it retries."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            dbapi_connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _upsert_statement(backend: str, table: Table) -> Insert:

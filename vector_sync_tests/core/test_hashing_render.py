@@ -36,16 +36,26 @@ def test_dotted_paths_read_and_keep_nesting():
     assert get_path(doc, "imdb.rating") == 7.4
     assert get_path(doc, "imdb.missing") is MISSING and get_path(doc, "year.x") is MISSING
     assert nested_subset(doc, ["imdb.rating", "year", "nope"]) == {
-        "imdb": {"rating": 7.4}, "year": 1999}
+        "imdb": {"rating": 7.4},
+        "year": 1999,
+    }
 
 
 def test_render_puts_short_fields_in_the_preamble_and_long_text_in_the_body():
     long_text = "word " * (LONG_TEXT_CHARS // 4)
-    fields = {"title": "Heat", "cast": ["Al Pacino", "Robert De Niro"], "plot": long_text,
-              "empty": "", "imdb": {"rating": 8.3}}
+    fields = {
+        "title": "Heat",
+        "cast": ["Al Pacino", "Robert De Niro"],
+        "plot": long_text,
+        "empty": "",
+        "imdb": {"rating": 8.3},
+    }
     preamble, body = render(fields, ["title", "cast", "empty", "missing", "imdb", "plot"])
     assert preamble.splitlines() == [
-        "title: Heat", "cast: Al Pacino, Robert De Niro", "imdb: rating: 8.3"]
+        "title: Heat",
+        "cast: Al Pacino, Robert De Niro",
+        "imdb: rating: 8.3",
+    ]
     assert body == long_text.strip()
     assert render({"other": "x"}, ["title", "body"]) == ("", "")
     assert render({"body": "line one\nline two"}, ["body"]) == ("", "line one\nline two")

@@ -254,6 +254,14 @@ def test_datetimes_round_trip_as_aware_utc(ledger: Ledger) -> None:
     assert stored.next_attempt_at is None
 
 
+def test_postgresql_datetimes_are_utc_whatever_the_session_time_zone(postgres_url: str) -> None:
+    with Ledger(f"{postgres_url}?options=-c%20timezone%3DAsia/Tokyo") as ledger:
+        ledger.upsert([synced("a.md", last_synced_at=T0)])
+        stored = ledger.rows("s", "c")["a.md"].last_synced_at
+    assert stored == T0
+    assert stored is not None and stored.tzinfo is UTC
+
+
 # --- summaries -----------------------------------------------------------------------------
 
 

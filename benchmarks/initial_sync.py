@@ -1,0 +1,305 @@
+"""Initial sync of a fresh vault with the real model: how close the pipeline gets to the
+speed of the model alone.
+
+Generates 150 Markdown notes (``--notes``) of 300-900 words with headings, then, in one
+process:
+
+(a) pipeline: the full initial sync of the source through the Dagster asset graph (the same
+    dg.materialize call as vector_sync.defs.run.sync_source: snapshot, changes, embeddings
+    with the real offline all-MiniLM-L6-v2, embedded Qdrant, the SQLite ledger). Wall time,
+    chunks/s over the whole run, and the per-stage ``duration_s`` of each materialization.
+(b) raw fastembed: the exact chunk texts the pipeline embedded, read back from its change
+    set (state/changes/<collection>/<source>.parquet, column ``chunks``), embedded directly
+    with ``Embedder(config.embedding).embed(texts)`` (the already loaded model, the same
+    batch size). chunks/s.
+
+The model is loaded and warmed up before either is timed; the load is reported on its own.
+Target: pipeline chunks/s (over the whole run's wall time) / raw chunks/s >= 0.9.
+
+Run: ``.venv/bin/python benchmarks/initial_sync.py [--notes N] [--quick]``. Generated data
+lives in a temporary folder that is deleted at the end (``--keep`` keeps it). DAGSTER_HOME
+is unset, so the run uses an ephemeral Dagster instance and leaves no history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _vault import (
+    COLLECTION,
+    SOURCE,
+    WORDS,
+    dagster_log,
+    folders,
+    frontmatter,
+    sentence,
+    titles,
+    write_config,
+)
+
+TARGET_RATIO = 0.9
+STAGES = (("snapshot", ("source_snapshot",)), ("changes", ("changes", COLLECTION)),
+          ("embeddings", ("embeddings", COLLECTION)), ("qdrant", ("qdrant", COLLECTION)))
+
+
+# --- the vault ------------------------------------------------------------------------------
+
+
+def _paragraph(rng: random.Random, others: Sequence[str]) -> tuple[str, int]:
+    sentences = [sentence(rng) for _ in range(rng.randint(3, 6))]
+    text = " ".join(" ".join(s) + "." for s in sentences)
+    if rng.random() < 0.25:
+        text += f" Related: [[{rng.choice(others)}]]."
+    return text, sum(len(s) for s in sentences)
+
+
+def note_text(rng: random.Random, title: str, words: int, others: Sequence[str]) -> str:
+    """About `words` body words: an intro, then `##` sections (some with `###`
+    sub-sections) of paragraphs, lists and now and then a code block."""
+    lines = [*frontmatter(rng, title), f"# {title}", ""]
+    text, written = _paragraph(rng, others)
+    lines += [text, ""]
+    while written < words:
+        lines += [f"## {' '.join(sentence(rng, 2, 5))}", ""]
+        for _ in range(rng.randint(1, 3)):
+            if rng.random() < 0.3:
+                lines += [f"### {' '.join(sentence(rng, 2, 4))}", ""]
+            roll = rng.random()
+            if roll < 0.2:
+                for _ in range(rng.randint(3, 6)):
+                    item = sentence(rng, 3, 10)
+                    written += len(item)
+                    lines.append("- " + " ".join(item))
+                lines.append("")
+            elif roll < 0.27:
+                code = [f"{rng.choice(WORDS)}_{n} = {rng.randint(0, 999)}" for n in range(4)]
+                written += 12
+                lines += ["```python", *code, "```", ""]
+            else:
+                text, count = _paragraph(rng, others)
+                written += count
+                lines += [text, ""]
+    return "\n".join(lines)
+
+
+def generate_vault(vault: Path, notes: int, min_words: int, max_words: int,
+                   seed: int) -> int:
+    rng = random.Random(seed)
+    names = titles(rng, notes)
+    places = folders()
+    size = 0
+    for title in names:
+        folder = vault / rng.choice(places)
+        folder.mkdir(parents=True, exist_ok=True)
+        data = note_text(rng, title, rng.randint(min_words, max_words), names).encode()
+        (folder / f"{title}.md").write_bytes(data)
+        size += len(data)
+    return size
+
+
+# --- the two measurements -------------------------------------------------------------------
+
+
+def materialize(config_file: Path, config: Any) -> tuple[float, Any]:
+    """vector_sync.defs.run.sync_source, keeping the Dagster result for its metadata."""
+    import dagster as dg
+
+    from vector_sync.definitions import build_assets
+    from vector_sync.defs.assets import SnapshotConfig
+    from vector_sync.defs.resources import VectorSyncResource
+    from vector_sync.defs.run import instance, selection_for
+
+    started = time.perf_counter()
+    result = dg.materialize(
+        build_assets(config),
+        selection=selection_for(config, SOURCE),
+        partition_key=SOURCE,
+        instance=instance(),
+        resources={"vector_sync": VectorSyncResource(config_path=str(config_file))},
+        run_config=dg.RunConfig(
+            ops={"source_snapshot": SnapshotConfig(full=False)},
+            loggers={"console": {"config": {"log_level": "INFO"}}},
+        ),
+        tags={"vector_sync/source": SOURCE, "vector_sync/trigger": "benchmark"},
+        raise_on_error=False,
+    )
+    return time.perf_counter() - started, result
+
+
+def asset_metadata(result: Any) -> dict[tuple[str, ...], dict[str, Any]]:
+    """Asset key path -> materialization metadata, as vector_sync.defs.run reads it."""
+    found: dict[tuple[str, ...], dict[str, Any]] = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        if materialization is not None:
+            found[tuple(materialization.asset_key.path)] = {
+                k: v.value for k, v in materialization.metadata.items()}
+    return found
+
+
+def changed_chunks(state_dir: Path) -> list[str]:
+    """The chunk texts the embeddings asset embedded, in its order (added/updated rows of the
+    change set)."""
+    import pyarrow.parquet as pq
+
+    from vector_sync.core.state_files import StateFiles
+
+    table = pq.read_table(StateFiles(state_dir).changes(COLLECTION, SOURCE),
+                          columns=["action", "chunks"]).to_pydict()
+    return [text for action, chunks in zip(table["action"], table["chunks"], strict=True)
+            if action in ("added", "updated") for text in chunks]
+
+
+def pipeline_vectors(state_dir: Path) -> np.ndarray:
+    import pyarrow.parquet as pq
+
+    from vector_sync.core.state_files import StateFiles
+
+    column = pq.read_table(StateFiles(state_dir).embeddings(COLLECTION, SOURCE),
+                           columns=["vector"]).column("vector")
+    return np.asarray(column.to_pylist(), dtype=np.float32)
+
+
+def warm_up_texts(rng: random.Random, count: int = 64) -> list[str]:
+    """Chunk-sized texts (about 200 words) so that the model runs at full shapes once."""
+    return [" ".join(" ".join(sentence(rng)) + "." for _ in range(16)) for _ in range(count)]
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--notes", type=int, default=150, help="notes in the vault")
+    parser.add_argument("--min-words", type=int, default=300)
+    parser.add_argument("--max-words", type=int, default=900)
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="embedding.batch_size in the config (both runs use it)")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 20 notes")
+    parser.add_argument("--keep", action="store_true", help="keep the temp folder")
+    parser.add_argument("--verbose", action="store_true", help="show the Dagster run logs")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.notes = min(args.notes, 20)
+
+    os.environ.pop("DAGSTER_HOME", None)  # an ephemeral instance: no run history written
+    root = Path(tempfile.mkdtemp(prefix="vector_sync_initial_"))
+    try:
+        return run(args, root)
+    finally:
+        if args.keep:
+            print(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, root: Path) -> int:
+    log_file = root / "dagster.log"
+    print(f"initial_sync: {args.notes} notes of {args.min_words}-{args.max_words} words, "
+          f"embedding batch size {args.batch_size}, {os.cpu_count()} CPUs, in {root}")
+    started = time.perf_counter()
+    size = generate_vault(root / "vault", args.notes, args.min_words, args.max_words,
+                          args.seed)
+    config_file = write_config(root, batch_size=args.batch_size)
+    print(f"setup: generated the vault ({size / 1e3:.0f} kB) in "
+          f"{time.perf_counter() - started:.1f} s, not measured")
+
+    started = time.perf_counter()
+    import vector_sync.defs.run  # noqa: F401 - the Dagster + Qdrant imports, not measured
+    from vector_sync.config import load_config
+    from vector_sync.core.embedder import Embedder
+
+    config = load_config(config_file)
+    imports = time.perf_counter() - started
+    embedder = Embedder(config.embedding_for(COLLECTION))
+    started = time.perf_counter()
+    embedder.embed(["warm-up"])
+    model_load = time.perf_counter() - started
+    started = time.perf_counter()
+    embedder.embed(warm_up_texts(random.Random(args.seed)))
+    warm_up = time.perf_counter() - started
+    print(f"setup: imports {imports:.2f} s, model load + first call {model_load:.2f} s, "
+          f"warm-up (64 chunk-sized texts) {warm_up:.2f} s; none of it is measured below")
+
+    # (a) the pipeline
+    with nullcontext() if args.verbose else dagster_log(log_file):
+        wall, result = materialize(config_file, config)
+    from vector_sync.defs.run import collection_counts, failure_message
+
+    if not result.success:
+        print(f"the pipeline run failed: {failure_message(result)}")
+        if log_file.exists():
+            print(log_file.read_text()[-5000:])
+        return 1
+    counts = collection_counts(result, [COLLECTION])[COLLECTION]
+    metadata = asset_metadata(result)
+    chunks = counts["chunks_embedded"]
+    stage_seconds = {name: float(metadata.get(key, {}).get("duration_s", 0.0))
+                     for name, key in STAGES}
+
+    # (b) raw fastembed on the same texts
+    texts = changed_chunks(config.state.dir)
+    started = time.perf_counter()
+    raw = Embedder(config.embedding).embed(texts)
+    raw_seconds = time.perf_counter() - started
+
+    problems = []
+    if counts["added"] != args.notes or counts["failed"]:
+        problems.append(f"expected {args.notes} added and none failed: {counts}")
+    if len(texts) != chunks:
+        problems.append(f"the change set holds {len(texts)} chunks, {chunks} were embedded")
+    piped = pipeline_vectors(config.state.dir)
+    max_diff = float(np.abs(piped - raw).max()) if piped.shape == raw.shape else float("nan")
+    if not max_diff < 1e-4:
+        problems.append(f"pipeline and raw vectors differ (max |diff| {max_diff})")
+
+    pipeline_rate = chunks / wall
+    raw_rate = len(texts) / raw_seconds
+    embed_stage_rate = chunks / stage_seconds["embeddings"] if stage_seconds["embeddings"] else 0
+    ratio = pipeline_rate / raw_rate
+    tokens = sum(embedder.count_tokens()(t) for t in texts) / max(len(texts), 1)
+
+    print()
+    print("=" * 78)
+    print(f"initial sync of {args.notes} notes: {counts['added']} added, {chunks} chunks "
+          f"(mean {tokens:.0f} tokens), model all-MiniLM-L6-v2 int8 ONNX")
+    print("-" * 78)
+    print(f"model load (one-time, not counted below)       {model_load:8.2f} s")
+    print(f"(a) pipeline, whole Dagster run (wall)         {wall:8.2f} s   "
+          f"{pipeline_rate:7.1f} chunks/s")
+    for name, _ in STAGES:
+        seconds = stage_seconds[name]
+        print(f"      {name:<12} duration_s                 {seconds:8.2f} s   "
+              f"({seconds / wall:5.1%} of the run)")
+    overhead = wall - sum(stage_seconds.values())
+    print(f"      Dagster + asset set-up outside duration_s {overhead:7.2f} s   "
+          f"({overhead / wall:5.1%} of the run)")
+    print(f"      embeddings stage alone: {embed_stage_rate:.1f} chunks/s")
+    print(f"(b) raw fastembed, same {len(texts)} texts           {raw_seconds:8.2f} s   "
+          f"{raw_rate:7.1f} chunks/s")
+    verdict = "MEETS" if ratio >= TARGET_RATIO else "MISSES"
+    print(f"pipeline_chunks_per_s / raw_chunks_per_s = {pipeline_rate:.1f} / {raw_rate:.1f}"
+          f" = {ratio:.2f}   target >= {TARGET_RATIO}: {verdict}")
+    if embed_stage_rate:
+        print(f"(embeddings stage alone / raw = {embed_stage_rate / raw_rate:.2f})")
+    print(f"pipeline vectors == raw vectors: max |diff| {max_diff:.2e}")
+    for problem in problems:
+        print(f"PROBLEM: {problem}")
+    print("=" * 78)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -114,11 +114,12 @@ def frontmatter(rng: random.Random, title: str) -> list[str]:
             "---", ""]
 
 
-def write_config(root: Path, batch_size: int = 32) -> Path:
+def write_config(root: Path, batch_size: int = 32, state: str = "state",
+                 name: str = "vector_sync.yaml") -> Path:
     """The repository's quick-start config (vector_sync.yaml) for the vault in root/vault,
-    with the state (ledger, embedded Qdrant, Parquet files) in root/state."""
+    with the state (ledger, embedded Qdrant, Parquet files) in root/<state>."""
     config = {
-        "state": {"dir": "state"},
+        "state": {"dir": state},
         "embedding": {"model": "sentence-transformers/all-MiniLM-L6-v2",
                       "batch_size": batch_size},
         "sources": {SOURCE: {"kind": "markdown", "path": "vault", "include": ["**/*.md"],
@@ -127,7 +128,7 @@ def write_config(root: Path, batch_size: int = 32) -> Path:
                                      "payload": ["tags", "path", "modified_at", "aliases",
                                                  "links"]}},
     }
-    path = root / "vector_sync.yaml"
+    path = root / name
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 

@@ -49,6 +49,7 @@ def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 OUTCOMES = ("added", "updated", "payload_updated", "deleted", "unchanged", "failed")
 READ_BATCH = 500
+LEDGER_BATCH = 2000
 EMBED_BATCH = 256  # texts handed to the model at once (it batches by embedding.batch_size)
 
 
@@ -300,6 +301,8 @@ class Applier:
 
     def apply(self, changes: Iterable[dict[str, Any]], vectors: Iterator[dict[str, Any]],
               dimension: int | None) -> ApplyReport:
+        """Apply in batches: documents with new vectors (upserts), documents with only
+        payload or deletion operations, and rows only the ledger has to learn about."""
         if dimension is not None:
             try:
                 self.store.ensure_collection(self.spec.name, dimension, self.spec.model)
@@ -307,63 +310,92 @@ class Applier:
                 raise  # a configuration problem: fail the run, touch nothing
             except Exception as error:  # noqa: BLE001 - Qdrant unreachable: fail every row
                 self._unavailable = f"Qdrant {type(error).__name__}: {error}"[:500]
-        group: list[tuple[dict[str, Any], list[list[float]]]] = []
-        group_points = 0
+        upserts: list[tuple[dict[str, Any], list[list[float]]]] = []
+        operations: list[dict[str, Any]] = []
+        ledger_only: list[dict[str, Any]] = []
+        upsert_points = 0
         for change in changes:
             action = change["action"]
             if action in ("added", "updated"):
                 points = _take_vectors(vectors, change)
-                if group and group_points + len(points) > self.batch_points:
-                    self._write_group(group)
-                    group, group_points = [], 0
-                group.append((change, points))
-                group_points += len(points)
+                if upserts and upsert_points + len(points) > self.batch_points:
+                    self._write_group(upserts)
+                    upserts, upsert_points = [], 0
+                upserts.append((change, points))
+                upsert_points += len(points)
+            elif action in ("deleted", "payload_updated"):
+                operations.append(change)
+                if len(operations) >= self.batch_points:
+                    self._operate(operations)
+                    operations = []
             else:
-                self._apply_one(change)
-        if group:
-            self._write_group(group)
+                ledger_only.append(change)
+                if len(ledger_only) >= LEDGER_BATCH:
+                    self._record(ledger_only)
+                    ledger_only = []
+        if upserts:
+            self._write_group(upserts)
+        if operations:
+            self._operate(operations)
+        if ledger_only:
+            self._record(ledger_only)
         return self.report
 
-    # one document without new vectors
-    def _apply_one(self, change: dict[str, Any]) -> None:
-        action, doc_id = change["action"], change["doc_id"]
-        previous = self.rows.get(doc_id)
-        if action == "failed":
-            self._record_failure([change], change["error_code"], change["error"], counted=True)
+    # rows that need no Qdrant write: new hints ("unchanged") and read failures
+    def _record(self, changes: list[dict[str, Any]]) -> None:
+        failed = [c for c in changes if c["action"] == "failed"]
+        if failed:
+            self._record_failure(failed)
+        touched = [c for c in changes if c["action"] == "unchanged"]
+        # counted by the diff, together with the documents that were not even read
+        self.ledger.upsert([self._synced_row(c, self.rows.get(c["doc_id"]), 0) for c in touched])
+
+    # deletions and payload-only updates, many documents per Qdrant request
+    def _operate(self, changes: list[dict[str, Any]]) -> None:
+        if not self._guard(changes):
             return
-        if action == "unchanged":
-            self.ledger.upsert([self._synced_row(change, previous, chunk_count=0)])
-            return  # counted by the diff, with the documents that were not even read
-        if not self._guard([change]):
-            return
+        synced_at = _iso(self.now())
+        operations: list[Any] = []
+        deleting = 0
+        for change in changes:
+            previous = self.rows.get(change["doc_id"])
+            ids = self._ids(change["doc_id"], 0, previous.chunk_count if previous else 0)
+            if ids and change["action"] == "deleted":
+                operations.append(models.DeleteOperation(delete=models.PointIdsList(points=ids)))
+                deleting += len(ids)
+            elif ids:
+                operations.extend(self._payload_operations(change, ids, synced_at))
         try:
-            if action == "deleted":
-                self._delete_points(doc_id, 0, previous.chunk_count if previous else 0)
-            elif action == "payload_updated":
-                self._set_payload(change, previous)
-        except Exception as error:  # noqa: BLE001 - any Qdrant error fails this document only
-            self._qdrant_failed([change], error)
+            # deleting from a collection that does not exist is done already
+            only_deletes = all(c["action"] == "deleted" for c in changes)
+            if operations and not (only_deletes and not self.store.exists(self.spec.name)):
+                self.store.batch(self.spec.name, operations)
+        except Exception as error:  # noqa: BLE001 - the batch fails, the run goes on
+            self._qdrant_failed(changes, error)
             return
         self._consecutive_errors = 0
-        if action == "deleted" and change.get("content_hash") is None:
-            self.ledger.delete(self.source, self.spec.name, [doc_id])
-        else:
-            self.ledger.upsert([self._synced_row(change, previous, chunk_count=0)])
-        self.report.counts[action] += 1
+        self.report.points_deleted += deleting
+        gone = [c["doc_id"] for c in changes if c.get("content_hash") is None]
+        self.ledger.delete(self.source, self.spec.name, gone)
+        self.ledger.upsert([self._synced_row(c, self.rows.get(c["doc_id"]), 0)
+                            for c in changes if c.get("content_hash") is not None])
+        for change in changes:
+            self.report.counts[change["action"]] += 1
 
-    def _delete_points(self, doc_id: str, first: int, end: int) -> None:
-        ids = [point_id(self.source, doc_id, i) for i in range(first, end)]
-        if ids:
-            self.store.delete(self.spec.name, ids)
-            self.report.points_deleted += len(ids)
-
-    def _set_payload(self, change: dict[str, Any], previous: LedgerRow | None) -> None:
-        count = previous.chunk_count if previous else 0
-        ids = [point_id(self.source, change["doc_id"], i) for i in range(count)]
+    def _payload_operations(self, change: dict[str, Any], ids: list[str],
+                            synced_at: str) -> list[Any]:
         payload = json.loads(change["payload_json"])
-        self.store.set_payload(self.spec.name, ids, {**payload, "synced_at": _iso(self.now())})
-        dropped = {f.split(".", 1)[0] for f in self.spec.payload} - set(payload)
-        self.store.delete_payload(self.spec.name, ids, sorted(dropped))
+        operations: list[Any] = [models.SetPayloadOperation(set_payload=models.SetPayload(
+            payload={**payload, "synced_at": synced_at}, points=ids))]
+        # set_payload merges top-level keys: a field the document no longer has must go
+        dropped = sorted({f.split(".", 1)[0] for f in self.spec.payload} - set(payload))
+        if dropped:
+            operations.append(models.DeletePayloadOperation(
+                delete_payload=models.DeletePayload(keys=dropped, points=ids)))
+        return operations
+
+    def _ids(self, doc_id: str, first: int, end: int) -> list[str]:
+        return [point_id(self.source, doc_id, i) for i in range(first, end)]
 
     # documents with new vectors, several per Qdrant request
     def _write_group(self, group: list[tuple[dict[str, Any], list[list[float]]]]) -> None:
@@ -385,10 +417,11 @@ class Applier:
                       for p in self._points(change, vectors, synced_at)]
             for batch in batched(points, self.batch_points):
                 self.store.upsert(self.spec.name, batch)
-            for change, vectors in group:
-                previous = self.rows.get(change["doc_id"])
-                self._delete_points(change["doc_id"], len(vectors),
-                                    previous.chunk_count if previous else 0)
+            surplus = [i for change, vectors in group for i in self._ids(
+                change["doc_id"], len(vectors), self.rows[change["doc_id"]].chunk_count
+                if change["doc_id"] in self.rows else 0)]
+            self.store.delete(self.spec.name, surplus)
+            self.report.points_deleted += len(surplus)
         except Exception as error:  # noqa: BLE001 - the group fails, the run goes on
             self._qdrant_failed(changes, error)
             return
@@ -431,8 +464,10 @@ class Applier:
                                      doc_id=change["doc_id"], status="pending")
         return LedgerRow(**{**_row_dict(base), "status": "pending", "chunk_count": chunk_count})
 
-    def _record_failure(self, changes: list[dict[str, Any]], code: str, reason: str,
-                        counted: bool) -> None:
+    def _record_failure(self, changes: list[dict[str, Any]], code: str | None = None,
+                        reason: str | None = None) -> None:
+        """Mark documents failed (with the change's own reason unless one is given), keeping
+        what the ledger knew about Qdrant's state, so nothing synced is forgotten."""
         now = self.now()
         rows = []
         for change in changes:
@@ -442,12 +477,12 @@ class Applier:
             attempts = base.attempts + 1
             rows.append(LedgerRow(**{
                 **_row_dict(base), "status": "failed", "attempts": attempts,
-                "error_code": code, "last_error": reason, "last_attempt_at": now,
+                "error_code": code or change["error_code"],
+                "last_error": reason or change["error"], "last_attempt_at": now,
                 "next_attempt_at": retry_at(now, attempts),
             }))
-            self.report.failures.append((change["doc_id"], reason))
-            if counted:
-                self.report.counts["failed"] += 1
+            self.report.failures.append((change["doc_id"], reason or change["error"]))
+        self.report.counts["failed"] += len(changes)
         self.ledger.upsert(rows)
         self.rows.update({r.doc_id: r for r in rows})
 
@@ -456,7 +491,7 @@ class Applier:
         reason = f"Qdrant {type(error).__name__}: {error}"[:500]
         log.warning("collection %s: %d document(s) failed: %s", self.spec.name, len(changes),
                     reason)
-        self._record_failure(changes, "qdrant_error", reason, counted=True)
+        self._record_failure(changes, "qdrant_error", reason)
         self._consecutive_errors += 1
         if self._consecutive_errors >= 3:
             self._unavailable = reason
@@ -465,8 +500,7 @@ class Applier:
         if self._unavailable is None:
             return True
         self._record_failure(changes, "qdrant_error",
-                             f"not attempted, Qdrant kept failing: {self._unavailable}",
-                             counted=True)
+                             f"not attempted, Qdrant kept failing: {self._unavailable}")
         return False
 
 

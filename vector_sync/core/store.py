@@ -33,14 +33,12 @@ class QdrantStore:
         return bool(self.client.collection_exists(collection))
 
     def vector_size(self, collection: str) -> int | None:
-        if not self.exists(collection):
-            return None
+        """The size of the collection's single unnamed vector (None for named vectors)."""
         vectors = self.client.get_collection(collection).config.params.vectors
         return int(vectors.size) if isinstance(vectors, models.VectorParams) else None
 
     def ensure_collection(self, collection: str, dimension: int, model: str) -> None:
-        size = self.vector_size(collection)
-        if size is None and not self.exists(collection):
+        if not self.exists(collection):
             self.client.create_collection(
                 collection,
                 vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE),
@@ -51,9 +49,11 @@ class QdrantStore:
                     self.client.create_payload_index(
                         collection, key, models.PayloadSchemaType.KEYWORD, wait=True)
             log.info("created collection %s (%d dimensions, cosine)", collection, dimension)
-        elif size != dimension:
+            return
+        size = self.vector_size(collection)
+        if size != dimension:
             raise CollectionMismatch(
-                f"collection {collection!r} holds {size}-dimensional vectors but model "
+                f"collection {collection!r} holds vectors of size {size} but model "
                 f"{model!r} produces {dimension}; drop the collection (or give the "
                 "collection a new name) to re-embed it with the new model"
             )
@@ -64,46 +64,14 @@ class QdrantStore:
         self.client.upsert(collection, points=list(points), wait=True)
 
     def delete(self, collection: str, ids: Sequence[str]) -> None:
-        if ids:
+        if ids and self.exists(collection):  # a missing collection holds nothing to delete
             self.client.delete(collection, points_selector=models.PointIdsList(points=list(ids)),
                                wait=True)
 
-    def set_payload(self, collection: str, ids: Sequence[str], payload: dict[str, Any]) -> None:
-        self.client.set_payload(collection, payload=payload, points=list(ids), wait=True)
-
-    def delete_payload(self, collection: str, ids: Sequence[str], keys: Sequence[str]) -> None:
-        if keys:
-            self.client.delete_payload(collection, keys=list(keys), points=list(ids), wait=True)
-
-    def scroll(
-        self, collection: str, source: str | None = None, with_payload: Any = True,
-        page_size: int = 1024,
-    ) -> Iterator[models.Record]:
-        """Every point (never its vector), optionally only those of one source."""
-        if not self.exists(collection):
-            return
-        query_filter = None
-        if source is not None:
-            query_filter = models.Filter(must=[models.FieldCondition(
-                key="source", match=models.MatchValue(value=source))])
-        offset = None
-        while True:
-            records, offset = self.client.scroll(
-                collection, scroll_filter=query_filter, limit=page_size, offset=offset,
-                with_payload=with_payload, with_vectors=False,
-            )
-            yield from records
-            if offset is None:
-                return
-
-    def retrieve(self, collection: str, ids: Sequence[str]) -> list[models.Record]:
-        return self.client.retrieve(collection, ids=list(ids), with_payload=True,
-                                    with_vectors=True)
-
-    def count(self, collection: str) -> int:
-        if not self.exists(collection):
-            return 0
-        return int(self.client.count(collection, exact=True).count)
+    def batch(self, collection: str, operations: Sequence[Any]) -> None:
+        """Deletions and payload updates of many documents in one request."""
+        self.client.batch_update_points(collection, update_operations=list(operations),
+                                        wait=True)
 
     def search(self, collection: str, vector: Sequence[float], limit: int) -> list[Any]:
         return self.client.query_points(

@@ -25,7 +25,9 @@ class UsageError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S")
+    logging.getLogger("vector_sync").setLevel(logging.INFO)  # progress, on stderr
     from vector_sync.core.ledger import LedgerUnavailable
     from vector_sync.core.store import QdrantUnavailable
 

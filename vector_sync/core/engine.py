@@ -237,9 +237,14 @@ def embedding_rows(
     """Vectors for every chunk of added/updated documents, in change-set order; vectors of
     an identical earlier version are reused (a retry after Qdrant was down embeds nothing)."""
     pending: list[tuple[str, str, int, str]] = []
+    last_report = time.monotonic()
 
     def flush() -> Iterator[dict[str, Any]]:
+        nonlocal last_report
         vectors = embed([text for *_, text in pending])
+        if time.monotonic() - last_report > 10:
+            log.info("embedded %d chunks so far", stats["chunks_embedded"] + len(pending))
+            last_report = time.monotonic()
         for (doc_id, chash, index, _), vector in zip(pending, vectors, strict=True):
             yield {"doc_id": doc_id, "content_hash": chash, "chunk_index": index,
                    "vector": [float(x) for x in vector]}

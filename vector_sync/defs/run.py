@@ -42,7 +42,8 @@ def sync_source(config_file: Path, config: VectorSyncConfig, source: str,
         resources={"vector_sync": VectorSyncResource(config_path=str(config_file))},
         run_config=dg.RunConfig(
             ops={"source_snapshot": SnapshotConfig(full=full)},
-            loggers={"console": {"config": {"log_level": "INFO"}}},
+            # progress comes from vector_sync's own logger; Dagster's only for problems
+            loggers={"console": {"config": {"log_level": "WARNING"}}},
         ),
         tags={"vector_sync/source": source, "vector_sync/trigger": "cli"},
         raise_on_error=False,

@@ -22,10 +22,17 @@ def count() -> Counter:
     return token_counter(default_model_dir())
 
 
-def chunk(count: Counter, markdown: str, *, max_tokens: int = 256, overlap: int = 32,
-          preamble: str = PREAMBLE) -> list[Chunk]:
-    return chunk_document(preamble, markdown, count_tokens=count, max_tokens=max_tokens,
-                          overlap_tokens=overlap)
+def chunk(
+    count: Counter,
+    markdown: str,
+    *,
+    max_tokens: int = 256,
+    overlap: int = 32,
+    preamble: str = PREAMBLE,
+) -> list[Chunk]:
+    return chunk_document(
+        preamble, markdown, count_tokens=count, max_tokens=max_tokens, overlap_tokens=overlap
+    )
 
 
 def body(c: Chunk) -> str:
@@ -61,8 +68,10 @@ def test_exact_layout_preamble_path_blank_line_body(count: Counter) -> None:
     markdown = "# Sourdough\n\n## Feeding the starter\n\nFeed it twice a day.\n"
     chunks = chunk(count, markdown)
     assert chunks == [
-        Chunk(f"{PREAMBLE}\nSourdough > Feeding the starter\n\nFeed it twice a day.",
-              ("Sourdough", "Feeding the starter"))
+        Chunk(
+            f"{PREAMBLE}\nSourdough > Feeding the starter\n\nFeed it twice a day.",
+            ("Sourdough", "Feeding the starter"),
+        )
     ]
 
 
@@ -144,12 +153,17 @@ def test_level_two_sections_never_share_a_chunk(count: Counter) -> None:
 
 
 def test_small_deep_sections_pack_together_keeping_their_headings(count: Counter) -> None:
-    markdown = "## Tips\n\nSome tips.\n\n### Warm water\n\nUse it.\n\n#### Really\n\nYes.\n\n" \
-               "### Salt\n\nLater.\n"
+    markdown = (
+        "## Tips\n\nSome tips.\n\n### Warm water\n\nUse it.\n\n#### Really\n\nYes.\n\n"
+        "### Salt\n\nLater.\n"
+    )
     chunks = chunk(count, markdown)
     assert chunks == [
-        Chunk(f"{PREAMBLE}\nTips\n\nSome tips.\n\n### Warm water\n\nUse it.\n\n#### Really\n\nYes."
-              "\n\n### Salt\n\nLater.", ("Tips",))
+        Chunk(
+            f"{PREAMBLE}\nTips\n\nSome tips.\n\n### Warm water\n\nUse it.\n\n#### Really\n\nYes."
+            "\n\n### Salt\n\nLater.",
+            ("Tips",),
+        )
     ]
 
 
@@ -157,7 +171,9 @@ def test_headings_without_text_are_not_lost(count: Counter) -> None:
     markdown = "# Empty\n\n# Parent\n\n## Child\n\nText.\n\n## Only heading\n\n### Deep empty\n"
     chunks = chunk(count, markdown)
     assert [c.heading_path for c in chunks] == [
-        ("Empty",), ("Parent", "Child"), ("Parent", "Only heading", "Deep empty"),
+        ("Empty",),
+        ("Parent", "Child"),
+        ("Parent", "Only heading", "Deep empty"),
     ]
     assert chunks[0].text == f"{PREAMBLE}\nEmpty"
     assert chunks[2].text == f"{PREAMBLE}\nParent > Only heading > Deep empty"
@@ -182,31 +198,48 @@ def realistic_note() -> str:
     table = "| step | grams | note |\n|---|---|---|\n" + "\n".join(
         f"| row{i} | {i * 10} | knead{i} and fold |" for i in range(120)
     )
-    code = "```python\n" + "\n".join(
-        f"# step{i} is a comment\ndef feed{i}(starter):\n    return starter + {i}"
-        for i in range(150)
-    ) + "\n```"
+    code = (
+        "```python\n"
+        + "\n".join(
+            f"# step{i} is a comment\ndef feed{i}(starter):\n    return starter + {i}"
+            for i in range(150)
+        )
+        + "\n```"
+    )
     huge_sentence = " ".join(f"huge{i} and" for i in range(700)) + " done."
     cjk = "日本語の文章です。" * 40 + "中文句子在这里。" * 40
     emoji = " ".join(f"emoji{i} 🍞🥖🔥 café naïve" for i in range(150))
-    return "\n\n".join([
-        "Intro before headings. " + sentences(10, "intro"),
-        "# Sourdough", sentences(40, "a"),
-        "## Feeding", sentences(5, "b"), "- " + "\n- ".join(sentences(30, "list").split(". ")),
-        "### Ratios", sentences(3, "c"), code,
-        "### Timing", huge_sentence,
-        "## Tables", table,
-        "## Unicode", cjk, emoji,
-        "#### Deep", sentences(20, "deep"),
-        "# Second", "> " + sentences(40, "quote"),
-        "[ref]: https://example.com/reference-target",
-    ])
+    return "\n\n".join(
+        [
+            "Intro before headings. " + sentences(10, "intro"),
+            "# Sourdough",
+            sentences(40, "a"),
+            "## Feeding",
+            sentences(5, "b"),
+            "- " + "\n- ".join(sentences(30, "list").split(". ")),
+            "### Ratios",
+            sentences(3, "c"),
+            code,
+            "### Timing",
+            huge_sentence,
+            "## Tables",
+            table,
+            "## Unicode",
+            cjk,
+            emoji,
+            "#### Deep",
+            sentences(20, "deep"),
+            "# Second",
+            "> " + sentences(40, "quote"),
+            "[ref]: https://example.com/reference-target",
+        ]
+    )
 
 
-@pytest.mark.parametrize("max_tokens,overlap", [(32, 0), (64, 8), (128, 16), (256, 32),
-                                                (512, 64)])
-def test_every_chunk_fits_and_no_word_is_lost(count: Counter, max_tokens: int,
-                                              overlap: int) -> None:
+@pytest.mark.parametrize("max_tokens,overlap", [(32, 0), (64, 8), (128, 16), (256, 32), (512, 64)])
+def test_every_chunk_fits_and_no_word_is_lost(
+    count: Counter, max_tokens: int, overlap: int
+) -> None:
     markdown = realistic_note()
     chunks = chunk(count, markdown, max_tokens=max_tokens, overlap=overlap)
     assert_within_budget(count, chunks, max_tokens)
@@ -218,8 +251,9 @@ def test_blocks_that_fit_stay_whole(count: Counter) -> None:
     code = "```python\n" + "\n".join(f"line{i} = {i}" for i in range(20)) + "\n```"
     table = "| a | b |\n|---|---|\n" + "\n".join(f"| x{i} | {i} |" for i in range(15))
     items = "\n".join(f"- item{i} to do" for i in range(15))
-    markdown = "\n\n".join(["# Kept", sentences(12), code, sentences(12), table,
-                            sentences(12), items, sentences(12)])
+    markdown = "\n\n".join(
+        ["# Kept", sentences(12), code, sentences(12), table, sentences(12), items, sentences(12)]
+    )
     chunks = chunk(count, markdown, max_tokens=256, overlap=0)
     assert len(chunks) > 3
     for block in (code, table, items):
@@ -340,8 +374,24 @@ def test_each_text_is_counted_about_twice_not_quadratically(count: Counter) -> N
 
 
 def random_markdown(rng: random.Random) -> str:
-    words = ["flour", "water", "salt", "levain", "crumb", "crust", "😀", "naïve", "日本語",
-             "中文", "x", "C++", "e.g.", "3.5", "https://example.com/a_b"]
+    words = [
+        "flour",
+        "water",
+        "salt",
+        "levain",
+        "crumb",
+        "crust",
+        "😀",
+        "naïve",
+        "日本語",
+        "中文",
+        "x",
+        "C++",
+        "e.g.",
+        "3.5",
+        "https://example.com/a_b",
+    ]
+
     def sentence(length: int) -> str:
         return " ".join(rng.choice(words) for _ in range(length)) + rng.choice(".!?。 ")
 
@@ -355,16 +405,23 @@ def random_markdown(rng: random.Random) -> str:
             lines = [f"# {tag}"] + [sentence(rng.randint(1, 30)) for _ in range(rng.randint(1, 60))]
             parts.append("```\n" + "\n".join(lines) + "\n```")
         elif kind < 0.4:
-            parts.append("\n".join(f"- {tag} {sentence(rng.randint(1, 20))}"
-                                   for _ in range(rng.randint(1, 30))))
+            parts.append(
+                "\n".join(
+                    f"- {tag} {sentence(rng.randint(1, 20))}" for _ in range(rng.randint(1, 30))
+                )
+            )
         elif kind < 0.45:
-            parts.append(f"| {tag} | b |\n|---|---|\n" + "\n".join(
-                f"| {sentence(3)} | {i} |" for i in range(rng.randint(1, 80))))
+            parts.append(
+                f"| {tag} | b |\n|---|---|\n"
+                + "\n".join(f"| {sentence(3)} | {i} |" for i in range(rng.randint(1, 80)))
+            )
         elif kind < 0.5:
             parts.append(f"{tag} " + sentence(rng.randint(100, 600)))  # a monster sentence
         else:
-            parts.append(f"{tag} " + " ".join(sentence(rng.randint(1, 40))
-                                              for _ in range(rng.randint(1, 12))))
+            parts.append(
+                f"{tag} "
+                + " ".join(sentence(rng.randint(1, 40)) for _ in range(rng.randint(1, 12)))
+            )
     return rng.choice(["\n\n", "\n\n\n", "\n"]).join(parts)
 
 
@@ -375,8 +432,7 @@ def test_random_documents_fit_the_budget_and_lose_nothing(count: Counter) -> Non
         max_tokens = rng.choice([16, 24, 48, 96, 128, 256, 384, 512])
         overlap = rng.choice([0, max_tokens // 8, max_tokens // 3, max_tokens])
         preamble = rng.choice(["", "title: Random note", "title: " + "long " * 40])
-        chunks = chunk(count, markdown, max_tokens=max_tokens, overlap=overlap,
-                       preamble=preamble)
+        chunks = chunk(count, markdown, max_tokens=max_tokens, overlap=overlap, preamble=preamble)
         context = f"max_tokens={max_tokens} overlap={overlap}\n{markdown[:300]}"
         assert all(count(c.text) <= max_tokens for c in chunks), context
         tags = re.findall(r"\bw\d+\b", markdown)

@@ -364,18 +364,28 @@ def test_two_ledgers_on_one_sqlite_file_lose_no_writes(tmp_path: Path) -> None:
         assert ledger.get_state("s", "a-progress") == ledger.get_state("s", "b-progress") == "59"
 
 
+def open_fresh_files_together(urls: list[str], writer: str, start: Any) -> None:
+    for url in urls:
+        write_many(url, writer, 5, start)
+
+
 def test_processes_opening_a_fresh_sqlite_file_together_all_succeed(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'new' / 'ledger.sqlite'}"  # nobody has migrated it yet
+    # several rounds: the window in which opening processes collide is a few milliseconds
+    urls = [f"sqlite:///{tmp_path / str(n) / 'ledger.sqlite'}" for n in range(10)]
     spawn = multiprocessing.get_context("spawn")
     start = spawn.Barrier(4)
-    processes = [spawn.Process(target=write_many, args=(url, f"p{n}", 20, start)) for n in range(4)]
+    processes = [
+        spawn.Process(target=open_fresh_files_together, args=(urls, f"p{n}", start))
+        for n in range(4)
+    ]
     for process in processes:
         process.start()
     for process in processes:
         process.join(timeout=120)
     assert [p.exitcode for p in processes] == [0, 0, 0, 0]
-    with Ledger(url) as ledger:
-        assert len(ledger.rows("s", "c")) == 4 * 20 * 3
+    for url in urls:
+        with Ledger(url) as ledger:
+            assert len(ledger.rows("s", "c")) == 4 * 5 * 3
 
 
 # --- errors --------------------------------------------------------------------------------

@@ -108,11 +108,13 @@ def _clean_versions(ledger: Ledger, source: str, specs: list[CollectionSpec]) ->
 
 
 def snapshot_rows(
-    source: Source, ledger: Ledger, specs: list[CollectionSpec], full: bool = False
+    source: Source, ledger: Ledger, specs: list[CollectionSpec], full: bool = False,
+    expected: set[str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """The source's current documents. Those whose hint matches a fully synced ledger entry
-    are not read ("skipped"); all are read with `full` or after a collection's config
-    changed. Raises SourceUnavailable before yielding anything if the source is down."""
+    (and whose expected state is known, see `Differ.expected`) are not read ("skipped");
+    all are read with `full` or after a collection's config changed. Raises
+    SourceUnavailable before yielding anything if the source is down."""
     entries: list[SourceEntry] = list(source.scan())
     config_changed = any(
         ledger.get_state(source.name, config_state_key(s.name)) != s.fingerprint for s in specs
@@ -120,7 +122,8 @@ def snapshot_rows(
     clean = {} if full or config_changed else _clean_versions(ledger, source.name, specs)
     to_read = []
     for entry in entries:
-        if clean.get(entry.doc_id) == entry.version:
+        if clean.get(entry.doc_id) == entry.version and (
+                expected is None or entry.doc_id in expected):
             yield {"doc_id": entry.doc_id, "version": entry.version, "state": "skipped"}
         else:
             to_read.append(entry.doc_id)
@@ -152,12 +155,22 @@ class Diff:
         return {**{k: self.counts[k] for k in OUTCOMES}, "chunks_to_embed": self.chunks}
 
 
-class Differ:
-    """Compares a source snapshot with the ledger for one collection (the decision table)."""
+Expected = tuple[str, str, int]  # what Qdrant should hold: content_hash, payload_hash, chunks
 
-    def __init__(self, spec: CollectionSpec, count_tokens: TokenCounter) -> None:
+
+class Differ:
+    """Compares a source snapshot with the ledger for one collection (the decision table).
+
+    It also records `expected`: for every document of the source, the hashes and chunk
+    count Qdrant should hold, derived from the source alone (documents that were not read
+    keep the previous run's expectation). The consistency checks compare Qdrant with it."""
+
+    def __init__(self, spec: CollectionSpec, count_tokens: TokenCounter,
+                 previous_expected: dict[str, Expected] | None = None) -> None:
         self.spec = spec
         self.count_tokens = count_tokens
+        self.previous_expected = previous_expected or {}
+        self.expected: dict[str, Expected] = {}
 
     def changes(
         self, snapshot: Iterable[dict[str, Any]], ledger_rows: dict[str, LedgerRow], diff: Diff
@@ -167,8 +180,12 @@ class Differ:
         a failure) — as action "unchanged" or "failed"."""
         remaining = dict(ledger_rows)
         for row in snapshot:
-            previous = remaining.pop(row["doc_id"], None)
-            change = self._change(row, previous)
+            doc_id = row["doc_id"]
+            previous = remaining.pop(doc_id, None)
+            if row["state"] == "read":
+                change, self.expected[doc_id] = self._compare(row, previous)
+            else:
+                change = self._unread(row, previous)
             diff.counts[change["action"] if change else "unchanged"] += 1
             if change:
                 diff.chunks += len(change.get("chunks") or ())
@@ -177,35 +194,51 @@ class Differ:
             diff.counts["deleted"] += 1
             yield {"doc_id": doc_id, "action": "deleted"}
 
-    def _change(self, row: dict[str, Any], previous: LedgerRow | None) -> dict[str, Any] | None:
-        doc_id, version = row["doc_id"], row["version"]
-        if row["state"] == "skipped":
-            return None
+    def _unread(self, row: dict[str, Any], previous: LedgerRow | None) -> dict[str, Any] | None:
+        """Not read (hint unchanged) or unreadable: Qdrant should keep what it has."""
+        known = self.previous_expected.get(row["doc_id"])
+        if known is None and previous is not None and previous.content_hash is not None:
+            known = (previous.content_hash, previous.payload_hash or "", previous.chunk_count)
+        if known is not None:
+            self.expected[row["doc_id"]] = known
         if row["state"] == "failed":
-            return {"doc_id": doc_id, "action": "failed", "source_version": version,
+            return {"doc_id": row["doc_id"], "action": "failed", "source_version": row["version"],
                     "error_code": row["error_code"], "error": row["error"]}
+        return None
+
+    def _compare(self, row: dict[str, Any],
+                 previous: LedgerRow | None) -> tuple[dict[str, Any] | None, Expected]:
+        """The decision table for a document that was read, and what Qdrant should hold."""
         fields = json.loads(row["fields_json"])
         preamble, body = render(fields, self.spec.embed)
         payload = nested_subset(fields, self.spec.payload)
-        new = {"doc_id": doc_id, "source_version": version,
+        new = {"doc_id": row["doc_id"], "source_version": row["version"],
                "content_hash": content_hash(self.spec.vector_version, preamble, body),
                "payload_hash": payload_hash(payload), "payload_json": stable_json(payload)}
+        hashes = (new["content_hash"], new["payload_hash"])
         if not (preamble or body):  # none of the embedded fields: no points here
             if previous is not None and previous.chunk_count:
-                return {**new, "action": "deleted", "chunks": []}
-            return self._touch(new, previous)
+                return {**new, "action": "deleted", "chunks": []}, (*hashes, 0)
+            return self._touch(new, previous), (*hashes, 0)
         if previous is None or previous.content_hash != new["content_hash"] or (
-            previous.status == "pending"  # an upsert may have been cut off: redo it
+            previous.status in ("pending", "stale")  # cut off, or found wrong: redo it
         ):
-            chunks = chunk_document(preamble, body, count_tokens=self.count_tokens,
-                                    max_tokens=self.spec.chunking.max_tokens,
-                                    overlap_tokens=self.spec.chunking.overlap_tokens)
             synced_before = previous is not None and previous.content_hash is not None
+            chunks = self._chunks(preamble, body)
             action = "updated" if synced_before else "added"
-            return {**new, "action": action, "chunks": [c.text for c in chunks]}
+            return {**new, "action": action, "chunks": chunks}, (*hashes, len(chunks))
+        known = self.previous_expected.get(row["doc_id"])
+        count = known[2] if known and known[0] == new["content_hash"] else \
+            len(self._chunks(preamble, body))  # rare: no earlier expectation (state lost)
         if previous.payload_hash != new["payload_hash"]:
-            return {**new, "action": "payload_updated"}
-        return self._touch(new, previous)
+            return {**new, "action": "payload_updated"}, (*hashes, count)
+        return self._touch(new, previous), (*hashes, count)
+
+    def _chunks(self, preamble: str, body: str) -> list[str]:
+        return [c.text for c in chunk_document(
+            preamble, body, count_tokens=self.count_tokens,
+            max_tokens=self.spec.chunking.max_tokens,
+            overlap_tokens=self.spec.chunking.overlap_tokens)]
 
     @staticmethod
     def _touch(new: dict[str, Any], previous: LedgerRow | None) -> dict[str, Any] | None:

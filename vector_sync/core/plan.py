@@ -11,7 +11,8 @@ from vector_sync.config import VectorSyncConfig
 from vector_sync.core import engine
 from vector_sync.core.embedder import Embedder
 from vector_sync.core.ledger import Ledger
-from vector_sync.core.state_files import StateFiles, read_rows
+from vector_sync.core.stages import known_everywhere
+from vector_sync.core.state_files import StateFiles, read_expected, read_rows
 from vector_sync.sources import build_source
 
 
@@ -36,14 +37,16 @@ def plan_source(config: VectorSyncConfig, source_name: str, ledger: Ledger,
     """collection -> counts, exactly as `sync` would report them if nothing fails."""
     source = build_source(source_name, config.sources[source_name])
     specs = engine.collection_specs(config, source_name)
-    snapshot = list(engine.snapshot_rows(source, ledger, specs, full=full))
     files = StateFiles(config.state.dir)
+    expected = known_everywhere(files, source_name, specs)
+    snapshot = list(engine.snapshot_rows(source, ledger, specs, full, expected))
     result: dict[str, dict[str, Any]] = {}
     for spec in specs:
         embedder = Embedder(config.embedding_for(spec.name))
         diff = engine.Diff()
-        changes = engine.Differ(spec, embedder.count_tokens()).changes(
-            snapshot, ledger.rows(source_name, spec.name), diff)
+        differ = engine.Differ(spec, embedder.count_tokens(),
+                               read_expected(files.expected(spec.name, source_name)))
+        changes = differ.changes(snapshot, ledger.rows(source_name, spec.name), diff)
         embeddings = files.embeddings(spec.name, source_name)
         reusable = _reusable_keys(embeddings) if embeddings.exists() else {}
         to_embed = 0

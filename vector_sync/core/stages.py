@@ -24,7 +24,9 @@ from vector_sync.core.state_files import (
     EMBEDDINGS,
     SNAPSHOT,
     StateFiles,
+    read_expected,
     read_rows,
+    write_expected,
     write_rows,
 )
 from vector_sync.core.store import open_store
@@ -67,9 +69,12 @@ def snapshot(config: VectorSyncConfig, source_name: str, full: bool = False) -> 
             states[row["state"]] += 1
             yield row
 
+    files = StateFiles(config.state.dir)
     with open_ledger(config) as ledger:
         specs = engine.collection_specs(config, source_name)
-        write_rows(path, SNAPSHOT, counted(engine.snapshot_rows(source, ledger, specs, full)))
+        expected = known_everywhere(files, source_name, specs)
+        write_rows(path, SNAPSHOT, counted(
+            engine.snapshot_rows(source, ledger, specs, full, expected)))
     seconds = engine.timed(started)
     total = sum(states.values())
     log.info("snapshot of %s: %d documents (%d read, %d unchanged hint, %d failed) in %.2f s",
@@ -77,6 +82,16 @@ def snapshot(config: VectorSyncConfig, source_name: str, full: bool = False) -> 
     return {"documents": total, "read": states["read"], "skipped_unchanged": states["skipped"],
             "failed": states["failed"], "duration_s": seconds,
             "documents_per_s": throughput(total, seconds), "path": str(path)}
+
+
+def known_everywhere(files: StateFiles, source: str,
+                      specs: list[engine.CollectionSpec]) -> set[str]:
+    """Documents with an expected state in every collection: only these may go unread."""
+    known: set[str] | None = None
+    for spec in specs:
+        ids = set(read_expected(files.expected(spec.name, source)))
+        known = ids if known is None else known & ids
+    return known or set()
 
 
 def changes(config: VectorSyncConfig, source: str, collection: str) -> dict[str, Any]:
@@ -93,9 +108,12 @@ def changes(config: VectorSyncConfig, source: str, collection: str) -> dict[str,
     diff = engine.Diff()
     with open_ledger(config) as ledger:
         rows = ledger.rows(source, collection)
-    write_rows(files.changes(collection, source), CHANGES, engine.Differ(
-        spec, embedder.count_tokens()).changes(read_rows(files.snapshot(source)), rows, diff))
+    differ = engine.Differ(spec, embedder.count_tokens(),
+                           read_expected(files.expected(collection, source)))
+    write_rows(files.changes(collection, source), CHANGES,
+               differ.changes(read_rows(files.snapshot(source)), rows, diff))
     files.change_counts(collection, source).write_text(json.dumps(diff.as_dict()))
+    write_expected(files.expected(collection, source), differ.expected)
     log.info("changes for %s from %s: %s", collection, source, diff.as_dict())
     return {**diff.as_dict(), "duration_s": engine.timed(started)}
 

@@ -22,6 +22,10 @@ CHANGES = pa.schema([
     ("content_hash", pa.string()), ("payload_hash", pa.string()), ("payload_json", pa.string()),
     ("chunks", pa.list_(pa.string())), ("error_code", pa.string()), ("error", pa.string()),
 ])
+EXPECTED = pa.schema([  # what Qdrant should hold, derived from the source alone
+    ("doc_id", pa.string()), ("content_hash", pa.string()), ("payload_hash", pa.string()),
+    ("chunk_count", pa.int32()),
+])
 EMBEDDINGS = pa.schema([
     ("doc_id", pa.string()), ("content_hash", pa.string()), ("chunk_index", pa.int32()),
     ("vector", pa.list_(pa.float32())),
@@ -40,6 +44,9 @@ class StateFiles:
 
     def change_counts(self, collection: str, source: str) -> Path:
         return self.changes(collection, source).with_suffix(".counts.json")
+
+    def expected(self, collection: str, source: str) -> Path:
+        return self.root / "expected" / collection / f"{source}.parquet"
 
     def embeddings(self, collection: str, source: str) -> Path:
         return self.root / "embeddings" / collection / f"{source}.parquet"
@@ -78,3 +85,18 @@ def read_rows(path: Path, columns: list[str] | None = None) -> Iterator[dict[str
         raise FileNotFoundError(f"{path} does not exist yet: materialize its upstream asset first")
     for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=columns):
         yield from batch.to_pylist()
+
+
+def read_expected(path: Path) -> dict[str, tuple[str, str, int]]:
+    """doc_id -> (content_hash, payload_hash, chunk_count); empty if never written."""
+    if not path.exists():
+        return {}
+    table = pq.read_table(path)
+    return {d: (c, p, n) for d, c, p, n in zip(*(table.column(i).to_pylist() for i in range(4)),
+                                               strict=True)}
+
+
+def write_expected(path: Path, expected: dict[str, tuple[str, str, int]]) -> None:
+    write_rows(path, EXPECTED, (
+        {"doc_id": d, "content_hash": c, "payload_hash": p, "chunk_count": n}
+        for d, (c, p, n) in expected.items()))

@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     sync = commands.add_parser("sync", parents=[common], help="snapshot, diff, embed, apply")
     sync.add_argument("--source", help="only this source (default: all)")
     sync.add_argument("--full", action="store_true", help="read every document, ignore hints")
+    sync.add_argument("--allow-mass-delete", action="store_true",
+                      help="let this run delete more than max_delete_fraction of a source")
     sync.set_defaults(handler=cmd_sync)
 
     plan = commands.add_parser("plan", parents=[common],
@@ -63,6 +65,19 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--source")
     plan.add_argument("--full", action="store_true")
     plan.set_defaults(handler=cmd_plan)
+
+    verify = commands.add_parser("verify", parents=[common],
+                                 help="check Qdrant against the source and the ledger")
+    verify.add_argument("--source")
+    verify.add_argument("--sample", type=float, metavar="FRACTION",
+                        help="check only this fraction of documents (by point id) plus counts")
+    verify.set_defaults(handler=cmd_verify)
+
+    repair = commands.add_parser("repair", parents=[common],
+                                 help="make Qdrant match the source; rewrites only what differs")
+    repair.add_argument("--source")
+    repair.add_argument("--allow-mass-delete", action="store_true")
+    repair.set_defaults(handler=cmd_repair)
 
     status = commands.add_parser("status", parents=[common],
                                  help="ledger counts by status; failed documents with reasons")
@@ -102,8 +117,9 @@ def cmd_sync(args: argparse.Namespace, config: VectorSyncConfig) -> int:
 
     report: dict[str, Any] = {"sources": {}}
     for source in _sources(args, config):
-        report["sources"][source] = sync_source(config_path(args.config).resolve(), config,
-                                                source, full=args.full)
+        report["sources"][source] = sync_source(
+            config_path(args.config).resolve(), config, source, full=args.full,
+            allow_mass_delete=args.allow_mass_delete)
     _print_counts(args, report, "sync")
     return 1 if _has_failures(report) else 0
 
@@ -145,6 +161,75 @@ def _print_counts(args: argparse.Namespace, report: dict[str, Any], verb: str) -
             print(f"{source:<14}{collection:<18}"
                   + "".join(f"{counts.get(c, 0):>10}" for c in COLUMNS))
     print("(documents; 'payload' = payload-only updates, 'embedded' = chunks embedded)")
+
+
+# --- verify / repair -----------------------------------------------------------------------
+
+
+def cmd_verify(args: argparse.Namespace, config: VectorSyncConfig) -> int:
+    from vector_sync.core import stages
+    from vector_sync.sources import SourceUnavailable
+
+    results, errors = [], {}
+    for source in _sources(args, config):
+        try:
+            stages.refresh_expected(config, source)
+        except SourceUnavailable as error:
+            errors[source] = str(error)
+            continue
+        results += [stages.verify(config, source, c, args.sample)
+                    for c in config.sources[source].collections]
+    return _print_verification(args, results, errors)
+
+
+def cmd_repair(args: argparse.Namespace, config: VectorSyncConfig) -> int:
+    from vector_sync.core import stages
+    from vector_sync.defs.run import sync_source
+    from vector_sync.sources import SourceUnavailable
+
+    to_sync: set[str] = set()
+    errors: dict[str, str] = {}
+    for source in _sources(args, config):
+        try:
+            to_sync |= stages.prepare_repair(config, source)[1]
+        except SourceUnavailable as error:
+            errors[source] = str(error)
+    for source in sorted(to_sync - set(errors)):
+        outcome = sync_source(config_path(args.config).resolve(), config, source,
+                              allow_mass_delete=args.allow_mass_delete)
+        if outcome["error"]:
+            errors[source] = outcome["error"]
+    results = [stages.verify(config, s, c) for s in _sources(args, config) if s not in errors
+               for c in config.sources[s].collections]
+    return _print_verification(args, results, errors)
+
+
+def _print_verification(args: argparse.Namespace, results: list[Any],
+                        errors: dict[str, str]) -> int:
+    ok = not errors and all(r.consistent for r in results)
+    report: dict[str, Any] = {"ok": ok, "collections": {}, "errors": errors}
+    for r in results:
+        entry = report["collections"].setdefault(r.collection, {"sources": {}})
+        entry["sources"][r.source] = {**r.summary(), "offenders": [
+            {"problem": p, "doc_id": d} for p, d in r.offenders()]}
+    if args.json:
+        _print_json(report)
+        return 0 if ok else 1
+    print("consistent" if ok else "NOT consistent")
+    for source, error in errors.items():
+        print(f"{source:<14}error: {error}")
+    for r in results:
+        s = r.summary()
+        print(f"{r.source:<14}{r.collection:<18}checked {s['checked']}, points {s['points']}: "
+              f"missing {s['missing']}, orphans {s['orphans']}, stale {s['stale']}, ledger "
+              f"disagreements {s['ledger_disagreements']} ({s['seconds']} s)")
+        for problem in r.config_problems:
+            print(f"{'':<32}collection: {problem}")
+        for problem, doc_id in r.offenders():
+            print(f"{'':<32}{problem}: {doc_id}")
+        if r.sampled:
+            print(f"{'':<32}sampled: {r.sampled}")
+    return 0 if ok else 1
 
 
 # --- status / search ------------------------------------------------------------------------

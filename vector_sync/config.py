@@ -90,6 +90,8 @@ class CollectionConfig(_Strict):
 
 class _SourceBase(_Strict):
     collections: list[str] = Field(min_length=1)
+    max_delete_fraction: float = Field(
+        0.5, ge=0, le=1, description="a sync deleting more of the source's documents stops")
 
 
 class MarkdownSourceConfig(_SourceBase):
@@ -101,7 +103,29 @@ class MarkdownSourceConfig(_SourceBase):
     max_file_bytes: int = Field(2_000_000, gt=0)
 
 
-SourceConfig = Annotated[MarkdownSourceConfig, Field(discriminator="kind")]
+class MongoSourceConfig(_SourceBase):
+    kind: Literal["mongodb"]
+    uri: SecretStr = Field(description="mongodb:// or mongodb+srv:// URI, from the environment")
+    database: str = Field(min_length=1)
+    collection: str = Field(min_length=1)
+    filter: dict[str, Any] = Field({}, description="a MongoDB query: only matching documents")
+    updated_field: str | None = Field(
+        None, min_length=1, description="a field changed on every write: the cheap change hint")
+    batch_size: int = Field(1000, gt=0, description="documents per cursor batch")
+    max_document_bytes: int = Field(
+        2_000_000, gt=0, description="larger documents (projected, as BSON) fail as too_large")
+    server_selection_timeout_ms: int = Field(5000, gt=0)
+    write_back: bool = Field(False, description="write each sync status into syncMetadata")
+
+    @model_validator(mode="after")
+    def _uri_is_mongodb(self) -> MongoSourceConfig:
+        # the URI is a secret: say what is wrong without echoing it
+        if not self.uri.get_secret_value().startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("uri must start with mongodb:// or mongodb+srv://")
+        return self
+
+
+SourceConfig = Annotated[MarkdownSourceConfig | MongoSourceConfig, Field(discriminator="kind")]
 
 
 class VectorSyncConfig(_Strict):
@@ -186,6 +210,7 @@ def _resolve_paths(config: VectorSyncConfig, base: Path) -> VectorSyncConfig:
             "embedding": resolved_embedding(config.embedding),
             "sources": {
                 name: s.model_copy(update={"path": absolute(s.path)})
+                if isinstance(s, MarkdownSourceConfig) else s
                 for name, s in config.sources.items()
             },
             "collections": {

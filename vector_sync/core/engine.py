@@ -150,9 +150,12 @@ class Diff:
 
     counts: Counter[str] = field(default_factory=Counter)
     chunks: int = 0
+    documents_before: int = 0  # in the ledger for this collection
+    documents_now: int = 0  # in the source snapshot
 
     def as_dict(self) -> dict[str, int]:
-        return {**{k: self.counts[k] for k in OUTCOMES}, "chunks_to_embed": self.chunks}
+        return {**{k: self.counts[k] for k in OUTCOMES}, "chunks_to_embed": self.chunks,
+                "documents_before": self.documents_before, "documents_now": self.documents_now}
 
 
 Expected = tuple[str, str, int]  # what Qdrant should hold: content_hash, payload_hash, chunks
@@ -179,7 +182,9 @@ class Differ:
         no Qdrant write are still emitted when the ledger must learn something (a new hint,
         a failure) — as action "unchanged" or "failed"."""
         remaining = dict(ledger_rows)
+        diff.documents_before = len(ledger_rows)
         for row in snapshot:
+            diff.documents_now += 1
             doc_id = row["doc_id"]
             previous = remaining.pop(doc_id, None)
             if row["state"] == "read":
@@ -377,6 +382,10 @@ class Applier:
             self._operate(operations)
         if ledger_only:
             self._record(ledger_only)
+        if dimension is not None and not self.report.failures and self._unavailable is None \
+                and self.store.model(self.spec.name) != self.spec.model:
+            # a model change re-embeds every document: the collection now holds its vectors
+            self.store.record_model(self.spec.name, self.spec.model, dimension)
         return self.report
 
     # rows that need no Qdrant write: new hints ("unchanged") and read failures

@@ -13,7 +13,7 @@ from vector_sync.core.embedder import Embedder
 from vector_sync.core.ledger import Ledger
 from vector_sync.core.stages import known_everywhere
 from vector_sync.core.state_files import StateFiles, read_expected, read_rows
-from vector_sync.sources import build_source
+from vector_sync.sources import build_source, source_fields
 
 
 @contextmanager
@@ -35,7 +35,8 @@ def read_only_ledger(config: VectorSyncConfig) -> Iterator[Ledger]:
 def plan_source(config: VectorSyncConfig, source_name: str, ledger: Ledger,
                 full: bool = False) -> dict[str, dict[str, Any]]:
     """collection -> counts, exactly as `sync` would report them if nothing fails."""
-    source = build_source(source_name, config.sources[source_name])
+    source = build_source(source_name, config.sources[source_name],
+                          source_fields(config, source_name))
     specs = engine.collection_specs(config, source_name)
     files = StateFiles(config.state.dir)
     expected = known_everywhere(files, source_name, specs)

@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from vector_sync.config import VectorSyncConfig
+from vector_sync.config import DEFAULT_MODEL, VectorSyncConfig
 from vector_sync.core import engine
 from vector_sync.core.embedder import Embedder
 from vector_sync.core.ledger import Ledger
+from vector_sync.core.model_files import DIMENSION
 from vector_sync.core.state_files import (
     CHANGES,
     EMBEDDINGS,
@@ -30,7 +31,8 @@ from vector_sync.core.state_files import (
     write_rows,
 )
 from vector_sync.core.store import open_store
-from vector_sync.sources import build_source
+from vector_sync.core.verify import Verification, Verifier, reconcile_ledger
+from vector_sync.sources import build_source, source_fields
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,8 @@ def throughput(count: int, seconds: float) -> float:
 def snapshot(config: VectorSyncConfig, source_name: str, full: bool = False) -> dict[str, Any]:
     """Raises SourceUnavailable (before replacing the previous snapshot) if the source is
     down."""
-    source = build_source(source_name, config.sources[source_name])
+    source = build_source(source_name, config.sources[source_name],
+                          source_fields(config, source_name))
     path = StateFiles(config.state.dir).snapshot(source_name)
     started = time.perf_counter()
     states: Counter[str] = Counter()
@@ -168,3 +171,85 @@ def sync(config: VectorSyncConfig, source: str, full: bool = False) -> dict[str,
         counts[collection] = {**{k: report.counts[k] for k in engine.OUTCOMES},
                               "chunks_embedded": embedded["chunks_embedded"]}
     return counts
+
+
+def model_dimension(config: VectorSyncConfig, collection: str) -> int:
+    """The configured model's vector size, without loading the default model."""
+    embedding = config.embedding_for(collection)
+    if embedding.model == DEFAULT_MODEL and embedding.model_path is None:
+        return DIMENSION
+    return Embedder(embedding).dimension
+
+
+def verify(config: VectorSyncConfig, source: str, collection: str,
+           sample: float | None = None) -> Verification:
+    """Qdrant against the expected state of the last diff, and against the ledger."""
+    files = StateFiles(config.state.dir)
+    spec = spec_for(config, source, collection)
+    expected = read_expected(files.expected(collection, source))
+    with open_ledger(config) as ledger, open_store(config.qdrant, config.state) as store:
+        return Verifier(store, source, spec).verify(
+            expected, ledger.rows(source, collection), model_dimension(config, collection),
+            sample)
+
+
+def reconcile(config: VectorSyncConfig, verification: Verification) -> int:
+    """Rewrite the ledger rows of every offending document from what Qdrant holds."""
+    with open_ledger(config) as ledger:
+        rows = ledger.rows(verification.source, verification.collection)
+        fixed = reconcile_ledger(rows, verification, verification.source,
+                                 verification.collection)
+        ledger.upsert(fixed)
+    return len(fixed)
+
+
+def mass_delete(counts: dict[str, int], max_fraction: float) -> str | None:
+    """Why a change set's deletions look like an accident (an unmounted vault, an emptied
+    collection, a filter gone wrong), or None."""
+    deleted, before = counts["deleted"], counts["documents_before"]
+    if deleted and counts["documents_now"] == 0:
+        return f"the source now yields no documents, but {before} were synced before"
+    if before and deleted > max_fraction * before:
+        return (f"{deleted} of {before} documents would be deleted, more than "
+                f"max_delete_fraction {max_fraction}")
+    return None
+
+
+def refresh_expected(config: VectorSyncConfig, source: str) -> None:
+    """A fresh snapshot and diff, so verification compares with the source as it is now
+    (writes the state dir's Parquet files; neither Qdrant nor the ledger)."""
+    snapshot(config, source)
+    for collection in config.sources[source].collections:
+        changes(config, source, collection)
+
+
+def needs_rebuild(result: Verification) -> bool:
+    """A collection whose vectors the config cannot produce is dropped and rebuilt."""
+    return bool(result.config_problems)
+
+
+def prepare_repair(config: VectorSyncConfig, source: str) -> tuple[list[Verification], set[str]]:
+    """Verify the source's collections and make the ledger tell the truth about Qdrant, so
+    that a following sync rewrites exactly what differs. Collections whose vectors do not
+    match the config are dropped (with the ledger rows of every source feeding them).
+    Returns the findings and the sources that must be synced."""
+    refresh_expected(config, source)
+    findings, to_sync = [], {source}
+    for collection in config.sources[source].collections:
+        result = verify(config, source, collection)
+        findings.append(result)
+        if needs_rebuild(result):
+            drop_collection(config, collection)
+            to_sync.update(config.sources_feeding(collection))
+        elif not result.consistent or result.ledger_disagrees:
+            reconcile(config, result)
+    return findings, to_sync
+
+
+def drop_collection(config: VectorSyncConfig, collection: str) -> None:
+    log.warning("dropping collection %s to rebuild it with %s", collection,
+                config.embedding_for(collection).model)
+    with open_ledger(config) as ledger, open_store(config.qdrant, config.state) as store:
+        store.drop(collection)
+        for source in config.sources_feeding(collection):
+            ledger.delete(source, collection, list(ledger.rows(source, collection)))

@@ -54,9 +54,21 @@ class QdrantStore:
         if size != dimension:
             raise CollectionMismatch(
                 f"collection {collection!r} holds vectors of size {size} but model "
-                f"{model!r} produces {dimension}; drop the collection (or give the "
-                "collection a new name) to re-embed it with the new model"
+                f"{model!r} produces {dimension}; run `vector-sync repair` to rebuild it, "
+                "or give the collection a new name"
             )
+
+    def record_model(self, collection: str, model: str, dimension: int) -> None:
+        """Stamp the collection with the model its vectors come from (the check compares)."""
+        self.client.update_collection(
+            collection, metadata={"vector_sync": {"model": model, "dimension": dimension}})
+
+    def model(self, collection: str) -> str | None:
+        metadata = self.client.get_collection(collection).config.metadata or {}
+        return (metadata.get("vector_sync") or {}).get("model")
+
+    def drop(self, collection: str) -> None:
+        self.client.delete_collection(collection)
 
     # --- points ---------------------------------------------------------------------------
 
@@ -73,10 +85,33 @@ class QdrantStore:
         self.client.batch_update_points(collection, update_operations=list(operations),
                                         wait=True)
 
+    def scroll(self, collection: str, source: str, with_payload: Any = True,
+               page_size: int = 2048) -> Iterator[models.Record]:
+        """Every point of one source (payloads only, never vectors)."""
+        if not self.exists(collection):
+            return
+        offset = None
+        while True:
+            records, offset = self.client.scroll(
+                collection, scroll_filter=_of_source(source), limit=page_size, offset=offset,
+                with_payload=with_payload, with_vectors=False)
+            yield from records
+            if offset is None:
+                return
+
+    def count(self, collection: str, source: str) -> int:
+        return int(self.client.count(collection, count_filter=_of_source(source),
+                                     exact=True).count)
+
     def search(self, collection: str, vector: Sequence[float], limit: int) -> list[Any]:
         return self.client.query_points(
             collection, query=list(vector), limit=limit, with_payload=True
         ).points
+
+
+def _of_source(source: str) -> models.Filter:
+    return models.Filter(must=[models.FieldCondition(key="source",
+                                                     match=models.MatchValue(value=source))])
 
 
 @contextmanager

@@ -14,9 +14,9 @@ import dagster as dg
 
 from vector_sync.config import VectorSyncConfig
 from vector_sync.core.engine import OUTCOMES
-from vector_sync.definitions import build_assets
+from vector_sync.definitions import SYNC_JOB, build_definitions
 from vector_sync.defs.assets import SnapshotConfig
-from vector_sync.defs.resources import VectorSyncResource
+from vector_sync.defs.checks import GUARD, GuardConfig
 
 
 def instance() -> dg.DagsterInstance:
@@ -31,17 +31,18 @@ def selection_for(config: VectorSyncConfig, source: str) -> list[dg.AssetKey]:
     return keys
 
 
-def sync_source(config_file: Path, config: VectorSyncConfig, source: str,
-                full: bool = False) -> dict[str, Any]:
+def sync_source(config_file: Path, config: VectorSyncConfig, source: str, full: bool = False,
+                allow_mass_delete: bool = False) -> dict[str, Any]:
     """{"collections": {name: counts}, "error": None or the reason the run failed}."""
-    result = dg.materialize(
-        build_assets(config),
-        selection=selection_for(config, source),
+    defs = build_definitions(str(config_file))
+    guard = GuardConfig(allow_mass_delete=allow_mass_delete)
+    result = defs.resolve_job_def(SYNC_JOB).execute_in_process(
         partition_key=source,
+        asset_selection=selection_for(config, source),
         instance=instance(),
-        resources={"vector_sync": VectorSyncResource(config_path=str(config_file))},
         run_config=dg.RunConfig(
-            ops={"source_snapshot": SnapshotConfig(full=full)},
+            ops={"source_snapshot": SnapshotConfig(full=full), **{
+                f"changes__{c}_{GUARD}": guard for c in config.sources[source].collections}},
             # progress comes from vector_sync's own logger; Dagster's only for problems
             loggers={"console": {"config": {"log_level": "WARNING"}}},
         ),
@@ -70,7 +71,11 @@ def collection_counts(result: dg.ExecuteInProcessResult,
 
 
 def failure_message(result: dg.ExecuteInProcessResult) -> str:
-    """The root cause of the first failed step, without Dagster's wrapping."""
+    """Why the run failed: a failed blocking check's description, else the root cause of
+    the first failed step, without Dagster's wrapping."""
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed and evaluation.description:
+            return evaluation.description
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data is not None:
             error = event.step_failure_data.error

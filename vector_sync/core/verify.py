@@ -1,0 +1,270 @@
+"""Consistency: what Qdrant actually holds, compared with what the source says it should
+(the expected state written by the diff) and with what the ledger claims.
+
+Qdrant is scrolled once, payloads only (never vectors), folding every point into one of
+BUCKETS digests keyed by doc_id; the expected state and the ledger are folded the same way.
+Only buckets whose digests differ are drilled into with a second pass, so a consistent
+collection costs one scroll and memory proportional to the bucket count (seed 004's
+Merkle idea). A sampling mode checks a random subset of documents by their point ids plus
+the total point count, and says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from qdrant_client import models
+
+from vector_sync.core.documents import nested_subset
+from vector_sync.core.engine import CollectionSpec, Expected
+from vector_sync.core.hashing import payload_hash, point_id
+from vector_sync.core.ledger import LedgerRow
+from vector_sync.core.store import QdrantStore
+
+BUCKETS = 1024
+SAMPLE_SIZE = 20  # offending doc_ids kept per problem for reports
+
+
+def bucket_of(doc_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(doc_id.encode(), digest_size=4).digest()) % BUCKETS
+
+
+def _point_digest(doc_id: str, index: int, chash: str, phash: str, count: int) -> int:
+    text = f"{doc_id}\x1f{index}\x1f{chash}\x1f{phash}\x1f{count}".encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=16).digest())
+
+
+def _fold_expected(digests: list[int], doc_id: str, state: Expected) -> None:
+    chash, phash, count = state
+    for index in range(count):
+        digests[bucket_of(doc_id)] ^= _point_digest(doc_id, index, chash, phash, count)
+
+
+@dataclass
+class Held:
+    """What Qdrant holds for one document: chunk index -> (content, payload hash, count)."""
+
+    chunks: dict[int, tuple[str, str, int]] = field(default_factory=dict)
+
+    def add(self, index: int, chash: str, phash: str, count: int) -> None:
+        self.chunks[index] = (chash, phash, count)
+
+    @property
+    def indexes(self) -> set[int]:
+        return set(self.chunks)
+
+    def matches(self, want: Expected, indexes: range) -> bool:
+        """Every chunk in `indexes` is there and carries exactly `want`."""
+        return all(self.chunks.get(i) == want for i in indexes)
+
+
+@dataclass
+class Verification:
+    source: str
+    collection: str
+    checked: int = 0  # documents of the source checked
+    points: int = 0  # points of the source seen in Qdrant
+    missing: list[str] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    ledger_disagrees: list[str] = field(default_factory=list)
+    config_problems: list[str] = field(default_factory=list)
+    buckets_differing: int = 0
+    sampled: str | None = None  # what a sampling run checked
+    held: dict[str, Held] = field(default_factory=dict)  # drilled documents only
+    seconds: float = 0.0
+
+    @property
+    def consistent(self) -> bool:
+        return not (self.missing or self.orphans or self.stale or self.config_problems)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "checked": self.checked, "points": self.points, "missing": len(self.missing),
+            "orphans": len(self.orphans), "stale": len(self.stale),
+            "ledger_disagreements": len(self.ledger_disagrees),
+            "config_problems": self.config_problems, "buckets": BUCKETS,
+            "buckets_differing": self.buckets_differing, "sampled": self.sampled,
+            "seconds": self.seconds,
+        }
+
+    def offenders(self) -> list[tuple[str, str]]:
+        """(problem, doc_id), a bounded sample per problem."""
+        return [(problem, doc_id) for problem, ids in (
+            ("missing", self.missing), ("orphan", self.orphans), ("stale", self.stale),
+            ("ledger", self.ledger_disagrees)) for doc_id in sorted(ids)[:SAMPLE_SIZE]]
+
+
+class Verifier:
+    def __init__(self, store: QdrantStore, source: str, spec: CollectionSpec) -> None:
+        self.store, self.source, self.spec = store, source, spec
+        self._payload_keys = sorted({p.split(".", 1)[0] for p in spec.payload})
+
+    def verify(self, expected: dict[str, Expected], ledger_rows: dict[str, LedgerRow],
+               dimension: int | None, sample: float | None = None) -> Verification:
+        started = time.perf_counter()
+        result = Verification(self.source, self.spec.name, checked=len(expected))
+        result.config_problems = self._config_problems(dimension)
+        if sample is not None:
+            self._sampled(result, expected, sample)
+        else:
+            self._complete(result, expected, ledger_rows)
+        result.seconds = round(time.perf_counter() - started, 3)
+        return result
+
+    # --- the collection itself ---------------------------------------------------------------
+
+    def _config_problems(self, dimension: int | None) -> list[str]:
+        name = self.spec.name
+        if not self.store.exists(name):
+            return []  # nothing written yet; documents that should be there count as missing
+        info = self.store.client.get_collection(name)
+        vectors = info.config.params.vectors
+        problems = []
+        if not isinstance(vectors, models.VectorParams):
+            return [f"collection {name!r} uses named vectors; vector_sync writes one unnamed"]
+        if dimension is not None and vectors.size != dimension:
+            problems.append(f"vector size {vectors.size}, but {self.spec.model} produces "
+                            f"{dimension}")
+        if vectors.distance != models.Distance.COSINE:
+            problems.append(f"distance {vectors.distance.value}, expected Cosine")
+        model = self.store.model(name)
+        if model is not None and model != self.spec.model:
+            problems.append(f"collection was built with model {model!r}, config says "
+                            f"{self.spec.model!r}")
+        return problems
+
+    # --- complete check: digests, then drill-down --------------------------------------------
+
+    def _complete(self, result: Verification, expected: dict[str, Expected],
+                  ledger_rows: dict[str, LedgerRow]) -> None:
+        expected_digests = [0] * BUCKETS
+        for doc_id, state in expected.items():
+            _fold_expected(expected_digests, doc_id, state)
+        ledger_digests = [0] * BUCKETS
+        for doc_id, row in ledger_rows.items():
+            _fold_expected(ledger_digests, doc_id, _claim(row))
+        held_digests = [0] * BUCKETS
+        for doc_id, index, chash, phash, count in self._points():
+            held_digests[bucket_of(doc_id)] ^= _point_digest(doc_id, index, chash, phash, count)
+            result.points += 1
+        differing = {b for b in range(BUCKETS) if held_digests[b] != expected_digests[b]
+                     or held_digests[b] != ledger_digests[b]}
+        result.buckets_differing = len(differing)
+        if not differing:
+            return
+        for doc_id, index, chash, phash, count in self._points():
+            if bucket_of(doc_id) in differing:
+                result.held.setdefault(doc_id, Held()).add(index, chash, phash, count)
+        suspects = set(result.held) | {d for d in expected if bucket_of(d) in differing} | {
+            d for d in ledger_rows if bucket_of(d) in differing}
+        for doc_id in sorted(suspects):
+            self._classify(result, doc_id, expected.get(doc_id), result.held.get(doc_id))
+            if doc_id in ledger_rows or doc_id in result.held:
+                claim = _claim(ledger_rows[doc_id]) if doc_id in ledger_rows else None
+                if not _holds_exactly(result.held.get(doc_id), claim):
+                    result.ledger_disagrees.append(doc_id)
+
+    def _points(self) -> Iterator[tuple[str, int, str, str, int]]:
+        keys = ["doc_id", "chunk_index", "chunk_count", "content_hash", *self._payload_keys]
+        for record in self.store.scroll(self.spec.name, self.source, with_payload=keys):
+            yield self._describe(record.payload or {})
+
+    def _describe(self, payload: dict[str, Any]) -> tuple[str, int, str, str, int]:
+        return (str(payload.get("doc_id")), int(payload.get("chunk_index", -1)),
+                str(payload.get("content_hash")),
+                payload_hash(nested_subset(payload, self.spec.payload)),
+                int(payload.get("chunk_count", -1)))
+
+    @staticmethod
+    def _classify(result: Verification, doc_id: str, want: Expected | None,
+                  held: Held | None) -> None:
+        count = want[2] if want else 0
+        complete = held is not None and set(range(count)) <= held.indexes
+        if count and not complete:
+            result.missing.append(doc_id)
+        if held is not None and (not count or max(held.indexes) >= count):
+            result.orphans.append(doc_id)  # gone from the source, or surplus chunks
+        if want and count and complete and held and not held.matches(want, range(count)):
+            result.stale.append(doc_id)
+
+    # --- sampling: a random subset by point id, plus the total count -------------------------
+
+    def _sampled(self, result: Verification, expected: dict[str, Expected],
+                 fraction: float) -> None:
+        chosen = sorted(expected)
+        chosen = random.Random(0).sample(chosen, max(1, int(len(chosen) * fraction))) \
+            if chosen else []
+        if self.store.exists(self.spec.name):
+            for doc_id in chosen:
+                count = expected[doc_id][2]
+                ids = [point_id(self.source, doc_id, i) for i in range(count + 1)]
+                held = Held()
+                for record in self.store.client.retrieve(self.spec.name, ids=ids,
+                                                         with_payload=True):
+                    held.add(*self._describe(record.payload or {})[1:])
+                result.held[doc_id] = held
+                self._classify(result, doc_id, expected[doc_id],
+                               held if held.indexes else None)
+            result.points = self.store.count(self.spec.name, self.source)
+        else:
+            result.missing = [d for d in chosen if expected[d][2]]
+        want_points = sum(state[2] for state in expected.values())
+        if result.points > want_points and not result.orphans:
+            result.orphans.append(f"({result.points - want_points} surplus points)")
+        result.sampled = (f"{len(chosen)} of {len(expected)} documents by point id, and the "
+                          f"point count ({result.points} held, {want_points} expected)")
+
+
+def _claim(row: LedgerRow) -> Expected:
+    """What the ledger says Qdrant holds for a document."""
+    if row.content_hash is None:
+        return ("", "", 0)
+    return (row.content_hash, row.payload_hash or "", row.chunk_count)
+
+
+def _holds_exactly(held: Held | None, claim: Expected | None) -> bool:
+    count = claim[2] if claim else 0
+    if held is None or claim is None:
+        return held is None and count == 0
+    return held.indexes == set(range(count)) and held.matches(claim, range(count))
+
+
+def reconcile_ledger(rows: dict[str, LedgerRow], result: Verification,
+                     source: str, collection: str) -> list[LedgerRow]:
+    """Ledger rows rewritten from what Qdrant truly holds, for every document found wrong.
+
+    Each becomes "stale" with no version hint, so the next sync re-reads it and rewrites
+    exactly what differs: an incomplete or stale document is re-applied, chunks beyond the
+    source's count and documents the source no longer has are deleted."""
+    suspects = set(result.missing) | set(result.orphans) | set(result.stale) | set(
+        result.ledger_disagrees)
+    upserts = []
+    for doc_id in sorted(d for d in suspects if not d.startswith("(")):
+        held = result.held.get(doc_id)
+        if held is None and doc_id not in rows:
+            continue  # nothing anywhere: the next sync simply adds it
+        if held is None:
+            chash, phash, count = None, None, 0
+        else:
+            count = max(held.indexes) + 1  # every index that may exist gets cleaned up
+            first = held.chunks.get(0)
+            uniform = first is not None and held.matches(first, range(count))
+            chash, phash = (first[0], first[1]) if uniform and first else (None, None)
+        previous = rows.get(doc_id)
+        upserts.append(LedgerRow(
+            source=source, collection=collection, doc_id=doc_id, status="stale",
+            source_version=None, content_hash=chash, payload_hash=phash, chunk_count=count,
+            vector_version=previous.vector_version if previous else None,
+            attempts=previous.attempts if previous else 0,
+            last_error="consistency check: ledger rewritten from what Qdrant holds",
+            error_code="reconciled",
+            last_attempt_at=previous.last_attempt_at if previous else None,
+            last_synced_at=previous.last_synced_at if previous else None,
+        ))
+    return upserts

@@ -1,0 +1,195 @@
+"""Consistency checks, repair and the mass-delete guard, with faults injected directly into
+Qdrant and into the ledger (the faults are the point of these tests)."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+from qdrant_client import QdrantClient, models
+
+from vector_sync.core.hashing import point_id
+from vector_sync.definitions import VERIFY_JOB, build_definitions
+from vector_sync_tests.conftest import Project, counts, long_note
+from vector_sync_tests.test_sync import _storage_digest
+
+
+def _seed(project: Project) -> None:
+    for i in range(6):
+        project.note(f"n{i}.md", f"---\ntags: [t{i}]\n---\n# Note {i}\n\nNote {i} is short.\n")
+    project.note("long.md", long_note("Longform"))
+    project.note("long2.md", long_note("Second", sections=3))
+
+
+@contextmanager
+def _qdrant(project: Project) -> Iterator[QdrantClient]:
+    client = QdrantClient(path=str(project.root / "state" / "qdrant"))
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _ids(doc_id: str, indexes: range) -> list[str]:
+    return [point_id("notes", doc_id, i) for i in indexes]
+
+
+def _verify(project: Project, capsys) -> tuple[int, dict]:
+    code, report = project.cli("verify", capsys=capsys)
+    return code, report["collections"]["notes"]["sources"]["notes"]
+
+
+def _problems(found: dict) -> dict[str, int]:
+    return {k: found[k] for k in ("missing", "orphans", "stale", "ledger_disagreements")}
+
+
+def test_a_fresh_sync_verifies_clean_and_repair_of_a_consistent_collection_writes_nothing(
+        project: Project, capsys):
+    _seed(project)
+    project.cli("sync", capsys=capsys)
+    code, found = _verify(project, capsys)
+    assert code == 0 and _problems(found) == {"missing": 0, "orphans": 0, "stale": 0,
+                                              "ledger_disagreements": 0}
+    assert found["checked"] == 8 and found["points"] == len(
+        [p for ps in project.points().values() for p in ps])
+    qdrant_before = _storage_digest(project)
+    ledger_before = (project.root / "state" / "ledger.sqlite").read_bytes()
+    code, report = project.cli("repair", capsys=capsys)
+    assert code == 0 and report["ok"]
+    assert _storage_digest(project) == qdrant_before
+    assert _ledger_rows(project) == _ledger_rows_from(ledger_before, project)
+
+
+def test_faults_injected_into_qdrant_are_found_exactly_and_repair_converges(
+        project: Project, capsys):
+    _seed(project)
+    project.cli("sync", capsys=capsys)
+    long_chunks = len(project.points()["long.md"])
+    with _qdrant(project) as client:
+        client.delete("notes", points_selector=models.PointIdsList(points=_ids("n0.md", range(1))))
+        client.delete("notes", points_selector=models.PointIdsList(
+            points=_ids("long.md", range(1, 2))))  # one chunk of a multi-chunk document
+        orphan = {"source": "notes", "doc_id": "ghost.md", "chunk_index": 0, "chunk_count": 1,
+                  "text": "boo", "content_hash": "x", "synced_at": "2026-01-01T00:00:00Z"}
+        client.upsert("notes", points=[models.PointStruct(
+            id=point_id("notes", "ghost.md", 0), vector=[0.1] * 384, payload=orphan)])
+        client.upsert("notes", points=[models.PointStruct(  # a surplus chunk of a live doc
+            id=point_id("notes", "n1.md", 5), vector=[0.1] * 384,
+            payload={**orphan, "doc_id": "n1.md", "chunk_index": 5})])
+        client.set_payload("notes", payload={"tags": ["tampered"]}, points=_ids("n2.md", range(1)))
+        client.set_payload("notes", payload={"content_hash": "old"},
+                           points=_ids("n3.md", range(1)))
+    code, found = _verify(project, capsys)
+    assert code == 1
+    assert _problems(found) == {"missing": 2, "orphans": 2, "stale": 2,
+                                "ledger_disagreements": 6}
+    offenders = {(o["problem"], o["doc_id"]) for o in found["offenders"]}
+    assert {("missing", "n0.md"), ("missing", "long.md"), ("orphan", "ghost.md"),
+            ("orphan", "n1.md"), ("stale", "n2.md"), ("stale", "n3.md")} <= offenders
+
+    code, report = project.cli("repair", capsys=capsys)
+    assert code == 0 and report["ok"], report
+    points = project.points()
+    assert "ghost.md" not in points and len(points["long.md"]) == long_chunks
+    assert [p["chunk_index"] for p in points["n1.md"]] == [0]
+    assert points["n2.md"][0]["tags"] == ["t2"] and len(points["n0.md"]) == 1
+    code, found = _verify(project, capsys)
+    assert code == 0
+    code, report = project.cli("sync", capsys=capsys)  # and the next sync has nothing to do
+    assert counts(report)["unchanged"] == 8 and counts(report)["chunks_embedded"] == 0
+
+
+def test_faults_injected_into_the_ledger_are_warnings_that_repair_fixes(
+        project: Project, capsys):
+    _seed(project)
+    project.cli("sync", capsys=capsys)
+    with sqlite3.connect(project.root / "state" / "ledger.sqlite") as db:
+        db.execute("DELETE FROM ledger WHERE doc_id = 'n4.md'")
+        db.execute("UPDATE ledger SET content_hash = 'wrong' WHERE doc_id = 'n5.md'")
+        db.execute("UPDATE ledger SET chunk_count = 1 WHERE doc_id = 'long2.md'")
+    code, found = _verify(project, capsys)
+    # Qdrant itself matches the source: only the bookkeeping is wrong
+    assert code == 0 and _problems(found) == {"missing": 0, "orphans": 0, "stale": 0,
+                                              "ledger_disagreements": 3}
+    code, report = project.cli("repair", capsys=capsys)
+    assert code == 0
+    assert report["collections"]["notes"]["sources"]["notes"]["ledger_disagreements"] == 0
+
+
+def test_a_collection_recreated_with_another_vector_size_is_rebuilt_by_repair(
+        project: Project, capsys):
+    _seed(project)
+    project.cli("sync", capsys=capsys)
+    with _qdrant(project) as client:
+        client.delete_collection("notes")
+        client.create_collection("notes", vectors_config=models.VectorParams(
+            size=8, distance=models.Distance.DOT))
+    code, found = _verify(project, capsys)
+    assert code == 1 and found["missing"] == 8
+    assert any("vector size 8" in p for p in found["config_problems"])
+    assert any("distance Dot" in p for p in found["config_problems"])
+    code, report = project.cli("repair", capsys=capsys)
+    assert code == 0 and report["ok"], report
+    with _qdrant(project) as client:
+        assert client.get_collection("notes").config.params.vectors.size == 384
+    assert len(project.points()) == 8
+
+
+def test_an_emptied_vault_trips_the_guard_and_qdrant_keeps_every_point(project, capsys):
+    _seed(project)
+    project.cli("sync", capsys=capsys)
+    before = project.points()
+    for note in project.vault.glob("*.md"):
+        note.unlink()
+    code, report = project.cli("sync", capsys=capsys)
+    assert code == 1
+    error = report["sources"]["notes"]["error"]
+    assert "yields no documents" in error and "--allow-mass-delete" in error
+    assert project.points() == before
+    project.note("n0.md", "# Note 0\n\nonly one left\n")  # 7 of 8 deleted: over the 0.5 limit
+    code, report = project.cli("sync", capsys=capsys)
+    assert code == 1 and "7 of 8 documents would be deleted" in report["sources"]["notes"]["error"]
+    assert project.points() == before
+    code, report = project.cli("sync", "--allow-mass-delete", capsys=capsys)
+    assert code == 0 and counts(report)["deleted"] == 7
+    assert set(project.points()) == {"n0.md"}
+
+
+def test_the_checks_run_in_dagster_per_source_partition_with_a_table_of_offenders(
+        project: Project, capsys):
+    _seed(project)
+    project.cli("sync", capsys=capsys)
+    with _qdrant(project) as client:
+        client.delete("notes", points_selector=models.PointIdsList(points=_ids("n0.md", range(1))))
+    defs = build_definitions(str(project.config_file))
+    result = defs.resolve_job_def(VERIFY_JOB).execute_in_process(
+        tags={"dagster/partition": "notes"}, instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False)
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    consistent = evaluations["consistent_with_source"]
+    assert not consistent.passed and consistent.severity == dg.AssetCheckSeverity.ERROR
+    assert consistent.metadata["missing"].value == 1
+    rows = consistent.metadata["offenders"].value.records
+    assert [(r.data["problem"], r.data["doc_id"]) for r in rows] == [("missing", "n0.md"),
+                                                                      ("ledger", "n0.md")]
+    assert evaluations["vectors_match_config"].passed
+    ledger_check = evaluations["ledger_matches_qdrant"]
+    assert not ledger_check.passed and ledger_check.severity == dg.AssetCheckSeverity.WARN
+    assert ledger_check.metadata["ledger_rows_rewritten"].value == 1
+    code, report = project.cli("sync", capsys=capsys)  # the rewritten ledger lets sync heal it
+    assert counts(report)["added"] == 1 and len(project.points()) == 8
+
+
+def _ledger_rows(project: Project) -> list[tuple]:
+    with sqlite3.connect(project.root / "state" / "ledger.sqlite") as db:
+        return sorted(db.execute("SELECT * FROM ledger").fetchall())
+
+
+def _ledger_rows_from(content: bytes, project: Project) -> list[tuple]:
+    copy = project.root / f"ledger-{uuid.uuid4().hex}.sqlite"
+    copy.write_bytes(content)
+    with sqlite3.connect(copy) as db:
+        return sorted(db.execute("SELECT * FROM ledger").fetchall())

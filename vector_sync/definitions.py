@@ -12,7 +12,7 @@ import dagster as dg
 
 from vector_sync.config import VectorSyncConfig, config_path, load_config
 from vector_sync.defs.assets import collection_assets, source_snapshot_asset
-from vector_sync.defs.checks import GUARD, consistency_checks, guard_check
+from vector_sync.defs.checks import GUARD, consistency_checks, guard_check, repair
 from vector_sync.defs.resources import VectorSyncResource
 
 SYNC_JOB = "sync"
@@ -64,7 +64,7 @@ def build_definitions(path: str | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=build_assets(config),
         asset_checks=build_checks(config),
-        jobs=build_jobs(config),
+        jobs=[*build_jobs(config), repair],
         resources={"vector_sync": VectorSyncResource(config_path=str(file))},
         executor=dg.in_process_executor,
     )

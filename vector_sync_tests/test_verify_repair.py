@@ -193,3 +193,18 @@ def _ledger_rows_from(content: bytes, project: Project) -> list[tuple]:
     copy.write_bytes(content)
     with sqlite3.connect(copy) as db:
         return sorted(db.execute("SELECT * FROM ledger").fetchall())
+
+
+def test_the_repair_job_in_dagster_converges(project: Project, capsys):
+    _seed(project)
+    project.cli("sync", capsys=capsys)
+    with _qdrant(project) as client:
+        client.delete("notes", points_selector=models.PointIdsList(
+            points=_ids("long.md", range(1, 2))))
+    defs = build_definitions(str(project.config_file))
+    result = defs.resolve_job_def("repair").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={"ops": {"repair_sources": {"config": {"sources": ["notes"]}}}})
+    assert result.success
+    code, found = _verify(project, capsys)
+    assert code == 0 and found["missing"] == 0

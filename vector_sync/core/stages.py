@@ -160,12 +160,20 @@ def apply(config: VectorSyncConfig, source: str, collection: str) -> engine.Appl
     return report
 
 
-def sync(config: VectorSyncConfig, source: str, full: bool = False) -> dict[str, Any]:
+class MassDeleteRefused(Exception):
+    """The mass-delete guard stopped a sync before anything was deleted."""
+
+
+def sync(config: VectorSyncConfig, source: str, full: bool = False,
+         allow_mass_delete: bool = False) -> dict[str, Any]:
     """All four stages for one source, in order (what one Dagster run does)."""
     snapshot(config, source, full)
     counts: dict[str, Any] = {}
     for collection in config.sources[source].collections:
-        changes(config, source, collection)
+        planned = changes(config, source, collection)
+        problem = mass_delete(planned, config.sources[source].max_delete_fraction)
+        if problem and not allow_mass_delete:
+            raise MassDeleteRefused(f"{source}/{collection}: {problem}; nothing was deleted")
         embedded = embeddings(config, source, collection)
         report = apply(config, source, collection)
         counts[collection] = {**{k: report.counts[k] for k in engine.OUTCOMES},

@@ -101,3 +101,34 @@ def guard_check(collection: str, partitions: dg.PartitionsDefinition) -> dg.Asse
         return dg.AssetCheckResult(passed=True, metadata=metadata)
 
     return mass_delete_guard
+
+
+class RepairConfig(dg.Config):
+    sources: list[str] = []  # empty: every source
+    allow_mass_delete: bool = False
+
+
+@dg.op(pool=QDRANT_POOL, description="Make Qdrant match the sources: verify, rewrite the "
+       "ledger from what Qdrant holds, sync (only what differs is rewritten), verify again.")
+def repair_sources(context: dg.OpExecutionContext, config: RepairConfig,
+                   vector_sync: VectorSyncResource) -> dg.Output[None]:
+    settings = vector_sync.load()
+    chosen = config.sources or list(settings.sources)
+    to_sync: set[str] = set()
+    for source in chosen:
+        to_sync |= stages.prepare_repair(settings, source)[1]
+    for source in sorted(to_sync):
+        counts = stages.sync(settings, source, allow_mass_delete=config.allow_mass_delete)
+        context.log.info("repaired %s: %s", source, counts)
+    results = [stages.verify(settings, source, collection) for source in chosen
+               for collection in settings.sources[source].collections]
+    inconsistent = [f"{r.source}/{r.collection}" for r in results if not r.consistent]
+    if inconsistent:
+        raise dg.Failure(description=f"still inconsistent after repair: {inconsistent}")
+    return dg.Output(None, metadata={f"{r.source}/{r.collection}": dg.MetadataValue.json(
+        r.summary()) for r in results})
+
+
+@dg.job(description="Repair: rewrite only what differs between the sources and Qdrant.")
+def repair() -> None:
+    repair_sources()

@@ -85,11 +85,13 @@ class QdrantStore:
         self.client.batch_update_points(collection, update_operations=list(operations),
                                         wait=True)
 
-    def scroll(self, collection: str, source: str, with_payload: Any = True,
-               page_size: int = 2048) -> Iterator[models.Record]:
+    def scroll(self, collection: str, source: str,
+               with_payload: Any = True) -> Iterator[models.Record]:
         """Every point of one source (payloads only, never vectors)."""
         if not self.exists(collection):
             return
+        # embedded Qdrant re-sorts and re-filters every point on each page: few large pages
+        page_size = 32_768 if self.is_local else 2_048
         offset = None
         while True:
             records, offset = self.client.scroll(

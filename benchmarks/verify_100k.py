@@ -1,0 +1,116 @@
+"""Benchmark: `verify` of 100,000 points from one source (target: under 10 s when
+consistent), the time of a full drill-down, and peak memory.
+
+Setup (not measured): 25,000 documents x 4 chunks written straight into embedded Qdrant with
+stand-in vectors (verification never reads vectors), plus the matching expected state and
+ledger rows — exactly what a sync would have left. Then:
+  1. consistent: one scroll, bucket digests equal, no drill-down;
+  2. every bucket differs (a ledger row of every document altered): the full drill-down;
+  3. sampling mode (1%).
+Peak memory is the process's max RSS (it includes embedded Qdrant holding 100,000 vectors).
+
+    .venv/bin/python benchmarks/verify_100k.py [--docs N] [--chunks K] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+from qdrant_client import models
+
+from vector_sync.config import ChunkingConfig, QdrantConfig, StateConfig
+from vector_sync.core.engine import CollectionSpec
+from vector_sync.core.hashing import payload_hash, point_id
+from vector_sync.core.ledger import Ledger, LedgerRow
+from vector_sync.core.store import open_store
+from vector_sync.core.verify import Verifier
+
+SOURCE, COLLECTION = "bench", "docs"
+
+
+def setup(state: StateConfig, docs: int, chunks: int) -> tuple[dict, Ledger]:
+    expected = {}
+    rng = np.random.default_rng(0)
+    with open_store(QdrantConfig(), state) as store:
+        store.ensure_collection(COLLECTION, 384, "stand-in")
+        batch: list[models.PointStruct] = []
+        for d in range(docs):
+            doc_id = f"folder{d % 100}/note{d}.md"
+            payload = {"tags": [f"t{d % 7}"], "path": doc_id}
+            chash, phash = f"c{d}", payload_hash(payload)
+            expected[doc_id] = (chash, phash, chunks)
+            for i in range(chunks):
+                batch.append(models.PointStruct(
+                    id=point_id(SOURCE, doc_id, i), vector=rng.random(384).tolist(),
+                    payload={**payload, "source": SOURCE, "doc_id": doc_id, "chunk_index": i,
+                             "chunk_count": chunks, "text": "x", "content_hash": chash,
+                             "synced_at": "2026-11-21T00:00:00Z"}))
+            if len(batch) >= 2000:
+                store.upsert(COLLECTION, batch)
+                batch = []
+        if batch:
+            store.upsert(COLLECTION, batch)
+    ledger = Ledger(state.ledger_sqlalchemy_url())
+    ledger.upsert(LedgerRow(source=SOURCE, collection=COLLECTION, doc_id=d, status="synced",
+                            content_hash=c, payload_hash=p, chunk_count=n)
+                  for d, (c, p, n) in expected.items())
+    return expected, ledger
+
+
+def timed_verify(state: StateConfig, spec: CollectionSpec, expected: dict, ledger: Ledger,
+                 sample: float | None = None) -> tuple[float, float, object]:
+    tracemalloc.start()
+    started = time.perf_counter()
+    with open_store(QdrantConfig(), state) as store:  # opening is part of a real verify
+        result = Verifier(store, SOURCE, spec).verify(
+            expected, ledger.rows(SOURCE, COLLECTION), 384, sample)
+    seconds = time.perf_counter() - started
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    return seconds, peak, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--docs", type=int, default=25_000)
+    parser.add_argument("--chunks", type=int, default=4)
+    parser.add_argument("--quick", action="store_true", help="2,500 documents")
+    args = parser.parse_args()
+    docs = 2_500 if args.quick else args.docs
+    spec = CollectionSpec(COLLECTION, ("body",), ("tags", "path"), "stand-in", ChunkingConfig())
+    with tempfile.TemporaryDirectory() as tmp:
+        state = StateConfig(dir=Path(tmp))
+        started = time.perf_counter()
+        expected, ledger = setup(state, docs, args.chunks)
+        print(f"setup (not measured): {docs * args.chunks:,} points in "
+              f"{time.perf_counter() - started:.1f} s")
+
+        seconds, peak, result = timed_verify(state, spec, expected, ledger)
+        print(f"consistent verify: {seconds:.2f} s for {result.points:,} points "  # type: ignore[attr-defined]
+              f"({result.points / seconds:,.0f} points/s), buckets differing "  # type: ignore[attr-defined]
+              f"{result.buckets_differing}, python heap peak {peak:.0f} MiB (target < 10 s)")  # type: ignore[attr-defined]
+        assert result.consistent and not result.ledger_disagrees  # type: ignore[attr-defined]
+
+        ledger.upsert(LedgerRow(source=SOURCE, collection=COLLECTION, doc_id=d,
+                                status="synced", content_hash="altered", payload_hash=p,
+                                chunk_count=n) for d, (_, p, n) in expected.items())
+        seconds, peak, result = timed_verify(state, spec, expected, ledger)
+        print(f"full drill-down: {seconds:.2f} s, buckets differing "
+              f"{result.buckets_differing}, ledger disagreements "  # type: ignore[attr-defined]
+              f"{len(result.ledger_disagrees):,}, python heap peak {peak:.0f} MiB")  # type: ignore[attr-defined]
+
+        seconds, peak, result = timed_verify(state, spec, expected, ledger, sample=0.01)
+        print(f"sampling 1%: {seconds:.2f} s — {result.sampled}")  # type: ignore[attr-defined]
+        ledger.close()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"process max RSS: {rss:.0f} MiB (includes embedded Qdrant's in-memory vectors)")
+
+
+if __name__ == "__main__":
+    main()

@@ -2,7 +2,7 @@
 
 Each stage reads its upstream as a stream of rows and yields rows for the next, so the same
 functions serve the Dagster assets (which write them to Parquet), `plan` (which only counts)
-and tests (which call them directly). Qdrant is written only by `apply_changes`, and the
+and tests (which call them directly). Qdrant is written only by `Applier`, and the
 ledger only after Qdrant acknowledged (`wait=True`), so a crash anywhere leaves a state the
 next run converges from.
 """
@@ -39,6 +39,7 @@ from vector_sync.core.tokens import TokenCounter
 from vector_sync.sources.base import Source
 
 log = logging.getLogger(__name__)
+
 
 def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
     """itertools.batched, which Python 3.11 lacks."""
@@ -279,6 +280,8 @@ def embedding_rows(
 
     def flush() -> Iterator[dict[str, Any]]:
         nonlocal last_report
+        if not pending:
+            return
         vectors = embed([text for *_, text in pending])
         if time.monotonic() - last_report > 10:
             log.info("embedded %d chunks so far", stats["chunks_embedded"] + len(pending))
@@ -304,8 +307,7 @@ def embedding_rows(
         pending.extend((doc_id, chash, index, text) for index, text in enumerate(chunks))
         if len(pending) >= EMBED_BATCH:
             yield from flush()
-    if pending:
-        yield from flush()
+    yield from flush()
 
 
 # --- apply ----------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import multiprocessing
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, inspect, make_url, text
@@ -94,8 +95,6 @@ def synced(doc_id: str, **fields: Any) -> LedgerRow:
 
 
 def head_revision() -> str | None:
-    from alembic.config import Config
-
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return ScriptDirectory.from_config(config).get_current_head()
@@ -121,6 +120,9 @@ def test_migrations_create_the_schema_from_empty(url: str) -> None:
         assert indexes["ix_ledger_status_next_attempt_at"] == ["status", "next_attempt_at"]
         with engine.connect() as conn:
             versions = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).all()
+            if sqlite_file:  # clustered by key: rows() reads one range
+                ddl = "SELECT sql FROM sqlite_master WHERE name = 'ledger'"
+                assert conn.execute(text(ddl)).scalar_one().rstrip().endswith("WITHOUT ROWID")
         assert versions == [(head_revision(),)]
     finally:
         engine.dispose()
@@ -199,7 +201,8 @@ def test_upsert_rejects_an_unknown_status_and_naive_datetimes(ledger: Ledger) ->
     assert ledger.rows("s", "c") == {}
 
 
-def test_upsert_is_one_transaction(ledger: Ledger) -> None:
+def test_upsert_is_one_transaction(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ledger_module, "_BATCH", 4)  # the bad row is in the third batch
     good = [synced(f"{i}.md") for i in range(10)]
     with pytest.raises(ValueError):
         ledger.upsert(iter([*good, row("bad.md", status="done")]))
@@ -240,6 +243,16 @@ def test_long_doc_ids_are_stored_whole(ledger: Ledger) -> None:
     doc_id = "/".join(["a-very-long-folder-name"] * 200) + "/note.md"
     ledger.upsert([synced(doc_id)])
     assert list(ledger.rows("s", "c")) == [doc_id]
+
+
+def test_any_text_round_trips(ledger: Ledger) -> None:
+    awkward = ["a,b", "{x}", "it's", 'say "hi"', "back\\slash", "NULL", "ümlaut 📄", "a\nb", " "]
+    rows = [
+        row(text, status="failed", last_error=text, error_code=None if n % 2 else text)
+        for n, text in enumerate(awkward)
+    ]
+    ledger.upsert(rows)
+    assert ledger.rows("s", "c") == {r.doc_id: r for r in rows}
 
 
 def test_datetimes_round_trip_as_aware_utc(ledger: Ledger) -> None:
@@ -340,7 +353,7 @@ def test_state_get_set_and_overwrite(ledger: Ledger) -> None:
 def write_many(url: str, writer: str, transactions: int, start: Any = None) -> None:
     """Many small write transactions, as a sync run records each acknowledged batch."""
     if start is not None:
-        start.wait()  # everyone opens (and migrates) at the same moment
+        start.wait(timeout=60)  # everyone opens (and migrates) at the same moment
     with Ledger(url) as ledger:
         for n in range(transactions):
             ledger.upsert([synced(f"{writer}-{n}-{k}.md") for k in range(3)])
@@ -365,13 +378,17 @@ def test_two_ledgers_on_one_sqlite_file_lose_no_writes(tmp_path: Path) -> None:
 
 
 def open_fresh_files_together(urls: list[str], writer: str, start: Any) -> None:
-    for url in urls:
-        write_many(url, writer, 5, start)
+    try:
+        for url in urls:
+            write_many(url, writer, 5, start)
+    except BaseException:
+        start.abort()  # the others would wait for this process at the barrier forever
+        raise
 
 
 def test_processes_opening_a_fresh_sqlite_file_together_all_succeed(tmp_path: Path) -> None:
     # several rounds: the window in which opening processes collide is a few milliseconds
-    urls = [f"sqlite:///{tmp_path / str(n) / 'ledger.sqlite'}" for n in range(10)]
+    urls = [f"sqlite:///{tmp_path / str(n) / 'ledger.sqlite'}" for n in range(20)]
     spawn = multiprocessing.get_context("spawn")
     start = spawn.Barrier(4)
     processes = [
@@ -382,6 +399,8 @@ def test_processes_opening_a_fresh_sqlite_file_together_all_succeed(tmp_path: Pa
         process.start()
     for process in processes:
         process.join(timeout=120)
+        if process.is_alive():
+            process.kill()
     assert [p.exitcode for p in processes] == [0, 0, 0, 0]
     for url in urls:
         with Ledger(url) as ledger:
@@ -429,29 +448,40 @@ def test_repr_masks_the_password(postgres_url: str) -> None:
 # --- speed ---------------------------------------------------------------------------------
 
 
+def best_seconds(action: Callable[[], object], runs: int = 3) -> float:
+    """Best of a few runs: other processes on a shared machine only ever add time."""
+    timings = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        action()
+        timings.append(time.perf_counter() - started)
+    return min(timings)
+
+
+def realistic_row(doc_id: str) -> LedgerRow:
+    return synced(
+        doc_id,
+        source_version="1767225600000000000:4096",
+        content_hash="a" * 64,
+        payload_hash="b" * 64,
+        chunk_count=3,
+        vector_version="all-MiniLM-L6-v2:256:32",
+        last_attempt_at=T0,
+        last_synced_at=T0,
+    )
+
+
 @pytest.mark.slow
 def test_rows_and_upsert_are_fast(ledger: Ledger) -> None:
-    stamp = T0
-    many = [
-        synced(
-            f"notes/folder/{n:07d}.md",
-            source_version=f"{n}:1",
-            content_hash="a" * 64,
-            payload_hash="b" * 64,
-            chunk_count=3,
-            vector_version="m1",
-            last_attempt_at=stamp,
-            last_synced_at=stamp,
-        )
-        for n in range(100_000)
-    ]
+    many = [realistic_row(f"notes/folder/{n:07d}.md") for n in range(100_000)]
     ledger.upsert(many)
-    started = time.perf_counter()
     assert len(ledger.rows("s", "c")) == 100_000
-    read_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    ledger.upsert(many[:10_000])
-    write_seconds = time.perf_counter() - started
-    print(f"rows() of 100,000: {read_seconds:.3f} s, upsert of 10,000: {write_seconds:.3f} s")
-    assert read_seconds < 1.0
-    assert write_seconds < 1.0
+    fresh = [realistic_row(f"new/{n:07d}.md") for n in range(10_000)]
+
+    read = best_seconds(lambda: ledger.rows("s", "c"))
+    insert = best_seconds(lambda: ledger.upsert(fresh), runs=1)
+    update = best_seconds(lambda: ledger.upsert(many[:10_000]))
+    print(f"rows() of 100,000: {read:.3f} s; upsert of 10,000: {insert:.3f} s new, ", end="")
+    print(f"{update:.3f} s existing")
+    assert read < 1.0
+    assert max(insert, update) < 1.0

@@ -38,6 +38,7 @@ def upgrade() -> None:
             "status IN ('pending', 'synced', 'stale', 'failed')", name="ck_ledger_status"
         ),
         sa.PrimaryKeyConstraint("source", "collection", "doc_id"),
+        sqlite_with_rowid=False,  # rows clustered by key: one collection is one range
     )
     op.create_index("ix_ledger_status_next_attempt_at", "ledger", ["status", "next_attempt_at"])
     op.create_table(

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
 from vector_sync.config import DEFAULT_MODEL, VectorSyncConfig
 from vector_sync.core import engine
 from vector_sync.core.embedder import Embedder
@@ -30,7 +32,7 @@ from vector_sync.core.state_files import (
     write_expected,
     write_rows,
 )
-from vector_sync.core.store import open_store
+from vector_sync.core.store import QdrantUnavailable, open_store
 from vector_sync.core.verify import Verification, Verifier, reconcile_ledger
 from vector_sync.sources import build_source, source_fields
 
@@ -196,9 +198,12 @@ def verify(config: VectorSyncConfig, source: str, collection: str,
     spec = spec_for(config, source, collection)
     expected = read_expected(files.expected(collection, source))
     with open_ledger(config) as ledger, open_store(config.qdrant, config.state) as store:
-        return Verifier(store, source, spec).verify(
-            expected, ledger.rows(source, collection), model_dimension(config, collection),
-            sample)
+        try:
+            return Verifier(store, source, spec).verify(
+                expected, ledger.rows(source, collection), model_dimension(config, collection),
+                sample)
+        except (ResponseHandlingException, UnexpectedResponse) as error:
+            raise QdrantUnavailable(f"Qdrant could not be read: {error}") from None
 
 
 def reconcile(config: VectorSyncConfig, verification: Verification) -> int:

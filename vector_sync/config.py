@@ -6,6 +6,7 @@ never show up in a repr, a log line or a Dagster metadata value.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -118,10 +119,17 @@ class MongoSourceConfig(_SourceBase):
     write_back: bool = Field(False, description="write each sync status into syncMetadata")
 
     @model_validator(mode="after")
-    def _uri_is_mongodb(self) -> MongoSourceConfig:
+    def _uri_and_filter_usable(self) -> MongoSourceConfig:
         # the URI is a secret: say what is wrong without echoing it
         if not self.uri.get_secret_value().startswith(("mongodb://", "mongodb+srv://")):
             raise ValueError("uri must start with mongodb:// or mongodb+srv://")
+        from bson import json_util
+        from bson.errors import BSONError
+
+        try:  # Extended JSON such as {"$date": "2024-01-01T00:00:00Z"} becomes BSON values
+            json_util.loads(json.dumps(self.filter))
+        except (TypeError, ValueError, BSONError) as error:
+            raise ValueError(f"filter is not a MongoDB query in Extended JSON: {error}") from None
         return self
 
 

@@ -292,3 +292,27 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("updated_field", ["updatedAt", None])
+def test_write_back_records_status_per_collection_and_never_triggers_a_resync(
+        tmp_path, tools, capsys, updated_field):
+    rng, clock = random.Random(7), Clock()
+    tools.insert_many([tool(rng, i, clock) for i in range(5)])
+    tools.insert_one({"_id": "no-function", "name": "Bare", "tagline": "only a name",
+                      "website": "https://bare.example", "updatedAt": clock.tick()})
+    source = {"write_back": True, **({"updated_field": updated_field} if updated_field else {})}
+    project = mongo_project(tmp_path / "p", tools.database.name, **source)
+    code, report = project.cli("sync", capsys=capsys)
+    assert code == 0
+    held = {p["doc_id"]: p["content_hash"]
+            for p, _ in qdrant_state(project, "tools").values()}
+    for document in tools.find():
+        meta = document["syncMetadata"]
+        assert meta["tools"]["status"] == "synced" and meta["tools"]["lastSyncedAt"]
+        assert meta["tools"]["contentHash"] == held[str(document["_id"])]
+        # a document with no embedded field of "functionality" is not in it
+        assert ("functionality" in meta) == (document["_id"] != "no-function")
+    code, report = project.cli("sync", capsys=capsys)
+    for collection in COLLECTIONS:
+        assert _subset(counts(report, "tools", collection), NOTHING) == NOTHING

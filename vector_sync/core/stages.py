@@ -34,7 +34,7 @@ from vector_sync.core.state_files import (
 )
 from vector_sync.core.store import QdrantUnavailable, open_store
 from vector_sync.core.verify import Verification, Verifier, reconcile_ledger
-from vector_sync.sources import build_source, source_fields
+from vector_sync.sources import SourceUnavailable, build_source, source_fields
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,7 @@ def apply(config: VectorSyncConfig, source: str, collection: str) -> engine.Appl
         report.counts["unchanged"] = planned["unchanged"]
         # every document now matches this config in the ledger, or is marked failed
         ledger.set_state(source, engine.config_state_key(collection), spec.fingerprint)
+        write_back(config, source, collection, ledger)
     report.seconds = engine.timed(started)
     for doc_id, reason in report.failures[:20]:
         log.warning("failed %s/%s: %s", source, doc_id, reason)
@@ -164,6 +165,22 @@ def apply(config: VectorSyncConfig, source: str, collection: str) -> engine.Appl
 
 class MassDeleteRefused(Exception):
     """The mass-delete guard stopped a sync before anything was deleted."""
+
+
+def write_back(config: VectorSyncConfig, source: str, collection: str, ledger: Ledger) -> None:
+    """Sources that record sync status in their own documents (MongoDB's write_back)."""
+    settings = config.sources[source]
+    if settings.kind != "mongodb" or not settings.write_back:
+        return
+    from vector_sync.sources.mongodb import outcomes_from_ledger, write_back_status
+
+    changed = (row["doc_id"] for row in read_rows(
+        StateFiles(config.state.dir).changes(collection, source), ["doc_id"]))
+    try:
+        write_back_status(source, settings, outcomes_from_ledger(
+            collection, changed, ledger.rows(source, collection)))
+    except SourceUnavailable as error:  # Qdrant and the ledger are right already
+        log.warning("could not write sync status back to %s: %s", source, error)
 
 
 def sync(config: VectorSyncConfig, source: str, full: bool = False,

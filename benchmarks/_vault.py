@@ -4,9 +4,12 @@ config they are synced with, and a quiet Dagster log. Not a benchmark itself."""
 from __future__ import annotations
 
 import random
+import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -139,3 +142,80 @@ def dagster_log(path: Path) -> Iterator[None]:
     stay readable."""
     with path.open("a") as log, redirect_stderr(log):
         yield
+
+
+def code_version() -> str:
+    """The commit the measured code is at, and whether vector_sync/ has local changes."""
+    here = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, text=True,
+                                capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "vector_sync"], cwd=here,
+                               text=True, capture_output=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return commit + (" + uncommitted changes in vector_sync/" if dirty else "")
+
+
+# --- running a sync the way the CLI does, keeping Dagster's result ---------------------------
+
+
+def sync_with_result(config_file: Path, config: Any, source: str) -> tuple[float, Any, Any]:
+    """vector_sync.defs.run.sync_source, timed, plus the ExecuteInProcessResult it builds its
+    report from (taken from its call to collection_counts, so the run is exactly the CLI's).
+    Returns (seconds, report, result)."""
+    from vector_sync.defs import run
+
+    results = []
+    original = run.collection_counts
+
+    def keeping(result: Any, collections: list[str]) -> dict[str, dict[str, int]]:
+        results.append(result)
+        return original(result, collections)
+
+    run.collection_counts = keeping  # type: ignore[assignment]
+    try:
+        started = time.perf_counter()
+        report = run.sync_source(config_file, config, source)
+        seconds = time.perf_counter() - started
+    finally:
+        run.collection_counts = original  # type: ignore[assignment]
+    return seconds, report, results[0] if results else None
+
+
+def step_seconds(result: Any) -> dict[str, float]:
+    """Step key -> seconds, in execution order, from the steps' success/failure events (the
+    asset or check function plus Dagster's per-step work: resources, config, events)."""
+    import dagster as dg
+
+    steps: dict[str, float] = {}
+    for event in result.all_events if result is not None else []:
+        if event.event_type == dg.DagsterEventType.STEP_SUCCESS:
+            steps[event.step_key] = event.event_specific_data.duration_ms / 1000
+        elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
+            steps[event.step_key] = float("nan")
+    return steps
+
+
+def asset_durations(result: Any) -> dict[str, float]:
+    """Asset key ("changes/notes") -> the `duration_s` its materialization reported."""
+    found: dict[str, float] = {}
+    for event in result.get_asset_materialization_events() if result is not None else []:
+        materialization = event.event_specific_data.materialization
+        if materialization is not None and "duration_s" in materialization.metadata:
+            found["/".join(materialization.asset_key.path)] = float(
+                materialization.metadata["duration_s"].value)
+    return found
+
+
+def step_table(wall: float, steps: dict[str, float], assets: dict[str, float],
+               indent: str = "      ") -> list[str]:
+    """Lines: each step's seconds and share of the run, with the asset's own duration_s."""
+    lines = []
+    for step, seconds in steps.items():
+        asset = step.replace("__", "/")
+        own = f"   (asset duration_s {assets[asset]:.2f} s)" if asset in assets else ""
+        lines.append(f"{indent}{step:<36}{seconds:9.3f} s  {seconds / wall:6.1%}{own}")
+    rest = wall - sum(steps.values())
+    lines.append(f"{indent}{'Dagster outside the steps':<36}{rest:9.3f} s  {rest / wall:6.1%}")
+    return lines

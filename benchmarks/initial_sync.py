@@ -4,10 +4,11 @@ speed of the model alone.
 Generates 150 Markdown notes (``--notes``) of 300-900 words with headings, then, in one
 process:
 
-(a) pipeline: the full initial sync of the source through the Dagster asset graph (the same
-    dg.materialize call as vector_sync.defs.run.sync_source: snapshot, changes, embeddings
-    with the real offline all-MiniLM-L6-v2, embedded Qdrant, the SQLite ledger). Wall time,
-    chunks/s over the whole run, and the per-stage ``duration_s`` of each materialization.
+(a) pipeline: the full initial sync of the source, by vector_sync.defs.run.sync_source
+    (the CLI's Dagster run: snapshot, changes, embeddings with the real offline
+    all-MiniLM-L6-v2, embedded Qdrant, the SQLite ledger, and whatever checks the run
+    includes). Wall time, chunks/s over the whole run, and a breakdown by Dagster step with
+    each asset's own ``duration_s`` from its materialization metadata.
 (b) raw fastembed: the exact chunk texts the pipeline embedded, read back from its change
     set (state/changes/<collection>/<source>.parquet, column ``chunks``), embedded directly
     with ``Embedder(config.embedding).embed(texts)`` (the already loaded model, the same
@@ -46,18 +47,20 @@ from _vault import (
     COLLECTION,
     SOURCE,
     WORDS,
+    asset_durations,
+    code_version,
     dagster_log,
     folders,
     frontmatter,
     sentence,
+    step_seconds,
+    step_table,
+    sync_with_result,
     titles,
     write_config,
 )
 
 TARGET_RATIO = 0.9
-STAGES = (("snapshot", ("source_snapshot",)), ("changes", ("changes", COLLECTION)),
-          ("embeddings", ("embeddings", COLLECTION)), ("qdrant", ("qdrant", COLLECTION)))
-
 
 # --- the vault ------------------------------------------------------------------------------
 
@@ -115,43 +118,6 @@ def generate_vault(vault: Path, notes: int, min_words: int, max_words: int,
 
 
 # --- the two measurements -------------------------------------------------------------------
-
-
-def materialize(config_file: Path, config: Any) -> tuple[float, Any]:
-    """vector_sync.defs.run.sync_source, keeping the Dagster result for its metadata."""
-    import dagster as dg
-
-    from vector_sync.definitions import build_assets
-    from vector_sync.defs.assets import SnapshotConfig
-    from vector_sync.defs.resources import VectorSyncResource
-    from vector_sync.defs.run import instance, selection_for
-
-    started = time.perf_counter()
-    result = dg.materialize(
-        build_assets(config),
-        selection=selection_for(config, SOURCE),
-        partition_key=SOURCE,
-        instance=instance(),
-        resources={"vector_sync": VectorSyncResource(config_path=str(config_file))},
-        run_config=dg.RunConfig(
-            ops={"source_snapshot": SnapshotConfig(full=False)},
-            loggers={"console": {"config": {"log_level": "INFO"}}},
-        ),
-        tags={"vector_sync/source": SOURCE, "vector_sync/trigger": "benchmark"},
-        raise_on_error=False,
-    )
-    return time.perf_counter() - started, result
-
-
-def asset_metadata(result: Any) -> dict[tuple[str, ...], dict[str, Any]]:
-    """Asset key path -> materialization metadata, as vector_sync.defs.run reads it."""
-    found: dict[tuple[str, ...], dict[str, Any]] = {}
-    for event in result.get_asset_materialization_events():
-        materialization = event.event_specific_data.materialization
-        if materialization is not None:
-            found[tuple(materialization.asset_key.path)] = {
-                k: v.value for k, v in materialization.metadata.items()}
-    return found
 
 
 def changed_chunks(state_dir: Path) -> list[str]:
@@ -222,16 +188,16 @@ class Pair:
     wall: float
     cpu: float
     chunks: int
-    stages: dict[str, float]
+    steps: dict[str, float]  # Dagster step -> seconds
+    assets: dict[str, float]  # asset key -> its duration_s
     raw_wall: float
     raw_cpu: float
     model_wall: float  # inside the pipeline: time in Embedder.embed calls
     model_cpu: float
 
     @property
-    def overhead(self) -> float:
-        """Wall time of the run outside the four assets' duration_s."""
-        return self.wall - sum(self.stages.values())
+    def embedding_stage(self) -> float:
+        return self.assets.get(f"embeddings/{COLLECTION}", 0.0)
 
     @property
     def ratio(self) -> float:
@@ -245,7 +211,7 @@ class Pair:
     def estimate(self) -> float:
         """The ratio if the embeddings stage had run exactly as fast as the raw baseline:
         what the pipeline's own work costs, with the machine's load noise taken out."""
-        rest = self.wall - self.stages["embeddings"]
+        rest = self.wall - self.embedding_stage
         return self.raw_wall / (self.raw_wall + rest)
 
 
@@ -254,7 +220,6 @@ def one_pair(args: argparse.Namespace, root: Path, n: int, log_file: Path,
     """(a) then (b) on a fresh state dir (so every pipeline run is an initial sync)."""
     from vector_sync.config import load_config
     from vector_sync.core.embedder import Embedder
-    from vector_sync.defs.run import collection_counts, failure_message
 
     config_file = write_config(root, batch_size=args.batch_size, state=f"state{n}",
                                name=f"vector_sync{n}.yaml")
@@ -274,16 +239,14 @@ def one_pair(args: argparse.Namespace, root: Path, n: int, log_file: Path,
     try:
         with nullcontext() if args.verbose else dagster_log(log_file):
             cpu = time.process_time()
-            wall, result = materialize(config_file, config)
+            wall, report, result = sync_with_result(config_file, config, SOURCE)
             cpu = time.process_time() - cpu
     finally:
         Embedder.embed = original  # type: ignore[method-assign]
-    if not result.success:
+    if report["error"]:
         tail = log_file.read_text()[-5000:] if log_file.exists() else ""
-        raise SystemExit(f"the pipeline run failed: {failure_message(result)}\n{tail}")
-    counts = collection_counts(result, [COLLECTION])[COLLECTION]
-    metadata = asset_metadata(result)
-    stages = {name: float(metadata.get(key, {}).get("duration_s", 0.0)) for name, key in STAGES}
+        raise SystemExit(f"the pipeline run failed: {report['error']}\n{tail}")
+    counts = report["collections"][COLLECTION]
 
     texts = changed_chunks(config.state.dir)
     raw_cpu = time.process_time()
@@ -301,7 +264,8 @@ def one_pair(args: argparse.Namespace, root: Path, n: int, log_file: Path,
     max_diff = float(np.abs(piped - raw).max()) if piped.shape == raw.shape else float("nan")
     if not max_diff < 1e-4:
         problems.append(f"pipeline and raw vectors differ (max |diff| {max_diff})")
-    return Pair(wall, cpu, len(texts), stages, raw_wall, raw_cpu, model["wall"], model["cpu"])
+    return Pair(wall, cpu, len(texts), step_seconds(result), asset_durations(result), raw_wall,
+                raw_cpu, model["wall"], model["cpu"])
 
 
 def run(args: argparse.Namespace, root: Path) -> int:
@@ -309,6 +273,7 @@ def run(args: argparse.Namespace, root: Path) -> int:
     print(f"initial_sync: {args.notes} notes of {args.min_words}-{args.max_words} words, "
           f"embedding batch size {args.batch_size}, {args.repeats} run(s), "
           f"{os.cpu_count()} CPUs, in {root}")
+    print(f"code: {code_version()}")
     started = time.perf_counter()
     size = generate_vault(root / "vault", args.notes, args.min_words, args.max_words,
                           args.seed)
@@ -343,7 +308,7 @@ def run(args: argparse.Namespace, root: Path) -> int:
     chunks = pair.chunks
     tokens = sum(map(embedder.count_tokens(), changed_chunks(root / "state0"))) / max(chunks, 1)
     pipeline_rate, raw_rate = chunks / pair.wall, chunks / pair.raw_wall
-    embed_stage_rate = chunks / pair.stages["embeddings"] if pair.stages["embeddings"] else 0.0
+    embed_stage_rate = chunks / pair.embedding_stage if pair.embedding_stage else 0.0
 
     print()
     print("=" * 78)
@@ -354,15 +319,12 @@ def run(args: argparse.Namespace, root: Path) -> int:
     print(f"model load (one-time, not counted below)       {model_load:8.2f} s")
     print(f"(a) pipeline, whole Dagster run (wall)         {pair.wall:8.2f} s   "
           f"{pipeline_rate:7.1f} chunks/s   (CPU {pair.cpu:.1f} s)")
-    for name, _ in STAGES:
-        seconds = pair.stages[name]
-        print(f"      {name:<12} duration_s                 {seconds:8.2f} s   "
-              f"({seconds / pair.wall:5.1%} of the run)")
-    print(f"      Dagster + asset set-up outside duration_s {pair.overhead:7.2f} s   "
-          f"({pair.overhead / pair.wall:5.1%} of the run)")
+    print("    Dagster steps of the run:")
+    for line in step_table(pair.wall, pair.steps, pair.assets):
+        print(line)
     print(f"      embeddings stage alone: {embed_stage_rate:.1f} chunks/s; in it, Embedder.embed"
           f" {pair.model_wall:.2f} s (CPU {pair.model_cpu:.1f} s),\n      the stage's own work "
-          f"(Parquet in/out, float lists) {pair.stages['embeddings'] - pair.model_wall:.2f} s")
+          f"(Parquet in/out, float lists) {pair.embedding_stage - pair.model_wall:.2f} s")
     print(f"(b) raw fastembed, same {chunks} texts           {pair.raw_wall:8.2f} s   "
           f"{raw_rate:7.1f} chunks/s   (CPU {pair.raw_cpu:.1f} s)")
     verdict = "MEETS" if pair.ratio >= TARGET_RATIO else "MISSES"

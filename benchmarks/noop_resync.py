@@ -3,10 +3,10 @@
 Measures, on a generated vault of 20,000 Markdown notes (``--notes``) that is already
 fully synced:
 
-(a) scan + diff: the work of the ``source_snapshot`` and ``changes/<collection>`` assets
-    without Dagster (the same engine calls as vector_sync/defs/assets.py: source.scan, the
-    ledger look-ups, the snapshot Parquet, Differ.changes, the change-set Parquet), with a
-    breakdown. Target: >= 20,000 documents/s.
+(a) scan + diff: what the ``source_snapshot`` and ``changes/<collection>`` assets run,
+    without Dagster: vector_sync.core.stages.snapshot and .changes (source.scan, the ledger
+    look-ups, the expected-state files, the snapshot Parquet, Differ.changes, the change-set
+    Parquet), with a breakdown. Target: >= 20,000 documents/s.
 (b) the whole ``vector-sync sync --config <cfg> --json`` process (Python start-up, imports,
     the Dagster run); its JSON must report nothing added/updated/payload_updated/deleted,
     0 chunks embedded and every note unchanged.
@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -49,10 +49,15 @@ from _vault import (
     COLLECTION,
     SOURCE,
     WORDS,
+    asset_durations,
+    code_version,
     dagster_log,
     folders,
     frontmatter,
     sentence,
+    step_seconds,
+    step_table,
+    sync_with_result,
     titles,
     write_config,
 )
@@ -188,10 +193,11 @@ class Timers:
 
 
 LEDGER_OPEN, LEDGER_READ = "ledger open", "ledger read"
+EXPECTED_READ, EXPECTED_WRITE = "expected read", "expected write"
 
 
 class TimedSource:
-    """The real source, with the time spent in scan() recorded."""
+    """The real source, with the time spent in scan() and read() recorded."""
 
     def __init__(self, source: Any, timers: Timers) -> None:
         self._source, self._timers, self.name = source, timers, source.name
@@ -203,11 +209,11 @@ class TimedSource:
         return self._timers.iterate("read", self._source.read(doc_ids))
 
 
-def timed_ledger(config: Any, timers: Timers) -> Any:
+def timed_ledger(url: str, timers: Timers) -> Any:
     from vector_sync.core.ledger import Ledger
 
     with timers.time(LEDGER_OPEN):
-        ledger = Ledger(config.state.ledger_sqlalchemy_url())
+        ledger = Ledger(url)
     ledger.get_state = timers.wrap(LEDGER_READ, ledger.get_state)  # type: ignore[method-assign]
     ledger.rows = timers.wrap(LEDGER_READ, ledger.rows)  # type: ignore[method-assign]
     source_rows = ledger.source_rows
@@ -216,17 +222,59 @@ def timed_ledger(config: Any, timers: Timers) -> Any:
     return ledger
 
 
-def scan_and_diff(config_file: Path, scratch: Path) -> tuple[float, dict[str, float], dict]:
-    """The source_snapshot and changes assets' work for one collection (assets.py, minus
-    Dagster), writing their Parquet files under `scratch`. Returns (seconds, breakdown,
-    diff counts)."""
-    from vector_sync.core.state_files import StateFiles
+@contextmanager
+def instrumented(timers: Timers) -> Iterator[None]:
+    """vector_sync.core.stages with its source, ledger and expected-state files timed (only
+    the module's own names are replaced; the code that runs is the real one)."""
+    from vector_sync.core import stages
 
-    files = StateFiles(scratch)
+    @contextmanager
+    def open_ledger(config: Any) -> Iterator[Any]:
+        ledger = timed_ledger(config.state.ledger_sqlalchemy_url(), timers)
+        try:
+            yield ledger
+        finally:
+            ledger.close()
+
+    names = ("open_ledger", "build_source", "read_expected", "write_expected")
+    originals = {name: getattr(stages, name) for name in names if hasattr(stages, name)}
+    build_source = originals["build_source"]
+    replacements: dict[str, Any] = {
+        "open_ledger": open_ledger,
+        "build_source": lambda *args, **kwargs: TimedSource(build_source(*args, **kwargs),
+                                                            timers),
+    }
+    for name, bucket in (("read_expected", EXPECTED_READ), ("write_expected", EXPECTED_WRITE)):
+        if name in originals:
+            replacements[name] = timers.wrap(bucket, originals[name])
+    for name, value in replacements.items():
+        setattr(stages, name, value)
+    try:
+        yield
+    finally:
+        for name, value in originals.items():
+            setattr(stages, name, value)
+
+
+def scan_and_diff(config_file: Path) -> tuple[float, dict[str, float], dict[str, Any]]:
+    """What the source_snapshot and changes/<collection> assets run, without Dagster: the
+    config load each asset does, then vector_sync.core.stages.snapshot and .changes (they
+    write the snapshot, the change set and the expected state into the state dir, as a run
+    does). Returns (seconds, breakdown, the changes metadata + snapshot metadata)."""
+    from vector_sync.config import load_config
+    from vector_sync.core import stages
+
     snap, chg = Timers(), Timers()  # one per asset
     started = time.perf_counter()
     with gc_pauses() as pauses:
-        diff, states = _scan_and_diff(config_file, files, snap, chg)
+        with snap.time("total"), instrumented(snap):
+            with snap.time("config"):
+                settings = load_config(config_file)
+            snapshot = stages.snapshot(settings, SOURCE)
+        with chg.time("total"), instrumented(chg):
+            with chg.time("config"):
+                settings = load_config(config_file)
+            changes = stages.changes(settings, SOURCE, COLLECTION)
     seconds = time.perf_counter() - started
     s, c = snap.seconds, chg.seconds
     breakdown = {
@@ -234,67 +282,19 @@ def scan_and_diff(config_file: Path, scratch: Path) -> tuple[float, dict[str, fl
         "ledger read, snapshot (get_state, source_rows)": s[LEDGER_READ],
         "ledger read, changes (rows)": c[LEDGER_READ],
         "ledger open x2 (engine + migration check)": s[LEDGER_OPEN] + c[LEDGER_OPEN],
+        "expected state: read x2, write": s[EXPECTED_READ] + c[EXPECTED_READ]
+        + c[EXPECTED_WRITE],
         "config load x2": s["config"] + c["config"],
         "snapshot rest (hint match, write snapshot parquet)": s["total"] - sum(
-            s[k] for k in ("config", LEDGER_OPEN, LEDGER_READ, "scan", "read")),
-        "tokenizer + chunk budget": c["tokenizer"],
-        "diff (read snapshot, Differ, write change set)": c["diff"],
+            s[k] for k in ("config", LEDGER_OPEN, LEDGER_READ, "scan", "read", EXPECTED_READ)),
+        "diff (tokenizer, read snapshot, Differ, write change set)": c["total"] - sum(
+            c[k] for k in ("config", LEDGER_OPEN, LEDGER_READ, EXPECTED_READ, EXPECTED_WRITE)),
         "read (notes whose hint changed: none expected)": s["read"],
     }
     breakdown["other"] = seconds - sum(breakdown.values())
     breakdown[GC_PAUSES] = pauses["seconds"]
     breakdown[GC_FULL] = pauses["full"]
-    return seconds, breakdown, {**diff.as_dict(), "snapshot_states": dict(states)}
-
-
-def _scan_and_diff(config_file: Path, files: Any, snap: Timers,
-                   chg: Timers) -> tuple[Any, Counter[str]]:
-    from vector_sync.config import load_config
-    from vector_sync.core import engine
-    from vector_sync.core.embedder import Embedder
-    from vector_sync.core.state_files import CHANGES, SNAPSHOT, read_rows, write_rows
-    from vector_sync.defs.assets import check_chunk_budget
-    from vector_sync.sources import build_source
-
-    # source_snapshot
-    with snap.time("total"):
-        with snap.time("config"):
-            settings = load_config(config_file)
-        source = TimedSource(build_source(SOURCE, settings.sources[SOURCE]), snap)
-        ledger = timed_ledger(settings, snap)
-        try:
-            specs = engine.collection_specs(settings, SOURCE)
-            states: Counter[str] = Counter()
-
-            def counted(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-                for row in rows:
-                    states[row["state"]] += 1
-                    yield row
-
-            write_rows(files.snapshot(SOURCE), SNAPSHOT,
-                       counted(engine.snapshot_rows(source, ledger, specs)))
-        finally:
-            ledger.close()
-    # changes/<collection>
-    with chg.time("total"):
-        with chg.time("config"):
-            settings = load_config(config_file)
-        spec = next(s for s in engine.collection_specs(settings, SOURCE) if s.name == COLLECTION)
-        with chg.time("tokenizer"):
-            embedder = Embedder(settings.embedding_for(COLLECTION))
-            check_chunk_budget(spec, embedder)
-            differ = engine.Differ(spec, embedder.count_tokens())
-        diff = engine.Diff()
-        ledger = timed_ledger(settings, chg)
-        try:
-            rows = ledger.rows(SOURCE, COLLECTION)
-        finally:
-            ledger.close()
-        with chg.time("diff"):
-            write_rows(files.changes(COLLECTION, SOURCE), CHANGES,
-                       differ.changes(read_rows(files.snapshot(SOURCE)), rows, diff))
-            files.change_counts(COLLECTION, SOURCE).write_text(json.dumps(diff.as_dict()))
-    return diff, states
+    return seconds, breakdown, {**changes, "snapshot": snapshot}
 
 
 GC_PAUSES = "cyclic GC pauses (inside the figures above)"
@@ -355,37 +355,11 @@ def import_only(env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
-STAGES = (("source_snapshot", ("source_snapshot",)), ("changes", ("changes", COLLECTION)),
-          ("embeddings", ("embeddings", COLLECTION)), ("qdrant", ("qdrant", COLLECTION)))
-
-
-def in_process_sync(config_file: Path) -> tuple[float, dict[str, Any], dict[str, float]]:
-    """sync_source, timed; also returns each asset's `duration_s` from the run's
-    materializations (taken from the result sync_source hands to collection_counts)."""
+def in_process_sync(config_file: Path) -> tuple[float, dict[str, Any], Any]:
+    """sync_source, timed, with the Dagster result (for the per-step breakdown)."""
     from vector_sync.config import load_config
-    from vector_sync.defs import run
 
-    results = []
-    original = run.collection_counts
-
-    def keeping(result: Any, collections: list[str]) -> dict[str, dict[str, int]]:
-        results.append(result)
-        return original(result, collections)
-
-    run.collection_counts = keeping  # type: ignore[assignment]
-    try:
-        started = time.perf_counter()
-        report = run.sync_source(config_file, load_config(config_file), SOURCE)
-        seconds = time.perf_counter() - started
-    finally:
-        run.collection_counts = original  # type: ignore[assignment]
-    metadata = {}
-    for event in results[0].get_asset_materialization_events() if results else []:
-        materialization = event.event_specific_data.materialization
-        metadata[tuple(materialization.asset_key.path)] = materialization.metadata
-    stages = {name: float(metadata[key]["duration_s"].value) if key in metadata else 0.0
-              for name, key in STAGES}
-    return seconds, report, stages
+    return sync_with_result(config_file, load_config(config_file), SOURCE)
 
 
 # --- main -----------------------------------------------------------------------------------
@@ -434,6 +408,7 @@ def run(args: argparse.Namespace, root: Path, env: dict[str, str]) -> int:
 
     print(f"noop_resync: {notes} notes of {args.min_words}-{args.max_words} words, "
           f"{args.repeats} run(s) per measurement, {os.cpu_count()} CPUs, in {root}")
+    print(f"code: {code_version()}")
 
     started = time.perf_counter()
     size = generate_vault(root / "vault", notes, args.min_words, args.max_words, args.seed)
@@ -450,7 +425,8 @@ def run(args: argparse.Namespace, root: Path, env: dict[str, str]) -> int:
     counts = initial["collections"][COLLECTION]
     print(f"setup: initial sync with a stand-in embedder, not measured "
           f"({time.perf_counter() - started:.1f} s: {counts['added']} added, "
-          f"{counts['chunks_embedded']} chunks given stand-in vectors)")
+          f"{counts['chunks_embedded']} chunks given stand-in vectors; embedded Qdrant's "
+          "SQLite without an fsync per point during the setup only)")
     if initial["error"] or counts["added"] != notes or counts["failed"]:
         print(f"setup failed: {initial}")
         if log_file.exists():
@@ -461,11 +437,11 @@ def run(args: argparse.Namespace, root: Path, env: dict[str, str]) -> int:
 
     # (a)
     scan_runs = []
-    for n in range(args.repeats):
-        seconds, breakdown, diff = scan_and_diff(config_file, root / f"scratch{n}")
+    for _ in range(args.repeats):
+        seconds, breakdown, diff = scan_and_diff(config_file)
         scan_runs.append((seconds, breakdown))
         problems = check_noop({**diff, "chunks_embedded": diff["chunks_to_embed"]}, notes)
-        if problems or diff["snapshot_states"] != {"skipped": notes}:
+        if problems or diff["snapshot"]["skipped_unchanged"] != notes:
             failures.append(f"(a) the diff is not a no-op: {problems}, {diff}")
     median_a = statistics.median(s for s, _ in scan_runs)
     median_breakdown = sorted(scan_runs, key=lambda r: r[0])[len(scan_runs) // 2][1]
@@ -487,13 +463,12 @@ def run(args: argparse.Namespace, root: Path, env: dict[str, str]) -> int:
     inproc_runs = []
     for _ in range(args.repeats):
         with quiet():
-            seconds, result, stages = in_process_sync(config_file)
-        inproc_runs.append((seconds, stages))
-        problems = check_noop(result["collections"][COLLECTION], notes)
-        if result["error"] or problems:
-            failures.append(f"(c) sync_source did not report a no-op: {problems or result}")
-    median_c = statistics.median(s for s, _ in inproc_runs)
-    median_stages = sorted(inproc_runs, key=lambda r: r[0])[len(inproc_runs) // 2][1]
+            seconds, report, result = in_process_sync(config_file)
+        inproc_runs.append((seconds, result))
+        problems = check_noop(report["collections"][COLLECTION], notes)
+        if report["error"] or problems:
+            failures.append(f"(c) sync_source did not report a no-op: {problems or report}")
+    median_c, median_result = sorted(inproc_runs, key=lambda r: r[0])[len(inproc_runs) // 2]
 
     verdict = "MEETS" if docs_per_s >= TARGET_DOCS_PER_S else "MISSES"
     median_b = statistics.median(cli_runs)
@@ -509,18 +484,17 @@ def run(args: argparse.Namespace, root: Path, env: dict[str, str]) -> int:
     print("    breakdown (median run):")
     for name, value in median_breakdown.items():
         figure = f"{int(value):8d}" if name == GC_FULL else f"{value:8.3f} s"
-        print(f"      {name:<50}{figure}")
+        print(f"      {name:<58}{figure}")
     print(f"(b) `vector-sync sync --json` process: {_stats(cli_runs)}")
     print(f"    ({notes / median_b:,.0f} documents/s end to end)")
     print(f"    of which imports (a process that only imports vector_sync.cli and "
           f"vector_sync.defs.run): {_stats(import_runs)}")
     print(f"(c) in-process sync_source (Dagster run): {_stats([s for s, _ in inproc_runs])}")
     print(f"    ({notes / median_c:,.0f} documents/s)")
-    print("    asset duration_s (median run):")
-    for name, seconds in median_stages.items():
-        print(f"      {name:<50}{seconds:8.3f} s")
-    print(f"      {'Dagster run overhead (the rest)':<50}"
-          f"{median_c - sum(median_stages.values()):8.3f} s")
+    print("    Dagster steps (median run):")
+    for line in step_table(median_c, step_seconds(median_result),
+                           asset_durations(median_result)):
+        print(line)
     print(f"    (b) - (c), i.e. interpreter start-up, imports, first-run costs: "
           f"{median_b - median_c:.3f} s")
     print(f"no-op checks (0 added/updated/payload_updated/deleted/failed, 0 chunks embedded, "

@@ -334,15 +334,23 @@ class ApplyReport:
 class Applier:
     """Writes one collection's change set into Qdrant, then records it in the ledger."""
 
-    def __init__(self, store: QdrantStore, ledger: Ledger, source: str, spec: CollectionSpec,
-                 batch_points: int = 256, now: Callable[[], datetime] | None = None) -> None:
-        self.store, self.ledger, self.source, self.spec = store, ledger, source, spec
+    def __init__(self, store: QdrantStore | None, ledger: Ledger, source: str,
+                 spec: CollectionSpec, batch_points: int = 256,
+                 now: Callable[[], datetime] | None = None) -> None:
+        """`store` may be None for a change set that writes nothing to Qdrant."""
+        self._store, self.ledger, self.source, self.spec = store, ledger, source, spec
         self.batch_points = batch_points
         self.now = now or (lambda: datetime.now(UTC))
         self.rows = ledger.rows(source, spec.name)
         self.report = ApplyReport()
         self._consecutive_errors = 0
         self._unavailable: str | None = None
+
+    @property
+    def store(self) -> QdrantStore:
+        if self._store is None:
+            raise RuntimeError("this change set writes to Qdrant, but no store was opened")
+        return self._store
 
     def apply(self, changes: Iterable[dict[str, Any]], vectors: Iterator[dict[str, Any]],
               dimension: int | None) -> ApplyReport:

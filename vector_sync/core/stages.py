@@ -12,7 +12,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
@@ -141,18 +141,24 @@ def embeddings(config: VectorSyncConfig, source: str, collection: str) -> dict[s
             "model": config.embedding_for(collection).model}
 
 
+QDRANT_WRITES = ("added", "updated", "deleted", "payload_updated")
+
+
 def apply(config: VectorSyncConfig, source: str, collection: str) -> engine.ApplyReport:
     files = StateFiles(config.state.dir)
     spec = spec_for(config, source, collection)
     started = time.perf_counter()
+    planned = json.loads(files.change_counts(collection, source).read_text())
     vectors = read_rows(files.embeddings(collection, source))
     first = next(read_rows(files.embeddings(collection, source), ["vector"]), None)
     dimension = len(first["vector"]) if first else None
-    with open_ledger(config) as ledger, open_store(config.qdrant, config.state) as store:
+    # opening embedded Qdrant loads every stored point: not for a run with nothing to write
+    needs_qdrant = any(planned[k] for k in QDRANT_WRITES)
+    with open_ledger(config) as ledger, (
+            open_store(config.qdrant, config.state) if needs_qdrant else nullcontext()) as store:
         applier = engine.Applier(store, ledger, source, spec,
                                  batch_points=config.qdrant.batch_size)
         report = applier.apply(read_rows(files.changes(collection, source)), vectors, dimension)
-        planned = json.loads(files.change_counts(collection, source).read_text())
         report.counts["unchanged"] = planned["unchanged"]
         # every document now matches this config in the ledger, or is marked failed
         ledger.set_state(source, engine.config_state_key(collection), spec.fingerprint)

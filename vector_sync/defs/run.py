@@ -36,13 +36,18 @@ def sync_source(config_file: Path, config: VectorSyncConfig, source: str, full: 
     """{"collections": {name: counts}, "error": None or the reason the run failed}."""
     defs = build_definitions(str(config_file))
     guard = GuardConfig(allow_mass_delete=allow_mass_delete)
-    result = defs.resolve_job_def(SYNC_JOB).execute_in_process(
+    collections = config.sources[source].collections
+    # only the guard: a subset by assets alone would bring every check of those assets back
+    job = defs.resolve_job_def(SYNC_JOB).get_subset(
+        asset_selection=set(selection_for(config, source)),
+        asset_check_selection={dg.AssetCheckKey(dg.AssetKey(["changes", c]), GUARD)
+                               for c in collections})
+    result = job.execute_in_process(
         partition_key=source,
-        asset_selection=selection_for(config, source),
         instance=instance(),
         run_config=dg.RunConfig(
             ops={"source_snapshot": SnapshotConfig(full=full), **{
-                f"changes__{c}_{GUARD}": guard for c in config.sources[source].collections}},
+                f"changes__{c}_{GUARD}": guard for c in collections}},
             # progress comes from vector_sync's own logger; Dagster's only for problems
             loggers={"console": {"config": {"log_level": "WARNING"}}},
         ),

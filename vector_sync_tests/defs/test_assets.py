@@ -58,3 +58,23 @@ def test_materializing_a_partition_reports_counts_durations_and_throughput(proje
     assert by_key["qdrant/other_notes"]["fed_by_source"].value is False
     assert set(project.points("notes")) == {"a.md"}
     assert project.points("other_notes") == {}
+
+
+def test_cli_sync_runs_in_the_instance_with_the_guard_but_not_the_slow_checks(
+        project, capsys, monkeypatch, tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # CLI runs land in the UI's run history
+    project.note("a.md", "# Apples\n\nApples grow on trees.\n")
+    code, _ = project.cli("sync", capsys=capsys)
+    assert code == 0
+    instance = dg.DagsterInstance.get()
+    runs = instance.get_run_records()
+    assert len(runs) == 1 and runs[0].dagster_run.tags["vector_sync/source"] == "notes"
+    evaluated = {
+        event.dagster_event.event_specific_data.check_name  # type: ignore[union-attr]
+        for event in instance.all_logs(runs[0].dagster_run.run_id)
+        if event.dagster_event is not None
+        and event.dagster_event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    }
+    assert evaluated == {"mass_delete_guard"}

@@ -160,6 +160,9 @@ def _print_counts(args: argparse.Namespace, report: dict[str, Any], verb: str) -
         for collection, counts in result["collections"].items():
             print(f"{source:<14}{collection:<18}"
                   + "".join(f"{counts.get(c, 0):>10}" for c in COLUMNS))
+            if counts.get("mass_delete_guard"):
+                print(f"{'':<14}sync would stop: {counts['mass_delete_guard']} "
+                      "(--allow-mass-delete to proceed)")
     print("(documents; 'payload' = payload-only updates, 'embedded' = chunks embedded)")
 
 
@@ -191,7 +194,7 @@ def cmd_repair(args: argparse.Namespace, config: VectorSyncConfig) -> int:
     errors: dict[str, str] = {}
     for source in _sources(args, config):
         try:
-            to_sync |= stages.prepare_repair(config, source)[1]
+            to_sync |= stages.prepare_repair(config, source)
         except SourceUnavailable as error:
             errors[source] = str(error)
     for source in sorted(to_sync - set(errors)):

@@ -144,6 +144,8 @@ def test_an_emptied_vault_trips_the_guard_and_qdrant_keeps_every_point(project, 
     before = project.points()
     for note in project.vault.glob("*.md"):
         note.unlink()
+    code, planned = project.cli("plan", capsys=capsys)
+    assert "yields no documents" in counts(planned)["mass_delete_guard"]
     code, report = project.cli("sync", capsys=capsys)
     assert code == 1
     error = report["sources"]["notes"]["error"]

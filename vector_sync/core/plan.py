@@ -11,7 +11,7 @@ from vector_sync.config import VectorSyncConfig
 from vector_sync.core import engine
 from vector_sync.core.embedder import Embedder
 from vector_sync.core.ledger import Ledger
-from vector_sync.core.stages import known_everywhere
+from vector_sync.core.stages import known_everywhere, mass_delete
 from vector_sync.core.state_files import StateFiles, read_expected, read_rows
 from vector_sync.sources import build_source, source_fields
 
@@ -58,6 +58,9 @@ def plan_source(config: VectorSyncConfig, source_name: str, ledger: Ledger,
                     to_embed += len(change["chunks"])
         result[spec.name] = {**{k: diff.counts[k] for k in engine.OUTCOMES},
                              "chunks_embedded": to_embed}
+        guard = mass_delete(diff.as_dict(), config.sources[source_name].max_delete_fraction)
+        if guard:  # sync would stop here unless --allow-mass-delete
+            result[spec.name]["mass_delete_guard"] = guard
     return result
 
 

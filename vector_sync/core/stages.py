@@ -259,27 +259,21 @@ def refresh_expected(config: VectorSyncConfig, source: str) -> None:
         changes(config, source, collection)
 
 
-def needs_rebuild(result: Verification) -> bool:
-    """A collection whose vectors the config cannot produce is dropped and rebuilt."""
-    return bool(result.config_problems)
-
-
-def prepare_repair(config: VectorSyncConfig, source: str) -> tuple[list[Verification], set[str]]:
+def prepare_repair(config: VectorSyncConfig, source: str) -> set[str]:
     """Verify the source's collections and make the ledger tell the truth about Qdrant, so
-    that a following sync rewrites exactly what differs. Collections whose vectors do not
-    match the config are dropped (with the ledger rows of every source feeding them).
-    Returns the findings and the sources that must be synced."""
+    that a following sync rewrites exactly what differs. Collections whose vectors the
+    config cannot produce (size, distance, model) are dropped, with the ledger rows of every
+    source feeding them. Returns the sources that must be synced."""
     refresh_expected(config, source)
-    findings, to_sync = [], {source}
+    to_sync = {source}
     for collection in config.sources[source].collections:
         result = verify(config, source, collection)
-        findings.append(result)
-        if needs_rebuild(result):
+        if result.config_problems:
             drop_collection(config, collection)
             to_sync.update(config.sources_feeding(collection))
         elif not result.consistent or result.ledger_disagrees:
             reconcile(config, result)
-    return findings, to_sync
+    return to_sync
 
 
 def drop_collection(config: VectorSyncConfig, collection: str) -> None:

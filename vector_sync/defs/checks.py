@@ -116,7 +116,7 @@ def repair_sources(context: dg.OpExecutionContext, config: RepairConfig,
     chosen = config.sources or list(settings.sources)
     to_sync: set[str] = set()
     for source in chosen:
-        to_sync |= stages.prepare_repair(settings, source)[1]
+        to_sync |= stages.prepare_repair(settings, source)
     for source in sorted(to_sync):
         counts = stages.sync(settings, source, allow_mass_delete=config.allow_mass_delete)
         context.log.info("repaired %s: %s", source, counts)

@@ -3,14 +3,16 @@ config they are synced with, and a quiet Dagster log. Not a benchmark itself."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 SOURCE = "notes"
@@ -219,3 +221,52 @@ def step_table(wall: float, steps: dict[str, float], assets: dict[str, float],
     rest = wall - sum(steps.values())
     lines.append(f"{indent}{'Dagster outside the steps':<36}{rest:9.3f} s  {rest / wall:6.1%}")
     return lines
+
+
+# --- cheap setup for benchmarks that need an already-synced state ------------------------
+
+STAND_IN_DIMENSION = 384
+
+
+def fake_embed(self: Any, texts: Sequence[str]) -> np.ndarray:
+    """Deterministic, normalized 384-dim vectors, seeded by each text: microseconds, not
+    the model's tens of milliseconds per chunk. For setup only, and said so in the output."""
+    vectors = np.empty((len(texts), STAND_IN_DIMENSION), dtype=np.float32)
+    for row, text in enumerate(texts):
+        seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+        vector = np.random.default_rng(seed).standard_normal(STAND_IN_DIMENSION)
+        vectors[row] = vector / np.linalg.norm(vector)
+    return vectors
+
+
+@contextmanager
+def unsynced_qdrant() -> Iterator[None]:
+    """Embedded Qdrant's SQLite without an fsync per point (it commits every point on its
+    own: tens of thousands of points would take minutes of fsyncs). Same data written."""
+    from qdrant_client.local.persistence import CollectionPersistence
+
+    original = CollectionPersistence._ensure_table
+
+    def unsynced_table(self: Any) -> None:
+        self.storage.execute("PRAGMA synchronous = OFF")
+        original(self)
+
+    CollectionPersistence._ensure_table = unsynced_table  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        CollectionPersistence._ensure_table = original  # type: ignore[method-assign]
+
+
+@contextmanager
+def cheap_setup() -> Iterator[None]:
+    """For the setup run only: the stand-in embedder and unsynced embedded Qdrant."""
+    from vector_sync.core.embedder import Embedder
+
+    original_embed = Embedder.embed
+    Embedder.embed = fake_embed  # type: ignore[method-assign]
+    try:
+        with unsynced_qdrant():
+            yield
+    finally:
+        Embedder.embed = original_embed  # type: ignore[method-assign]

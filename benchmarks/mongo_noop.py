@@ -30,7 +30,6 @@ Run: ``.venv/bin/python benchmarks/mongo_noop.py [--docs N] [--repeats R] [--qui
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import random
 import shutil
@@ -47,9 +46,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
-from _vault import WORDS, sentence
+from _vault import WORDS, cheap_setup, sentence
 
 from vector_sync.sources.mongodb import ID_SCAN_BATCH_FACTOR
 
@@ -146,36 +144,6 @@ def write_config(root: Path, updated_field: str | None) -> Path:
 
 
 # --- setup only: a stand-in embedder --------------------------------------------------------
-
-
-def fake_embed(self: Any, texts: Sequence[str]) -> np.ndarray:
-    vectors = np.empty((len(texts), DIMENSION), dtype=np.float32)
-    for row, text in enumerate(texts):
-        seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
-        vector = np.random.default_rng(seed).standard_normal(DIMENSION)
-        vectors[row] = vector / np.linalg.norm(vector)
-    return vectors
-
-
-@contextmanager
-def cheap_setup() -> Iterator[None]:
-    from qdrant_client.local.persistence import CollectionPersistence
-
-    from vector_sync.core.embedder import Embedder
-
-    original_embed, original_table = Embedder.embed, CollectionPersistence._ensure_table
-
-    def unsynced_table(self: Any) -> None:
-        self.storage.execute("PRAGMA synchronous = OFF")
-        original_table(self)
-
-    Embedder.embed = fake_embed  # type: ignore[method-assign]
-    CollectionPersistence._ensure_table = unsynced_table  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        Embedder.embed = original_embed  # type: ignore[method-assign]
-        CollectionPersistence._ensure_table = original_table  # type: ignore[method-assign]
 
 
 def setup_sync(config_file: Path, docs: int, what: str) -> bool:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import hashlib
 import json
 import os
 import random
@@ -44,12 +43,12 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from _vault import (
     COLLECTION,
     SOURCE,
     WORDS,
     asset_durations,
+    cheap_setup,
     code_version,
     dagster_log,
     folders,
@@ -117,44 +116,6 @@ def generate_vault(vault: Path, notes: int, min_words: int, max_words: int,
         (vault / folder / f"{title}.md").write_bytes(data)
         size += len(data)
     return size
-
-
-# --- the stand-in embedder (setup only) -----------------------------------------------------
-
-
-def fake_embed(self: Any, texts: Sequence[str]) -> np.ndarray:
-    """Deterministic, normalized 384-dim vectors, seeded by each text: microseconds, not
-    the model's tens of milliseconds per chunk."""
-    vectors = np.empty((len(texts), DIMENSION), dtype=np.float32)
-    for row, text in enumerate(texts):
-        seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
-        vector = np.random.default_rng(seed).standard_normal(DIMENSION)
-        vectors[row] = vector / np.linalg.norm(vector)
-    return vectors
-
-
-@contextmanager
-def cheap_setup() -> Iterator[None]:
-    """For the setup run only: the stand-in embedder, and embedded Qdrant's SQLite file
-    without an fsync per point (it commits every point on its own: 40,000 points would
-    take minutes of fsyncs). The data written is the same; both are undone afterwards."""
-    from qdrant_client.local.persistence import CollectionPersistence
-
-    from vector_sync.core.embedder import Embedder
-
-    original_embed, original_table = Embedder.embed, CollectionPersistence._ensure_table
-
-    def unsynced_table(self: Any) -> None:
-        self.storage.execute("PRAGMA synchronous = OFF")
-        original_table(self)
-
-    Embedder.embed = fake_embed  # type: ignore[method-assign]
-    CollectionPersistence._ensure_table = unsynced_table  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        Embedder.embed = original_embed  # type: ignore[method-assign]
-        CollectionPersistence._ensure_table = original_table  # type: ignore[method-assign]
 
 
 # --- (a) scan + diff, instrumented --------------------------------------------------------

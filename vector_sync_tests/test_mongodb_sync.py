@@ -4,13 +4,11 @@ fanned out to two Qdrant collections that embed different fields."""
 
 from __future__ import annotations
 
-import gc
 import json
 import random
 import socket
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,10 +19,10 @@ from bson import ObjectId
 from pymongo import MongoClient
 from pymongo.collection import Collection
 from qdrant_client import QdrantClient
-from secantus import SecantusDBServer
 
 from vector_sync.cli import main
 from vector_sync_tests.conftest import Project, counts
+from vector_sync_tests.mongo_server import running_server
 
 TOOLS = 200
 COLLECTIONS = {
@@ -37,20 +35,6 @@ WORDS = ["fast", "secure", "open", "visual", "smart", "local", "shared", "simple
 CATEGORIES = ["analytics", "automation", "chat", "coding", "design", "finance", "writing"]
 NOTHING = {"added": 0, "updated": 0, "payload_updated": 0, "deleted": 0, "failed": 0,
            "chunks_embedded": 0}
-
-
-@contextmanager
-def running_server(storage: Path) -> Iterator[SecantusDBServer]:
-    """A SecantusDB server in this process, on a free localhost port."""
-    server = SecantusDBServer(storage_path=str(storage))
-    server.start()
-    try:
-        yield server
-    finally:
-        gc.collect()  # closes the clients of sources no longer used
-        with suppress(OSError):  # wakes the accept() that close() alone leaves blocked for 2 s
-            server._socket.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
-        server.stop()
 
 
 @pytest.fixture(scope="module")

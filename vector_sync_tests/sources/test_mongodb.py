@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import math
 import socket
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,22 +35,9 @@ from vector_sync.sources.mongodb import (
     outcomes_from_ledger,
     write_back_status,
 )
+from vector_sync_tests.mongo_server import running_server
 
 FIELDS = ["name", "tagline", "imdb.rating"]
-
-
-@contextmanager
-def running_server(storage: Path, **options: Any) -> Iterator[SecantusDBServer]:
-    """A SecantusDB server in this process, on a free localhost port."""
-    server = SecantusDBServer(storage_path=str(storage), **options)
-    server.start()
-    try:
-        yield server
-    finally:
-        gc.collect()  # closes the clients of sources no longer used
-        with suppress(OSError):  # wakes the accept() that close() alone leaves blocked for 2 s
-            server._socket.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -236,3 +236,23 @@ def test_search_finds_the_right_note(project, capsys):
 def _no_leftover_partials(project: Project):
     yield
     assert not list(Path(project.root).rglob("*.partial"))
+
+
+def test_the_text_output_shows_the_counts_and_the_failed_documents(project, capsys):
+    from vector_sync.cli import main
+
+    _seed(project)
+    (project.vault / "empty.md").write_text("")
+    capsys.readouterr()
+    code = main(["sync", "--config", str(project.config_file)])
+    out = capsys.readouterr().out
+    assert code == 1
+    row = next(line for line in out.splitlines() if line.startswith("notes"))
+    assert row.split()[2:] == ["4", "0", "0", "0", "0", "1", str(
+        sum(len(p) for p in project.points().values()))]
+    code = main(["status", "--config", str(project.config_file)])
+    out = capsys.readouterr().out
+    assert code == 0 and "notes/empty.md [notes] empty:" in out
+    code = main(["search", "notes", "apples", "--config", str(project.config_file)])
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[1] == "notes/a.md#0"

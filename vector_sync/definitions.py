@@ -13,10 +13,9 @@ import dagster as dg
 from vector_sync.config import VectorSyncConfig, config_path, load_config
 from vector_sync.defs.assets import collection_assets, source_snapshot_asset
 from vector_sync.defs.checks import GUARD, consistency_checks, guard_check, repair
+from vector_sync.defs.jobs import SYNC_JOB, VERIFY_JOB
 from vector_sync.defs.resources import VectorSyncResource
-
-SYNC_JOB = "sync"
-VERIFY_JOB = "verify"
+from vector_sync.defs.sensors import build_sensors
 
 # checks run per source partition: a preview feature in Dagster 1.13, and the one that fits
 warnings.filterwarnings("ignore", category=dg.PreviewWarning,
@@ -65,6 +64,7 @@ def build_definitions(path: str | None = None) -> dg.Definitions:
         assets=build_assets(config),
         asset_checks=build_checks(config),
         jobs=[*build_jobs(config), repair],
+        sensors=build_sensors(config),
         resources={"vector_sync": VectorSyncResource(config_path=str(file))},
         executor=dg.in_process_executor,
     )

@@ -12,7 +12,8 @@ import dagster as dg
 from qdrant_client import QdrantClient, models
 
 from vector_sync.core.hashing import point_id
-from vector_sync.definitions import VERIFY_JOB, build_definitions
+from vector_sync.definitions import build_definitions
+from vector_sync.defs.jobs import VERIFY_JOB
 from vector_sync_tests.conftest import Project, counts, long_note
 from vector_sync_tests.test_sync import _storage_digest
 

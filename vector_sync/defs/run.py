@@ -14,9 +14,10 @@ import dagster as dg
 
 from vector_sync.config import VectorSyncConfig
 from vector_sync.core.engine import OUTCOMES
-from vector_sync.definitions import SYNC_JOB, build_definitions
+from vector_sync.definitions import build_definitions
 from vector_sync.defs.assets import SnapshotConfig
 from vector_sync.defs.checks import GUARD, GuardConfig
+from vector_sync.defs.jobs import SYNC_JOB
 
 
 def instance() -> dg.DagsterInstance:

@@ -1,0 +1,160 @@
+"""Sensors request one sync run per changed source and per due retry, skip otherwise, and
+never pile a run on top of one already queued or running."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+
+from vector_sync import definitions
+from vector_sync.config import load_config
+from vector_sync.core.ledger import Ledger, LedgerRow
+from vector_sync.defs import sensors
+from vector_sync_tests.conftest import Project
+
+T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def instance() -> dg.DagsterInstance:
+    return dg.DagsterInstance.ephemeral()
+
+
+def _defs(project: Project) -> dg.Definitions:
+    return definitions.build_definitions(str(project.config_file))
+
+
+def _tick(project: Project, instance: dg.DagsterInstance, name: str,
+          cursor: str | None = None) -> dg.SensorResult | dg.SkipReason:
+    defs = _defs(project)
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    return defs.resolve_sensor_def(name)(context)
+
+
+def _requests(result: dg.SensorResult | dg.SkipReason) -> list[dg.RunRequest]:
+    assert isinstance(result, dg.SensorResult), result
+    return list(result.run_requests or [])
+
+
+def _touch(path: os.PathLike[str], seconds_later: int) -> None:
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + seconds_later * 1_000_000_000))
+
+
+def _start_sync(instance: dg.DagsterInstance, source: str) -> None:
+    """Record a sync run of `source` as started, as the daemon would while it runs."""
+    instance.add_run(dg.DagsterRun(job_name=sensors.SYNC_JOB,
+                                   status=dg.DagsterRunStatus.STARTED,
+                                   tags={"dagster/partition": source}))
+
+
+def test_sensors_are_defined_on_by_default_for_the_sync_job(project):
+    defs = _defs(project)
+    dg.Definitions.validate_loadable(defs)
+    for name, interval in (("watch_notes", sensors.WATCH_INTERVAL_S),
+                           ("retry_failed", sensors.RETRY_INTERVAL_S)):
+        sensor = defs.resolve_sensor_def(name)
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+        assert sensor.minimum_interval_seconds == interval
+        assert sensor.job_name == sensors.SYNC_JOB
+
+
+def test_a_touched_note_requests_one_sync_then_nothing_until_the_next_change(project, instance):
+    note = project.note("a.md", "# Apples\n")
+    project.note("sub/b.md", "# Bananas\n")
+    result = _tick(project, instance, "watch_notes")
+    first = _requests(result)
+    assert [(r.partition_key, r.tags["vector_sync/trigger"]) for r in first] == [("notes", "watch")]
+    cursor = result.cursor  # type: ignore[union-attr]
+    assert cursor is not None and json.loads(cursor)["fingerprint"]
+
+    # the cursor survives into a fresh context: nothing changed, nothing requested
+    unchanged = _tick(project, instance, "watch_notes", cursor)
+    assert isinstance(unchanged, dg.SkipReason) and "no change" in (unchanged.skip_message or "")
+
+    _touch(note, 5)
+    touched = _requests(_tick(project, instance, "watch_notes", cursor))
+    assert len(touched) == 1 and touched[0].partition_key == "notes"
+    assert touched[0].run_key and touched[0].run_key.startswith("notes:")
+    assert touched[0].run_key != first[0].run_key
+
+
+def test_the_same_tree_gives_the_same_run_key(project, instance):
+    project.note("a.md", "# Apples\n")
+    keys = {_requests(_tick(project, instance, "watch_notes"))[0].run_key for _ in range(2)}
+    assert len(keys) == 1
+
+
+def test_a_change_during_a_sync_is_requested_after_it(project, instance):
+    project.note("a.md", "# Apples\n")
+    cursor = _tick(project, instance, "watch_notes").cursor  # type: ignore[union-attr]
+    project.note("b.md", "# Bananas\n")
+    _start_sync(instance, "other")  # another source's run does not hold this one back
+    _start_sync(instance, "notes")
+    busy = _tick(project, instance, "watch_notes", cursor)
+    assert isinstance(busy, dg.SkipReason) and "queued or running" in (busy.skip_message or "")
+
+    for record in instance.get_run_records(dg.RunsFilter(job_name=sensors.SYNC_JOB)):
+        instance.report_run_canceled(record.dagster_run)
+    assert len(_requests(_tick(project, instance, "watch_notes", cursor))) == 1
+
+
+def test_a_missing_vault_is_skipped_with_the_reason_and_the_cursor_kept(project, instance):
+    project.note("a.md", "# Apples\n")
+    cursor = _tick(project, instance, "watch_notes").cursor  # type: ignore[union-attr]
+    project.vault.rename(project.root / "unmounted")
+    result = _tick(project, instance, "watch_notes", cursor)
+    assert isinstance(result, dg.SkipReason) and "does not exist" in (result.skip_message or "")
+
+
+# --- retry ---------------------------------------------------------------------------------
+
+
+def _failed_row(project: Project, doc_id: str, next_attempt_at: datetime) -> None:
+    config = load_config(project.config_file)
+    with Ledger(config.state.ledger_sqlalchemy_url()) as ledger:
+        ledger.upsert([LedgerRow(
+            source="notes", collection="notes", doc_id=doc_id, status="failed",
+            source_version="1:1", attempts=1, last_error="qdrant down", error_code="qdrant",
+            last_attempt_at=next_attempt_at - timedelta(minutes=1),
+            next_attempt_at=next_attempt_at)])
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
+    moment = [T0]
+    monkeypatch.setattr(sensors, "now", lambda: moment[0])
+    return moment
+
+
+def test_no_failed_rows_no_retry(project, instance, clock):
+    result = _tick(project, instance, "retry_failed")
+    assert isinstance(result, dg.SkipReason) and "no failed rows" in (result.skip_message or "")
+
+
+def test_a_due_failed_row_requests_one_sync_of_its_source(project, instance, clock):
+    _failed_row(project, "a.md", T0 - timedelta(seconds=1))
+    _failed_row(project, "b.md", T0 - timedelta(minutes=2))
+    requests = _requests(_tick(project, instance, "retry_failed"))
+    assert [(r.partition_key, r.tags["vector_sync/trigger"]) for r in requests] == [
+        ("notes", "retry")]
+    assert requests[0].run_key == f"retry:notes:{(T0 - timedelta(seconds=1)).isoformat()}"
+
+
+def test_a_row_not_yet_due_is_retried_once_the_clock_passes_it(project, instance, clock):
+    _failed_row(project, "a.md", T0 + timedelta(minutes=1))
+    assert isinstance(_tick(project, instance, "retry_failed"), dg.SkipReason)
+    clock[0] = T0 + timedelta(minutes=1, seconds=1)
+    assert [r.partition_key for r in _requests(_tick(project, instance, "retry_failed"))] == [
+        "notes"]
+
+
+def test_no_retry_while_a_sync_of_the_source_is_in_flight(project, instance, clock):
+    _failed_row(project, "a.md", T0 - timedelta(seconds=1))
+    _start_sync(instance, "notes")
+    result = _tick(project, instance, "retry_failed")
+    assert isinstance(result, dg.SkipReason) and "notes" in (result.skip_message or "")

@@ -188,22 +188,12 @@ def cmd_verify(args: argparse.Namespace, config: VectorSyncConfig) -> int:
 def cmd_repair(args: argparse.Namespace, config: VectorSyncConfig) -> int:
     from vector_sync.core import stages
     from vector_sync.defs.run import sync_source
-    from vector_sync.sources import SourceUnavailable
 
-    to_sync: set[str] = set()
-    errors: dict[str, str] = {}
-    for source in _sources(args, config):
-        try:
-            to_sync |= stages.prepare_repair(config, source)
-        except SourceUnavailable as error:
-            errors[source] = str(error)
-    for source in sorted(to_sync - set(errors)):
-        outcome = sync_source(config_path(args.config).resolve(), config, source,
-                              allow_mass_delete=args.allow_mass_delete)
-        if outcome["error"]:
-            errors[source] = outcome["error"]
-    results = [stages.verify(config, s, c) for s in _sources(args, config) if s not in errors
-               for c in config.sources[s].collections]
+    def sync_in_dagster(source: str) -> str | None:
+        return sync_source(config_path(args.config).resolve(), config, source,
+                           allow_mass_delete=args.allow_mass_delete)["error"]
+
+    results, errors = stages.repair(config, _sources(args, config), sync_in_dagster)
     return _print_verification(args, results, errors)
 
 

@@ -211,3 +211,26 @@ def test_the_repair_job_in_dagster_converges(project: Project, capsys):
     assert result.success
     code, found = _verify(project, capsys)
     assert code == 0 and found["missing"] == 0
+
+
+def test_sampling_mode_checks_documents_by_point_id_and_counts_surplus_points(
+        project: Project, capsys):
+    _seed(project)
+    project.cli("sync", capsys=capsys)
+    with _qdrant(project) as client:
+        client.delete("notes", points_selector=models.PointIdsList(
+            points=_ids("long.md", range(1, 2))))
+        client.upsert("notes", points=[models.PointStruct(
+            id=point_id("notes", "ghost.md", 0), vector=[0.1] * 384,
+            payload={"source": "notes", "doc_id": "ghost.md", "chunk_index": 0})])
+    code, report = project.cli("verify", "--sample", "1.0", capsys=capsys)
+    found = report["collections"]["notes"]["sources"]["notes"]
+    assert code == 1 and found["missing"] == 1 and found["surplus_points"] == 0
+    assert "8 of 8 documents by point id" in found["sampled"]
+    with _qdrant(project) as client:
+        client.upsert("notes", points=[models.PointStruct(
+            id=point_id("notes", "long.md", 1), vector=[0.1] * 384,
+            payload={"source": "notes", "doc_id": "long.md", "chunk_index": 1})])
+    code, report = project.cli("verify", "--sample", "0.5", capsys=capsys)
+    found = report["collections"]["notes"]["sources"]["notes"]
+    assert code == 1 and found["surplus_points"] == 1  # ghost.md: not sampled, but counted

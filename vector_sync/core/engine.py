@@ -14,7 +14,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
@@ -415,8 +415,7 @@ class Applier:
         operations: list[Any] = []
         deleting = 0
         for change in changes:
-            previous = self.rows.get(change["doc_id"])
-            ids = self._ids(change["doc_id"], 0, previous.chunk_count if previous else 0)
+            ids = self._ids(change["doc_id"], 0, self._held(change["doc_id"]))
             if ids and change["action"] == "deleted":
                 operations.append(models.DeleteOperation(delete=models.PointIdsList(points=ids)))
                 deleting += len(ids)
@@ -451,6 +450,11 @@ class Applier:
                 delete_payload=models.DeletePayload(keys=dropped, points=ids)))
         return operations
 
+    def _held(self, doc_id: str) -> int:
+        """Chunk indexes below this may exist in Qdrant for the document (ledger's bound)."""
+        previous = self.rows.get(doc_id)
+        return previous.chunk_count if previous else 0
+
     def _ids(self, doc_id: str, first: int, end: int) -> list[str]:
         return [point_id(self.source, doc_id, i) for i in range(first, end)]
 
@@ -462,10 +466,8 @@ class Applier:
         synced_at = _iso(self.now())
         # write-ahead: a crash between upsert and ledger must still let the next run find
         # every chunk index that may exist, so surplus chunks are never orphaned
-        growing = [
-            self._grown_row(c, len(p)) for c, p in group
-            if len(p) > (self.rows[c["doc_id"]].chunk_count if c["doc_id"] in self.rows else 0)
-        ]
+        growing = [self._grown_row(c, len(p)) for c, p in group
+                   if len(p) > self._held(c["doc_id"])]
         if growing:
             self.ledger.upsert(growing)
             self.rows.update({r.doc_id: r for r in growing})
@@ -475,8 +477,7 @@ class Applier:
             for batch in batched(points, self.batch_points):
                 self.store.upsert(self.spec.name, batch)
             surplus = [i for change, vectors in group for i in self._ids(
-                change["doc_id"], len(vectors), self.rows[change["doc_id"]].chunk_count
-                if change["doc_id"] in self.rows else 0)]
+                change["doc_id"], len(vectors), self._held(change["doc_id"]))]
             self.store.delete(self.spec.name, surplus)
             self.report.points_deleted += len(surplus)
         except Exception as error:  # noqa: BLE001 - the group fails, the run goes on
@@ -519,7 +520,7 @@ class Applier:
         previous = self.rows.get(change["doc_id"])
         base = previous or LedgerRow(source=self.source, collection=self.spec.name,
                                      doc_id=change["doc_id"], status="pending")
-        return LedgerRow(**{**_row_dict(base), "status": "pending", "chunk_count": chunk_count})
+        return replace(base, status="pending", chunk_count=chunk_count)
 
     def _record_failure(self, changes: list[dict[str, Any]], code: str | None = None,
                         reason: str | None = None) -> None:
@@ -532,12 +533,10 @@ class Applier:
             base = previous or LedgerRow(source=self.source, collection=self.spec.name,
                                          doc_id=change["doc_id"], status="failed")
             attempts = base.attempts + 1
-            rows.append(LedgerRow(**{
-                **_row_dict(base), "status": "failed", "attempts": attempts,
-                "error_code": code or change["error_code"],
-                "last_error": reason or change["error"], "last_attempt_at": now,
-                "next_attempt_at": retry_at(now, attempts),
-            }))
+            rows.append(replace(
+                base, status="failed", attempts=attempts,
+                error_code=code or change["error_code"], last_error=reason or change["error"],
+                last_attempt_at=now, next_attempt_at=retry_at(now, attempts)))
             self.report.failures.append((change["doc_id"], reason or change["error"]))
         self.report.counts["failed"] += len(changes)
         self.ledger.upsert(rows)
@@ -573,10 +572,6 @@ def _take_vectors(vectors: Iterator[dict[str, Any]], change: dict[str, Any]) -> 
             )
         taken.append(row["vector"])
     return taken
-
-
-def _row_dict(row: LedgerRow) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in LedgerRow.__dataclass_fields__}
 
 
 def _iso(moment: datetime) -> str:

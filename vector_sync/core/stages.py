@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -27,6 +27,7 @@ from vector_sync.core.state_files import (
     EMBEDDINGS,
     SNAPSHOT,
     StateFiles,
+    expected_ids,
     read_expected,
     read_rows,
     write_expected,
@@ -65,7 +66,8 @@ def snapshot(config: VectorSyncConfig, source_name: str, full: bool = False) -> 
     down."""
     source = build_source(source_name, config.sources[source_name],
                           source_fields(config, source_name))
-    path = StateFiles(config.state.dir).snapshot(source_name)
+    files = StateFiles(config.state.dir)
+    path = files.snapshot(source_name)
     started = time.perf_counter()
     states: Counter[str] = Counter()
 
@@ -74,7 +76,6 @@ def snapshot(config: VectorSyncConfig, source_name: str, full: bool = False) -> 
             states[row["state"]] += 1
             yield row
 
-    files = StateFiles(config.state.dir)
     with open_ledger(config) as ledger:
         specs = engine.collection_specs(config, source_name)
         expected = known_everywhere(files, source_name, specs)
@@ -94,7 +95,7 @@ def known_everywhere(files: StateFiles, source: str,
     """Documents with an expected state in every collection: only these may go unread."""
     known: set[str] | None = None
     for spec in specs:
-        ids = set(read_expected(files.expected(spec.name, source)))
+        ids = expected_ids(files.expected(spec.name, source))
         known = ids if known is None else known & ids
     return known or set()
 
@@ -274,6 +275,27 @@ def prepare_repair(config: VectorSyncConfig, source: str) -> set[str]:
         elif not result.consistent or result.ledger_disagrees:
             reconcile(config, result)
     return to_sync
+
+
+def repair(config: VectorSyncConfig, sources: list[str],
+           sync_source: Callable[[str], str | None]) -> tuple[list[Verification], dict[str, str]]:
+    """Make Qdrant match `sources`: prepare (verify, rebuild, reconcile the ledger), sync
+    every affected source with `sync_source` (which returns an error or None), verify again.
+    Returns the final verifications and the sources that could not be repaired, with why."""
+    to_sync: set[str] = set()
+    errors: dict[str, str] = {}
+    for source in sources:
+        try:
+            to_sync |= prepare_repair(config, source)
+        except SourceUnavailable as error:
+            errors[source] = str(error)
+    for source in sorted(to_sync - set(errors)):
+        failure = sync_source(source)
+        if failure:
+            errors[source] = failure
+    results = [verify(config, source, collection) for source in sources
+               if source not in errors for collection in config.sources[source].collections]
+    return results, errors
 
 
 def drop_collection(config: VectorSyncConfig, collection: str) -> None:

@@ -96,6 +96,13 @@ def read_expected(path: Path) -> dict[str, tuple[str, str, int]]:
                                                strict=True)}
 
 
+def expected_ids(path: Path) -> set[str]:
+    """The documents an expected-state file covers (its doc_id column only)."""
+    if not path.exists():
+        return set()
+    return set(pq.read_table(path, columns=["doc_id"]).column(0).to_pylist())
+
+
 def write_expected(path: Path, expected: dict[str, tuple[str, str, int]]) -> None:
     write_rows(path, EXPECTED, (
         {"doc_id": d, "content_hash": c, "payload_hash": p, "chunk_count": n}

@@ -32,9 +32,13 @@ class QdrantStore:
     def exists(self, collection: str) -> bool:
         return bool(self.client.collection_exists(collection))
 
+    def vector_params(self, collection: str) -> Any:
+        """VectorParams of the single unnamed vector, or the named-vectors mapping."""
+        return self.client.get_collection(collection).config.params.vectors
+
     def vector_size(self, collection: str) -> int | None:
         """The size of the collection's single unnamed vector (None for named vectors)."""
-        vectors = self.client.get_collection(collection).config.params.vectors
+        vectors = self.vector_params(collection)
         return int(vectors.size) if isinstance(vectors, models.VectorParams) else None
 
     def ensure_collection(self, collection: str, dimension: int, model: str) -> None:
@@ -100,6 +104,11 @@ class QdrantStore:
             yield from records
             if offset is None:
                 return
+
+    def payloads(self, collection: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Payloads of the points with these ids that exist."""
+        return [record.payload or {} for record in self.client.retrieve(
+            collection, ids=list(ids), with_payload=True, with_vectors=False)]
 
     def count(self, collection: str, source: str) -> int:
         return int(self.client.count(collection, count_filter=_of_source(source),

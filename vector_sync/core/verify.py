@@ -15,7 +15,7 @@ import hashlib
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from qdrant_client import models
@@ -75,13 +75,15 @@ class Verification:
     ledger_disagrees: list[str] = field(default_factory=list)
     config_problems: list[str] = field(default_factory=list)
     buckets_differing: int = 0
+    surplus_points: int = 0  # sampling: points beyond what the source accounts for
     sampled: str | None = None  # what a sampling run checked
     held: dict[str, Held] = field(default_factory=dict)  # drilled documents only
     seconds: float = 0.0
 
     @property
     def consistent(self) -> bool:
-        return not (self.missing or self.orphans or self.stale or self.config_problems)
+        return not (self.missing or self.orphans or self.stale or self.config_problems
+                    or self.surplus_points)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -89,7 +91,8 @@ class Verification:
             "orphans": len(self.orphans), "stale": len(self.stale),
             "ledger_disagreements": len(self.ledger_disagrees),
             "config_problems": self.config_problems, "buckets": BUCKETS,
-            "buckets_differing": self.buckets_differing, "sampled": self.sampled,
+            "buckets_differing": self.buckets_differing,
+            "surplus_points": self.surplus_points, "sampled": self.sampled,
             "seconds": self.seconds,
         }
 
@@ -123,8 +126,7 @@ class Verifier:
         name = self.spec.name
         if not self.store.exists(name):
             return []  # nothing written yet; documents that should be there count as missing
-        info = self.store.client.get_collection(name)
-        vectors = info.config.params.vectors
+        vectors = self.store.vector_params(name)
         problems = []
         if not isinstance(vectors, models.VectorParams):
             return [f"collection {name!r} uses named vectors; vector_sync writes one unnamed"]
@@ -205,9 +207,8 @@ class Verifier:
                 count = expected[doc_id][2]
                 ids = [point_id(self.source, doc_id, i) for i in range(count + 1)]
                 held = Held()
-                for record in self.store.client.retrieve(self.spec.name, ids=ids,
-                                                         with_payload=True):
-                    held.add(*self._describe(record.payload or {})[1:])
+                for payload in self.store.payloads(self.spec.name, ids):
+                    held.add(*self._describe(payload)[1:])
                 result.held[doc_id] = held
                 self._classify(result, doc_id, expected[doc_id],
                                held if held.indexes else None)
@@ -215,8 +216,7 @@ class Verifier:
         else:
             result.missing = [d for d in chosen if expected[d][2]]
         want_points = sum(state[2] for state in expected.values())
-        if result.points > want_points and not result.orphans:
-            result.orphans.append(f"({result.points - want_points} surplus points)")
+        result.surplus_points = max(result.points - want_points, 0)
         result.sampled = (f"{len(chosen)} of {len(expected)} documents by point id, and the "
                           f"point count ({result.points} held, {want_points} expected)")
 
@@ -245,7 +245,7 @@ def reconcile_ledger(rows: dict[str, LedgerRow], result: Verification,
     suspects = set(result.missing) | set(result.orphans) | set(result.stale) | set(
         result.ledger_disagrees)
     upserts = []
-    for doc_id in sorted(d for d in suspects if not d.startswith("(")):
+    for doc_id in sorted(suspects):
         held = result.held.get(doc_id)
         if held is None and doc_id not in rows:
             continue  # nothing anywhere: the next sync simply adds it
@@ -256,15 +256,9 @@ def reconcile_ledger(rows: dict[str, LedgerRow], result: Verification,
             first = held.chunks.get(0)
             uniform = first is not None and held.matches(first, range(count))
             chash, phash = (first[0], first[1]) if uniform and first else (None, None)
-        previous = rows.get(doc_id)
-        upserts.append(LedgerRow(
-            source=source, collection=collection, doc_id=doc_id, status="stale",
-            source_version=None, content_hash=chash, payload_hash=phash, chunk_count=count,
-            vector_version=previous.vector_version if previous else None,
-            attempts=previous.attempts if previous else 0,
-            last_error="consistency check: ledger rewritten from what Qdrant holds",
-            error_code="reconciled",
-            last_attempt_at=previous.last_attempt_at if previous else None,
-            last_synced_at=previous.last_synced_at if previous else None,
-        ))
+        previous = rows.get(doc_id) or LedgerRow(source, collection, doc_id, "stale")
+        upserts.append(replace(
+            previous, status="stale", source_version=None, content_hash=chash,
+            payload_hash=phash, chunk_count=count, error_code="reconciled",
+            last_error="consistency check: ledger rewritten from what Qdrant holds"))
     return upserts

@@ -11,6 +11,7 @@ from vector_sync.core.state_files import StateFiles
 from vector_sync.core.verify import Verification
 from vector_sync.defs.assets import QDRANT_POOL
 from vector_sync.defs.resources import VectorSyncResource
+from vector_sync.sources import SourceUnavailable
 
 CONSISTENT = "consistent_with_source"
 VECTORS = "vectors_match_config"
@@ -113,15 +114,19 @@ class RepairConfig(dg.Config):
 def repair_sources(context: dg.OpExecutionContext, config: RepairConfig,
                    vector_sync: VectorSyncResource) -> dg.Output[None]:
     settings = vector_sync.load()
-    chosen = config.sources or list(settings.sources)
-    to_sync: set[str] = set()
-    for source in chosen:
-        to_sync |= stages.prepare_repair(settings, source)
-    for source in sorted(to_sync):
-        counts = stages.sync(settings, source, allow_mass_delete=config.allow_mass_delete)
+
+    def sync_here(source: str) -> str | None:
+        try:
+            counts = stages.sync(settings, source, allow_mass_delete=config.allow_mass_delete)
+        except (stages.MassDeleteRefused, SourceUnavailable) as error:
+            return str(error)
         context.log.info("repaired %s: %s", source, counts)
-    results = [stages.verify(settings, source, collection) for source in chosen
-               for collection in settings.sources[source].collections]
+        return None
+
+    results, errors = stages.repair(settings, config.sources or list(settings.sources),
+                                    sync_here)
+    if errors:
+        raise dg.Failure(description=f"could not repair: {errors}")
     inconsistent = [f"{r.source}/{r.collection}" for r in results if not r.consistent]
     if inconsistent:
         raise dg.Failure(description=f"still inconsistent after repair: {inconsistent}")

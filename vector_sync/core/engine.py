@@ -16,12 +16,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from itertools import islice
 from typing import Any
 
 from qdrant_client import models
 
 from vector_sync.config import ChunkingConfig, VectorSyncConfig
+from vector_sync.core.batches import batched
 from vector_sync.core.chunking import chunk_document, chunker_fingerprint
 from vector_sync.core.documents import Document, ReadFailure, SourceEntry, nested_subset
 from vector_sync.core.hashing import (
@@ -39,13 +39,6 @@ from vector_sync.core.tokens import TokenCounter
 from vector_sync.sources.base import Source
 
 log = logging.getLogger(__name__)
-
-
-def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    """itertools.batched, which Python 3.11 lacks."""
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
 
 
 OUTCOMES = ("added", "updated", "payload_updated", "deleted", "unchanged", "failed")

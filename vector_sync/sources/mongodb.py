@@ -30,7 +30,6 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime
-from itertools import islice
 from typing import Any, NamedTuple, cast
 from urllib.parse import unquote
 
@@ -53,6 +52,7 @@ from pymongo.errors import (
 )
 
 from vector_sync.config import ConfigError, MongoSourceConfig
+from vector_sync.core.batches import batched
 from vector_sync.core.documents import MISSING, Document, ReadFailure, SourceEntry, get_path
 from vector_sync.core.hashing import stable_json
 from vector_sync.core.ledger import LedgerRow
@@ -250,12 +250,6 @@ def _decoded_or_bare(raw: bytes) -> dict[str, Any]:
         return {"_id": _decoded_id(raw)}
 
 
-def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
-
-
 def projection_for(fields: Sequence[str] | None, updated_field: str | None,
                    write_back: bool) -> dict[str, int] | None:
     """The top-level fields the collections use, plus `updated_field`. None (fetch every
@@ -347,7 +341,7 @@ class MongoSource:
     # --- read ---
 
     def read(self, doc_ids: Iterable[str]) -> Iterator[Document | ReadFailure]:
-        for batch in _batched(dict.fromkeys(doc_ids), self.config.batch_size):
+        for batch in batched(dict.fromkeys(doc_ids), self.config.batch_size):
             wanted = set(batch)
             candidates = [c for doc_id in batch for c in self._candidates(doc_id)]
             query = self._filtered({"_id": {"$in": candidates}})
@@ -522,7 +516,7 @@ def write_back_status(name: str, config: MongoSourceConfig,
     modified = 0
     try:
         collection = source._collection()
-        for batch in _batched(outcomes, config.batch_size):
+        for batch in batched(outcomes, config.batch_size):
             requests = [_status_update(SyncOutcome(*outcome), moment) for outcome in batch]
             modified += _bulk_update(source, collection, requests)
     finally:

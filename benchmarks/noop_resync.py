@@ -133,6 +133,10 @@ class Timers:
         finally:
             self.seconds[name] += time.perf_counter() - started
 
+    def call(self, name: str, function: Any, *args: Any) -> Any:
+        with self.time(name):
+            return function(*args)
+
     def iterate(self, name: str, items: Iterable[Any]) -> Iterator[Any]:
         """`items`, with the time spent producing them (not consuming them) added to name."""
         iterator = iter(items)
@@ -177,9 +181,9 @@ def timed_ledger(url: str, timers: Timers) -> Any:
         ledger = Ledger(url)
     ledger.get_state = timers.wrap(LEDGER_READ, ledger.get_state)  # type: ignore[method-assign]
     ledger.rows = timers.wrap(LEDGER_READ, ledger.rows)  # type: ignore[method-assign]
-    source_rows = ledger.source_rows
-    ledger.source_rows = (  # type: ignore[method-assign]
-        lambda source: timers.iterate(LEDGER_READ, source_rows(source)))
+    synced_hints = ledger.synced_hints
+    ledger.synced_hints = (  # type: ignore[method-assign]
+        lambda source, collections: timers.call(LEDGER_READ, synced_hints, source, collections))
     return ledger
 
 
@@ -240,7 +244,7 @@ def scan_and_diff(config_file: Path) -> tuple[float, dict[str, float], dict[str,
     s, c = snap.seconds, chg.seconds
     breakdown = {
         "scan (source.scan: list folders, stat files)": s["scan"],
-        "ledger read, snapshot (get_state, source_rows)": s[LEDGER_READ],
+        "ledger read, snapshot (get_state, synced_hints)": s[LEDGER_READ],
         "ledger read, changes (rows)": c[LEDGER_READ],
         "ledger open x2 (engine + migration check)": s[LEDGER_OPEN] + c[LEDGER_OPEN],
         "expected state: read x2, write": s[EXPECTED_READ] + c[EXPECTED_READ]

@@ -86,21 +86,6 @@ def config_state_key(collection: str) -> str:
 # --- snapshot -------------------------------------------------------------------------------
 
 
-def _clean_versions(ledger: Ledger, source: str, specs: list[CollectionSpec]) -> dict[str, str]:
-    """doc_id -> version hint, for documents synced in every collection at that version."""
-    wanted = {s.name for s in specs}
-    versions: dict[str, str | None] = {}
-    seen: Counter[str] = Counter()
-    for row in ledger.source_rows(source):
-        if row.collection not in wanted:
-            continue
-        seen[row.doc_id] += 1
-        ok = row.status == "synced" and row.source_version is not None
-        previous = versions.get(row.doc_id, row.source_version)
-        versions[row.doc_id] = row.source_version if ok and previous == row.source_version else None
-    return {d: v for d, v in versions.items() if v is not None and seen[d] == len(wanted)}
-
-
 def snapshot_rows(
     source: Source, ledger: Ledger, specs: list[CollectionSpec], full: bool = False,
     expected: set[str] | None = None,
@@ -113,7 +98,8 @@ def snapshot_rows(
     config_changed = any(
         ledger.get_state(source.name, config_state_key(s.name)) != s.fingerprint for s in specs
     )
-    clean = {} if full or config_changed else _clean_versions(ledger, source.name, specs)
+    clean = {} if full or config_changed else ledger.synced_hints(
+        source.name, [s.name for s in specs])
     to_read = []
     for entry in entries:
         if clean.get(entry.doc_id) == entry.version and (

@@ -11,7 +11,7 @@ import dataclasses
 import gc
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,6 +42,7 @@ from sqlalchemy import (
     cast,
     create_engine,
     delete,
+    distinct,
     event,
     func,
     select,
@@ -240,6 +241,22 @@ class Ledger:
         )
         query = _for_source(query, source).order_by(table.c.next_attempt_at)
         return self._select_rows(query)
+
+    def synced_hints(self, source: str, collections: Collection[str]) -> dict[str, str]:
+        """doc_id -> version hint, for documents synced in every one of `collections` at
+        the same hint: the documents a sync may leave unread. One grouped query, no rows
+        materialized (it runs on every sync, for every document)."""
+        table = ledger_table
+        query = (
+            select(table.c.doc_id, func.min(table.c.source_version))
+            .where(table.c.source == source, table.c.collection.in_(list(collections)),
+                   table.c.status == "synced", table.c.source_version.is_not(None))
+            .group_by(table.c.doc_id)
+            .having(func.count() == len(collections),
+                    func.count(distinct(table.c.source_version)) == 1)
+        )
+        with self._engine.connect() as conn:
+            return {doc_id: version for doc_id, version in conn.execute(query)}
 
     def get_state(self, source: str, key: str) -> str | None:
         table = source_state_table

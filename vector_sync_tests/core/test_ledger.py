@@ -485,3 +485,21 @@ def test_rows_and_upsert_are_fast(ledger: Ledger) -> None:
     print(f"{update:.3f} s existing")
     assert read < 1.0
     assert max(insert, update) < 1.0
+
+
+def test_synced_hints_only_for_documents_synced_everywhere_at_one_hint(ledger: Ledger) -> None:
+    ledger.upsert([
+        synced("both", collection="a", source_version="v1"),
+        synced("both", collection="b", source_version="v1"),
+        synced("one-failed", collection="a", source_version="v1"),
+        row("one-failed", collection="b", status="failed", source_version="v1"),
+        synced("two-hints", collection="a", source_version="v1"),
+        synced("two-hints", collection="b", source_version="v2"),
+        synced("only-a", collection="a", source_version="v1"),
+        synced("no-hint", collection="a"), synced("no-hint", collection="b"),
+        synced("both", source="other", collection="a", source_version="v9"),
+        synced("both", collection="c", source_version="v3"),  # not asked for
+    ])
+    assert ledger.synced_hints("s", ["a", "b"]) == {"both": "v1"}
+    assert ledger.synced_hints("s", ["a"]) == {"both": "v1", "one-failed": "v1",
+                                               "two-hints": "v1", "only-a": "v1"}

@@ -36,6 +36,9 @@ class QdrantConfig(_Strict):
     api_key: SecretStr | None = None
     timeout_s: int = Field(60, gt=0)
     batch_size: int = Field(256, gt=0, description="points per upsert request")
+    lock_wait_s: float = Field(
+        30, ge=0, description="embedded storage only: how long to wait while another process "
+        "(a run, a CLI search) holds it")
 
 
 class StateConfig(_Strict):
@@ -89,6 +92,29 @@ class CollectionConfig(_Strict):
         return self
 
 
+class RetryConfig(_Strict):
+    """Failed rows are retried after base_backoff_s * multiplier**(attempt-1), capped at
+    max_backoff_s, each delay spread by +/- jitter (a fraction) so retries do not stampede."""
+
+    max_retries: int = Field(5, ge=0, description="after this many failed attempts the retry "
+                             "sensor stops asking; the row stays failed until it changes")
+    base_backoff_s: float = Field(60, gt=0)
+    multiplier: float = Field(2, ge=1)
+    max_backoff_s: float = Field(3600, gt=0)
+    jitter: float = Field(0.1, ge=0, lt=1)
+    step_retries: int = Field(3, ge=0, description="retries of a run's Qdrant step when Qdrant "
+                              "is unreachable, before its rows are marked failed")
+    step_delay_s: float = Field(2, ge=0, description="first delay between step retries "
+                                "(doubles each time)")
+
+
+class SensorsConfig(_Strict):
+    interval_s: int = Field(15, ge=1, description="how often each source is checked")
+    resync_every_s: int = Field(
+        3600, ge=60, description="a source is synced at least this often even when no change "
+        "was seen (heals what change detection cannot see; keeps freshness honest)")
+
+
 class _SourceBase(_Strict):
     collections: list[str] = Field(min_length=1)
     max_delete_fraction: float = Field(
@@ -140,6 +166,8 @@ class VectorSyncConfig(_Strict):
     qdrant: QdrantConfig = QdrantConfig()
     state: StateConfig = StateConfig()
     embedding: EmbeddingConfig = EmbeddingConfig()
+    retry: RetryConfig = RetryConfig()
+    sensors: SensorsConfig = SensorsConfig()
     sources: dict[str, SourceConfig] = Field(min_length=1)
     collections: dict[str, CollectionConfig] = Field(min_length=1)
 

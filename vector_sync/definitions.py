@@ -30,7 +30,7 @@ def build_assets(config: VectorSyncConfig) -> list[dg.AssetsDefinition]:
     partitions = partitions_for(config)
     assets = [source_snapshot_asset(partitions)]
     for collection in config.collections:
-        assets.extend(collection_assets(collection, partitions))
+        assets.extend(collection_assets(collection, partitions, config))
     return assets
 
 

@@ -46,6 +46,7 @@ def test_injected_qdrant_failure_on_one_batch_fails_only_that_batch(
     for i in range(6):
         project.note(f"n{i}.md", f"# Note {i}\n\nNote number {i} has its own words.\n")
     project.config["qdrant"] = {"batch_size": 2}  # 3 upsert batches of 2 documents
+    project.config["retry"] = {"step_retries": 0}  # the step's last attempt
     project.save()
     real_upsert = QdrantStore.upsert
     calls = {"n": 0}
@@ -77,3 +78,30 @@ def test_injected_qdrant_failure_on_one_batch_fails_only_that_batch(
 def _isolated(monkeypatch):
     yield
     monkeypatch.undo()
+
+
+def test_injected_transient_qdrant_fault_is_retried_by_the_step_without_rewriting(
+        project: Project, capsys, monkeypatch):
+    for i in range(6):
+        project.note(f"n{i}.md", f"# Note {i}\n\nNote number {i} has its own words.\n")
+    project.config["qdrant"] = {"batch_size": 2}
+    project.config["retry"] = {"step_retries": 2, "step_delay_s": 0.1}
+    project.save()
+    real_upsert = QdrantStore.upsert
+    written: list[str] = []
+
+    def fail_second_batch_once(self, collection, points):
+        if len(written) == 2 and "failed" not in written:
+            written.append("failed")
+            raise ConnectionError("injected fault: Qdrant dropped the connection")
+        written.extend(p.payload["doc_id"] for p in points)
+        real_upsert(self, collection, points)
+
+    monkeypatch.setattr(QdrantStore, "upsert", fail_second_batch_once)
+    code, report = project.cli("sync", capsys=capsys)
+    assert code == 0 and counts(report)["added"] == 6 and counts(report)["failed"] == 0
+    # the retried step did not write the two documents Qdrant had acknowledged again
+    assert written == ["n0.md", "n1.md", "failed", "n2.md", "n3.md", "n4.md", "n5.md"]
+    assert len(project.points()) == 6
+    code, status = project.cli("status", capsys=capsys)
+    assert status["failed"] == []

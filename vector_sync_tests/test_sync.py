@@ -199,6 +199,7 @@ def test_a_missing_vault_is_an_error_that_deletes_nothing(project, capsys):
 def test_qdrant_down_fails_rows_and_the_retry_reuses_stored_embeddings(project, capsys):
     _seed(project)
     project.config["qdrant"] = {"url": "http://127.0.0.1:9", "timeout_s": 2}
+    project.config["retry"] = {"step_retries": 1, "step_delay_s": 0.1}
     project.save()
     code, report = project.cli("sync", capsys=capsys)
     assert code == 1 and counts(report)["failed"] == 4

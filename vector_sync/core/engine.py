@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -20,7 +21,7 @@ from typing import Any
 
 from qdrant_client import models
 
-from vector_sync.config import ChunkingConfig, VectorSyncConfig
+from vector_sync.config import ChunkingConfig, RetryConfig, VectorSyncConfig
 from vector_sync.core.batches import batched
 from vector_sync.core.chunking import chunk_document, chunker_fingerprint
 from vector_sync.core.documents import Document, ReadFailure, SourceEntry, nested_subset
@@ -292,9 +293,19 @@ def embedding_rows(
 # --- apply ----------------------------------------------------------------------------------
 
 
-def retry_at(now: datetime, attempts: int) -> datetime:
-    """Exponential backoff for a failed row: 1 min, 2, 4, ... capped at 1 h."""
-    return now + timedelta(seconds=min(60 * 2 ** max(attempts - 1, 0), 3600))
+def retry_at(now: datetime, attempts: int, policy: RetryConfig) -> datetime | None:
+    """When a row that failed `attempts` times is due again: exponential backoff with
+    jitter, or None once it has failed max_retries times (it stays failed)."""
+    if attempts >= policy.max_retries:
+        return None
+    delay = min(policy.base_backoff_s * policy.multiplier ** max(attempts - 1, 0),
+                policy.max_backoff_s)
+    return now + timedelta(seconds=delay * random.uniform(1 - policy.jitter, 1 + policy.jitter))
+
+
+class QdrantTransientError(Exception):
+    """Qdrant failed a request while the run may still retry the step (RetryPolicy): the
+    step fails as a whole and is re-run, instead of marking rows failed."""
 
 
 @dataclass
@@ -315,15 +326,22 @@ class Applier:
 
     def __init__(self, store: QdrantStore | None, ledger: Ledger, source: str,
                  spec: CollectionSpec, batch_points: int = 256,
-                 now: Callable[[], datetime] | None = None) -> None:
-        """`store` may be None for a change set that writes nothing to Qdrant."""
+                 now: Callable[[], datetime] | None = None,
+                 retry: RetryConfig | None = None, may_retry_step: bool = False,
+                 unavailable: str | None = None) -> None:
+        """`store` may be None for a change set that writes nothing to Qdrant.
+        `may_retry_step`: a Qdrant error raises QdrantTransientError (the step is retried)
+        rather than failing the documents; on the step's last attempt it is False.
+        `unavailable`: why Qdrant could not be opened; every write is then marked failed."""
         self._store, self.ledger, self.source, self.spec = store, ledger, source, spec
         self.batch_points = batch_points
+        self.retry = retry or RetryConfig()
+        self.may_retry_step = may_retry_step
         self.now = now or (lambda: datetime.now(UTC))
         self.rows = ledger.rows(source, spec.name)
         self.report = ApplyReport()
         self._consecutive_errors = 0
-        self._unavailable: str | None = None
+        self._unavailable = unavailable
 
     @property
     def store(self) -> QdrantStore:
@@ -335,21 +353,24 @@ class Applier:
               dimension: int | None) -> ApplyReport:
         """Apply in batches: documents with new vectors (upserts), documents with only
         payload or deletion operations, and rows only the ledger has to learn about."""
-        if dimension is not None:
+        if dimension is not None and self._unavailable is None:
             try:
                 self.store.ensure_collection(self.spec.name, dimension, self.spec.model)
             except CollectionMismatch:
                 raise  # a configuration problem: fail the run, touch nothing
             except Exception as error:  # noqa: BLE001 - Qdrant unreachable: fail every row
-                self._unavailable = f"Qdrant {type(error).__name__}: {error}"[:500]
+                self._unavailable = self._qdrant_error(error)
         upserts: list[tuple[dict[str, Any], list[list[float]]]] = []
         operations: list[dict[str, Any]] = []
         ledger_only: list[dict[str, Any]] = []
         upsert_points = 0
         for change in changes:
             action = change["action"]
+            points = _take_vectors(vectors, change) if action in ("added", "updated") else []
+            if self._applied_before(change):  # by an earlier attempt of this step
+                self.report.counts[action] += 1
+                continue
             if action in ("added", "updated"):
-                points = _take_vectors(vectors, change)
                 if upserts and upsert_points + len(points) > self.batch_points:
                     self._write_group(upserts)
                     upserts, upsert_points = [], 0
@@ -376,6 +397,17 @@ class Applier:
             # a model change re-embeds every document: the collection now holds its vectors
             self.store.record_model(self.spec.name, self.spec.model, dimension)
         return self.report
+
+    def _applied_before(self, change: dict[str, Any]) -> bool:
+        """The ledger already records this change as acknowledged by Qdrant."""
+        previous = self.rows.get(change["doc_id"])
+        if change["action"] == "deleted":
+            return previous is None
+        return (change["action"] != "failed" and previous is not None
+                and previous.status == "synced"
+                and previous.source_version == change.get("source_version")
+                and previous.content_hash == change.get("content_hash")
+                and previous.payload_hash == change.get("payload_hash"))
 
     # rows that need no Qdrant write: new hints ("unchanged") and read failures
     def _record(self, changes: list[dict[str, Any]]) -> None:
@@ -515,15 +547,21 @@ class Applier:
             rows.append(replace(
                 base, status="failed", attempts=attempts,
                 error_code=code or change["error_code"], last_error=reason or change["error"],
-                last_attempt_at=now, next_attempt_at=retry_at(now, attempts)))
+                last_attempt_at=now, next_attempt_at=retry_at(now, attempts, self.retry)))
             self.report.failures.append((change["doc_id"], reason or change["error"]))
         self.report.counts["failed"] += len(changes)
         self.ledger.upsert(rows)
         self.rows.update({r.doc_id: r for r in rows})
 
     # Qdrant errors: fail the documents, stop hammering a Qdrant that is down
-    def _qdrant_failed(self, changes: list[dict[str, Any]], error: Exception) -> None:
+    def _qdrant_error(self, error: Exception) -> str:
         reason = f"Qdrant {type(error).__name__}: {error}"[:500]
+        if self.may_retry_step:
+            raise QdrantTransientError(reason) from error
+        return reason
+
+    def _qdrant_failed(self, changes: list[dict[str, Any]], error: Exception) -> None:
+        reason = self._qdrant_error(error)
         log.warning("collection %s: %d document(s) failed: %s", self.spec.name, len(changes),
                     reason)
         self._record_failure(changes, "qdrant_error", reason)

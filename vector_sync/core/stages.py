@@ -12,7 +12,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
@@ -145,7 +145,11 @@ def embeddings(config: VectorSyncConfig, source: str, collection: str) -> dict[s
 QDRANT_WRITES = ("added", "updated", "deleted", "payload_updated")
 
 
-def apply(config: VectorSyncConfig, source: str, collection: str) -> engine.ApplyReport:
+def apply(config: VectorSyncConfig, source: str, collection: str,
+          may_retry_step: bool = False) -> engine.ApplyReport:
+    """`may_retry_step`: raise engine.QdrantTransientError on a Qdrant error (the caller
+    retries the whole step; what was acknowledged is not written again) instead of marking
+    the documents failed."""
     files = StateFiles(config.state.dir)
     spec = spec_for(config, source, collection)
     started = time.perf_counter()
@@ -155,10 +159,18 @@ def apply(config: VectorSyncConfig, source: str, collection: str) -> engine.Appl
     dimension = len(first["vector"]) if first else None
     # opening embedded Qdrant loads every stored point: not for a run with nothing to write
     needs_qdrant = any(planned[k] for k in QDRANT_WRITES)
-    with open_ledger(config) as ledger, (
-            open_store(config.qdrant, config.state) if needs_qdrant else nullcontext()) as store:
+    with open_ledger(config) as ledger, ExitStack() as opened:
+        store, unavailable = None, None
+        if needs_qdrant:
+            try:
+                store = opened.enter_context(open_store(config.qdrant, config.state))
+            except QdrantUnavailable as error:
+                if may_retry_step:
+                    raise
+                unavailable = str(error)  # last attempt: the documents are marked failed
         applier = engine.Applier(store, ledger, source, spec,
-                                 batch_points=config.qdrant.batch_size)
+                                 batch_points=config.qdrant.batch_size, retry=config.retry,
+                                 may_retry_step=may_retry_step, unavailable=unavailable)
         report = applier.apply(read_rows(files.changes(collection, source)), vectors, dimension)
         report.counts["unchanged"] = planned["unchanged"]
         # every document now matches this config in the ledger, or is marked failed

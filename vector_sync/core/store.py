@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -12,6 +13,7 @@ from qdrant_client import QdrantClient, models
 from vector_sync.config import QdrantConfig, StateConfig
 
 log = logging.getLogger(__name__)
+LOCK_POLL_S = 0.2
 
 
 class QdrantUnavailable(Exception):
@@ -137,19 +139,29 @@ def open_store(qdrant: QdrantConfig, state: StateConfig) -> Iterator[QdrantStore
         )
         store = QdrantStore(client, is_local=False)
     else:
-        state.qdrant_path.mkdir(parents=True, exist_ok=True)
-        try:
-            client = QdrantClient(path=str(state.qdrant_path))
-        except RuntimeError as error:
-            if "already accessed" not in str(error):
-                raise
-            raise QdrantUnavailable(
-                f"the embedded Qdrant storage at {state.qdrant_path} is in use by another "
-                "process (embedded storage admits one process at a time: wait for the other "
-                "run to finish, or set qdrant.url to a Qdrant server for concurrent access)"
-            ) from None
+        client = _open_local(state, qdrant.lock_wait_s)
         store = QdrantStore(client, is_local=True)
     try:
         yield store
     finally:
         client.close()
+
+
+def _open_local(state: StateConfig, wait_s: float) -> QdrantClient:
+    """Embedded storage admits one process at a time: wait up to `wait_s` for another run or
+    a CLI search to let go of it, then fail with a clear message."""
+    state.qdrant_path.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return QdrantClient(path=str(state.qdrant_path))
+        except RuntimeError as error:
+            if "already accessed" not in str(error):
+                raise
+            if time.monotonic() >= deadline:
+                raise QdrantUnavailable(
+                    f"the embedded Qdrant storage at {state.qdrant_path} is in use by another "
+                    f"process (waited {wait_s:g} s; embedded storage admits one process at a "
+                    "time: wait for the other run to finish, or set qdrant.url to a Qdrant "
+                    "server for concurrent access)") from None
+            time.sleep(LOCK_POLL_S)

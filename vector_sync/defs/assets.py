@@ -7,11 +7,15 @@ each step is inspectable, and `qdrant/<collection>` is the only one that writes 
 The work itself is in `vector_sync.core.stages`; these wrappers add Dagster's view of it.
 """
 
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
 
+from vector_sync.config import RetryConfig, SensorsConfig, VectorSyncConfig
 from vector_sync.core import stages
+from vector_sync.core.engine import QdrantTransientError
+from vector_sync.core.store import CollectionMismatch, QdrantUnavailable
 from vector_sync.defs.resources import VectorSyncResource
 from vector_sync.sources import SourceUnavailable
 
@@ -49,8 +53,23 @@ def source_snapshot_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefin
     return source_snapshot
 
 
+def step_retry_policy(retry: RetryConfig) -> dg.RetryPolicy:
+    """Qdrant unreachable or failing a request: the Qdrant step is re-run (what was
+    acknowledged is not written again) before its documents are marked failed."""
+    return dg.RetryPolicy(max_retries=retry.step_retries, delay=retry.step_delay_s,
+                          backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+
+def freshness_policy(sensors: SensorsConfig) -> dg.FreshnessPolicy:
+    """Sensors sync every source at least every resync_every_s: a collection not
+    materialized for twice that has fallen behind (runs failing, daemon stopped)."""
+    every = timedelta(seconds=sensors.resync_every_s)
+    return dg.FreshnessPolicy.time_window(fail_window=2 * every,
+                                          warn_window=every + timedelta(minutes=5))
+
+
 def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
-                      ) -> list[dg.AssetsDefinition]:
+                      settings: VectorSyncConfig) -> list[dg.AssetsDefinition]:
     changes_key = dg.AssetKey(["changes", collection])
     embeddings_key = dg.AssetKey(["embeddings", collection])
     common: dict[str, Any] = {"partitions_def": partitions, "group_name": "sync"}
@@ -87,7 +106,8 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
 
     @dg.asset(
         key=dg.AssetKey(["qdrant", collection]), deps=[embeddings_key], kinds={"qdrant"},
-        pool=QDRANT_POOL, **common,
+        pool=QDRANT_POOL, retry_policy=step_retry_policy(settings.retry),
+        freshness_policy=freshness_policy(settings.sensors), **common,
         description=f"The Qdrant collection {collection!r}: applies the change set "
         "(upsert, set_payload, delete) and records each acknowledged write in the ledger.",
     )
@@ -96,7 +116,16 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
         settings = vector_sync.load()
         if _not_fed(context, settings, collection):
             return not_fed
-        report = stages.apply(settings, context.partition_key, collection)
+        last_attempt = context.retry_number >= settings.retry.step_retries
+        try:
+            report = stages.apply(settings, context.partition_key, collection,
+                                  may_retry_step=not last_attempt)
+        except CollectionMismatch as error:  # configuration, not a transient fault
+            raise dg.Failure(description=str(error), allow_retries=False) from None
+        except (QdrantTransientError, QdrantUnavailable) as error:
+            context.log.warning("Qdrant step attempt %d failed (%s)%s", context.retry_number + 1,
+                                error, "" if last_attempt else "; retrying the step")
+            raise
         return dg.MaterializeResult(metadata={
             **report.as_dict(), "duration_s": report.seconds,
             "points_per_s": stages.throughput(report.points_written, report.seconds),

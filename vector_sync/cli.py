@@ -239,6 +239,7 @@ def cmd_status(args: argparse.Namespace, config: VectorSyncConfig) -> int:
         "source": r.source, "collection": r.collection, "doc_id": r.doc_id,
         "error_code": r.error_code, "error": r.last_error, "attempts": r.attempts,
         "last_attempt_at": r.last_attempt_at, "next_attempt_at": r.next_attempt_at,
+        "gave_up": r.next_attempt_at is None,
     } for r in failed]
     if args.json:
         _print_json({
@@ -256,7 +257,10 @@ def cmd_status(args: argparse.Namespace, config: VectorSyncConfig) -> int:
         print("\nfailed documents:")
         for row in failed_rows:
             print(f"  {row['source']}/{row['doc_id']} [{row['collection']}] "
-                  f"{row['error_code']}: {row['error']} (attempts: {row['attempts']})")
+                  f"{row['error_code']}: {row['error']} (attempts: {row['attempts']}, "
+                  + ("retries exhausted: fixed by an edit, `sync --full` or the "
+                     "resync_documents job)" if row["gave_up"] else
+                     f"next retry {row['next_attempt_at']:%Y-%m-%d %H:%M:%S} UTC)"))
     return 0
 
 

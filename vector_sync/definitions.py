@@ -14,6 +14,7 @@ from vector_sync.config import VectorSyncConfig, config_path, load_config
 from vector_sync.defs.assets import collection_assets, source_snapshot_asset
 from vector_sync.defs.checks import GUARD, consistency_checks, guard_check, repair
 from vector_sync.defs.jobs import SYNC_JOB, VERIFY_JOB
+from vector_sync.defs.operator_jobs import OPERATOR_JOBS
 from vector_sync.defs.resources import VectorSyncResource
 from vector_sync.defs.sensors import build_sensors
 
@@ -63,7 +64,7 @@ def build_definitions(path: str | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=build_assets(config),
         asset_checks=build_checks(config),
-        jobs=[*build_jobs(config), repair],
+        jobs=[*build_jobs(config), repair, *OPERATOR_JOBS],
         sensors=build_sensors(config),
         resources={"vector_sync": VectorSyncResource(config_path=str(file))},
         executor=dg.in_process_executor,

@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,7 +37,7 @@ from vector_sync.core.ledger import Ledger, LedgerRow
 from vector_sync.core.render import render
 from vector_sync.core.store import CollectionMismatch, QdrantStore
 from vector_sync.core.tokens import TokenCounter
-from vector_sync.sources.base import Source
+from vector_sync.sources.base import Checkpointed, Source
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,40 @@ def config_state_key(collection: str) -> str:
     return f"collection_fingerprint:{collection}"
 
 
+# Checkpoints of sources with a change history (`Checkpointed`, e.g. a Git commit): the
+# snapshot notes where it was pinned; each collection records it once it applied that
+# snapshot; the next scan diffs from the one all collections agree on.
+SCANNED_CHECKPOINT = "checkpoint:scanned"
+
+
+def checkpoint_key(collection: str) -> str:
+    return f"checkpoint:{collection}"
+
+
+def last_checkpoint(ledger: Ledger, source: str, collections: Iterable[str]) -> str | None:
+    """The checkpoint every collection of the source has applied; None if one has none or
+    they differ (the source then compares everything)."""
+    found = {ledger.get_state(source, checkpoint_key(c)) for c in collections}
+    return found.pop() if len(found) == 1 else None
+
+
+def note_checkpoint(ledger: Ledger, source: Source) -> dict[str, Any]:
+    """After a snapshot: remember where it was pinned (none for a snapshot that did not
+    detect changes, e.g. a targeted one); returns the source's detection metadata."""
+    if not isinstance(source, Checkpointed):
+        return {}
+    ledger.set_state(source.name, SCANNED_CHECKPOINT, source.checkpoint or "")
+    return dict(source.detection)
+
+
+def record_checkpoint(ledger: Ledger, source: str, collection: str) -> None:
+    """The collection applied the last snapshot: it is synced up to that snapshot's
+    checkpoint. Rows that failed stay failed in the ledger and are read again anyway."""
+    scanned = ledger.get_state(source, SCANNED_CHECKPOINT)
+    if scanned:
+        ledger.set_state(source, checkpoint_key(collection), scanned)
+
+
 # --- snapshot -------------------------------------------------------------------------------
 
 
@@ -101,9 +135,13 @@ def snapshot_rows(
     )
     clean = {} if full or config_changed else ledger.synced_hints(
         source.name, [s.name for s in specs])
+    changed: set[str] = set()
+    if isinstance(source, Checkpointed):  # its own history decides too: reads are the union
+        changed = source.changed_since(last_checkpoint(ledger, source.name,
+                                                       [s.name for s in specs]))
     to_read = []
     for entry in entries:
-        if clean.get(entry.doc_id) == entry.version and (
+        if entry.doc_id not in changed and clean.get(entry.doc_id) == entry.version and (
                 expected is None or entry.doc_id in expected):
             yield {"doc_id": entry.doc_id, "version": entry.version, "state": "skipped"}
         else:
@@ -112,6 +150,26 @@ def snapshot_rows(
     for ids in batched(to_read, READ_BATCH):
         for result in source.read(ids):
             yield _snapshot_row(result)
+
+
+def targeted_snapshot_rows(source: Source, ledger: Ledger,
+                           doc_ids: Collection[str]) -> Iterator[dict[str, Any]]:
+    """A snapshot that reads exactly `doc_ids` (a retry, an operator's re-sync) and takes
+    every other document the ledger knows as unchanged, without listing the source. A
+    listed document the source no longer has, or that is out of its scope, is deleted."""
+    wanted = set(doc_ids)
+    if not source.scoped_reads:
+        # read() would take any path: keep to what the source's include/ignore rules list
+        wanted &= {entry.doc_id for entry in source.scan()}
+    known = {row.doc_id: row.source_version for row in ledger.source_rows(source.name)}
+    log.info("source %s: reading %d listed documents, %d others kept as they are",
+             source.name, len(wanted), len(known.keys() - set(doc_ids)))
+    for ids in batched(sorted(wanted), READ_BATCH):
+        for result in source.read(ids):
+            yield _snapshot_row(result)
+    for doc_id, version in known.items():
+        if doc_id not in doc_ids:
+            yield {"doc_id": doc_id, "version": version, "state": "skipped"}
 
 
 def _snapshot_row(result: Document | ReadFailure) -> dict[str, Any]:

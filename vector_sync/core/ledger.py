@@ -221,11 +221,16 @@ class Ledger:
                 by_status[status] = number
         return result
 
-    def failed(self, source: str | None = None, limit: int = 50) -> list[LedgerRow]:
-        """Failed rows, most recent attempt first."""
+    def failed(self, source: str | None = None, limit: int = 50,
+               given_up_only: bool = False) -> list[LedgerRow]:
+        """Failed rows, most recent attempt first; `given_up_only`: those the retries gave up
+        on (no next attempt)."""
         table = ledger_table
+        query = select(*_ROW_COLUMNS).where(table.c.status == "failed")
+        if given_up_only:
+            query = query.where(table.c.next_attempt_at.is_(None))
         query = (
-            _for_source(select(*_ROW_COLUMNS).where(table.c.status == "failed"), source)
+            _for_source(query, source)
             .order_by(table.c.last_attempt_at.desc().nulls_last(), *table.primary_key.columns)
             .limit(limit)
         )

@@ -11,8 +11,9 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
@@ -61,9 +62,11 @@ def throughput(count: int, seconds: float) -> float:
     return round(count / seconds, 1) if seconds > 0 else 0.0
 
 
-def snapshot(config: VectorSyncConfig, source_name: str, full: bool = False) -> dict[str, Any]:
-    """Raises SourceUnavailable (before replacing the previous snapshot) if the source is
-    down."""
+def snapshot(config: VectorSyncConfig, source_name: str, full: bool = False,
+             only: Collection[str] | None = None) -> dict[str, Any]:
+    """`only`: read exactly these documents and keep the rest as the ledger has them (see
+    engine.targeted_snapshot_rows). Raises SourceUnavailable (before replacing the previous
+    snapshot) if the source is down."""
     source = build_source(source_name, config.sources[source_name],
                           source_fields(config, source_name))
     files = StateFiles(config.state.dir)
@@ -79,15 +82,32 @@ def snapshot(config: VectorSyncConfig, source_name: str, full: bool = False) -> 
     with open_ledger(config) as ledger:
         specs = engine.collection_specs(config, source_name)
         expected = known_everywhere(files, source_name, specs)
-        write_rows(path, SNAPSHOT, counted(
-            engine.snapshot_rows(source, ledger, specs, full, expected)))
+        rows = engine.snapshot_rows(source, ledger, specs, full, expected) if only is None \
+            else engine.targeted_snapshot_rows(source, ledger, only)
+        write_rows(path, SNAPSHOT, counted(rows))
+        detection = engine.note_checkpoint(ledger, source)
     seconds = engine.timed(started)
     total = sum(states.values())
     log.info("snapshot of %s: %d documents (%d read, %d unchanged hint, %d failed) in %.2f s",
              source_name, total, states["read"], states["skipped"], states["failed"], seconds)
     return {"documents": total, "read": states["read"], "skipped_unchanged": states["skipped"],
+            "targeted": only is not None,
             "failed": states["failed"], "duration_s": seconds,
-            "documents_per_s": throughput(total, seconds), "path": str(path)}
+            "documents_per_s": throughput(total, seconds), "path": str(path), **detection}
+
+
+def due_for_retry(config: VectorSyncConfig, source: str, now: datetime | None = None) -> list[str]:
+    """Documents of `source` with a failed row whose backoff has expired."""
+    with open_ledger(config) as ledger:
+        rows = ledger.due_for_retry(now or datetime.now(UTC), source)
+    return sorted({row.doc_id for row in rows})
+
+
+def pending_documents(config: VectorSyncConfig, source: str) -> list[str]:
+    """Documents of `source` with any row not synced (pending, stale or failed, due or not)."""
+    with open_ledger(config) as ledger:
+        return sorted({row.doc_id for row in ledger.source_rows(source)
+                       if row.status != "synced"})
 
 
 def known_everywhere(files: StateFiles, source: str,
@@ -175,6 +195,7 @@ def apply(config: VectorSyncConfig, source: str, collection: str,
         report.counts["unchanged"] = planned["unchanged"]
         # every document now matches this config in the ledger, or is marked failed
         ledger.set_state(source, engine.config_state_key(collection), spec.fingerprint)
+        engine.record_checkpoint(ledger, source, collection)
         write_back(config, source, collection, ledger)
     report.seconds = engine.timed(started)
     for doc_id, reason in report.failures[:20]:
@@ -203,9 +224,10 @@ def write_back(config: VectorSyncConfig, source: str, collection: str, ledger: L
 
 
 def sync(config: VectorSyncConfig, source: str, full: bool = False,
-         allow_mass_delete: bool = False) -> dict[str, Any]:
-    """All four stages for one source, in order (what one Dagster run does)."""
-    snapshot(config, source, full)
+         allow_mass_delete: bool = False, only: Collection[str] | None = None) -> dict[str, Any]:
+    """All four stages for one source, in order (what one Dagster run does); `only` as in
+    `snapshot`."""
+    snapshot(config, source, full, only)
     counts: dict[str, Any] = {}
     for collection in config.sources[source].collections:
         planned = changes(config, source, collection)

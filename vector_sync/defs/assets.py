@@ -24,6 +24,21 @@ QDRANT_POOL = "qdrant"  # embedded Qdrant admits one process at a time
 
 class SnapshotConfig(dg.Config):
     full: bool = False  # read every document, ignoring the cheap version hints
+    # targeted runs: read only these documents, keep every other as the ledger has it
+    doc_ids: list[str] = []
+    retry_due: bool = False  # the failed documents whose backoff has expired
+    pending: bool = False  # every document not synced: pending, stale, failed (due or not)
+
+    def targets(self, settings: VectorSyncConfig, source: str) -> list[str] | None:
+        """The documents a targeted run reads, or None for a whole-source sync."""
+        if not (self.doc_ids or self.retry_due or self.pending):
+            return None
+        targets = set(self.doc_ids)
+        if self.retry_due:
+            targets.update(stages.due_for_retry(settings, source))
+        if self.pending:
+            targets.update(stages.pending_documents(settings, source))
+        return sorted(targets)
 
 
 def _not_fed(context: dg.AssetExecutionContext, settings: Any, collection: str) -> bool:
@@ -43,8 +58,10 @@ def source_snapshot_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefin
         context: dg.AssetExecutionContext, config: SnapshotConfig,
         vector_sync: VectorSyncResource,
     ) -> dg.MaterializeResult:
+        settings, source = vector_sync.load(), context.partition_key
         try:
-            metadata = stages.snapshot(vector_sync.load(), context.partition_key, config.full)
+            metadata = stages.snapshot(settings, source, config.full,
+                                       config.targets(settings, source))
         except SourceUnavailable as error:
             raise dg.Failure(description=str(error)) from None
         metadata["path"] = dg.MetadataValue.path(metadata["path"])

@@ -17,6 +17,7 @@ CONSISTENT = "consistent_with_source"
 VECTORS = "vectors_match_config"
 LEDGER = "ledger_matches_qdrant"
 GUARD = "mass_delete_guard"
+RETRIES = "retries_not_exhausted"
 
 
 def _offenders(result: Verification) -> dg.TableMetadataValue:
@@ -40,6 +41,9 @@ def consistency_checks(collection: str,
         dg.AssetCheckSpec(LEDGER, asset=qdrant_key, partitions_def=partitions,
                           description="The ledger agrees with what Qdrant holds; where it "
                           "does not, it is rewritten from Qdrant so the next sync fixes it."),
+        dg.AssetCheckSpec(RETRIES, asset=qdrant_key, partitions_def=partitions,
+                          description="No document has failed so often that its retries "
+                          "stopped (retry.max_retries); those stay failed until fixed."),
     ]
 
     @dg.multi_asset_check(specs=specs, name=f"verify_{collection}", pool=QDRANT_POOL)
@@ -68,8 +72,23 @@ def consistency_checks(collection: str,
             passed=not result.ledger_disagrees,
             metadata={"disagreements": len(result.ledger_disagrees),
                       "ledger_rows_rewritten": repaired})
+        yield _retries_check(settings, source, collection)
 
     return verify
+
+
+def _retries_check(settings: Any, source: str, collection: str) -> dg.AssetCheckResult:
+    with stages.open_ledger(settings) as ledger:
+        rows = [r for r in ledger.failed(source, limit=10_000, given_up_only=True)
+                if r.collection == collection]
+    return dg.AssetCheckResult(
+        check_name=RETRIES, severity=dg.AssetCheckSeverity.WARN, passed=not rows,
+        metadata={"documents_given_up": len(rows), "documents": dg.MetadataValue.table(
+            records=[dg.TableRecord({"doc_id": r.doc_id, "attempts": r.attempts,
+                                     "error": r.last_error or ""}) for r in rows[:100]],
+            schema=dg.TableSchema(columns=[dg.TableColumn("doc_id", "string"),
+                                           dg.TableColumn("attempts", "int"),
+                                           dg.TableColumn("error", "string")]))})
 
 
 class GuardConfig(dg.Config):

@@ -269,6 +269,8 @@ class MongoSource:
     """Documents of `config.collection` matching `config.filter`; `fields` are the (dotted)
     fields the collections embed or copy to the payload."""
 
+    scoped_reads = True  # read() applies the filter
+
     def __init__(self, name: str, config: MongoSourceConfig,
                  fields: Sequence[str] | None = None) -> None:
         self.name = name

@@ -24,6 +24,13 @@ def instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.ephemeral()
 
 
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
+    moment = [T0]
+    monkeypatch.setattr(sensors, "now", lambda: moment[0])
+    return moment
+
+
 def _defs(project: Project) -> dg.Definitions:
     return definitions.build_definitions(str(project.config_file))
 
@@ -52,11 +59,20 @@ def _start_sync(instance: dg.DagsterInstance, source: str) -> None:
                                    tags={"dagster/partition": source}))
 
 
+def _skip_message(result: dg.SensorResult | dg.SkipReason) -> str | None:
+    """A skipped tick's message (None if runs were requested); a skip may move the cursor."""
+    if isinstance(result, dg.SkipReason):
+        return result.skip_message or ""
+    assert not result.run_requests, result.run_requests
+    return result.skip_reason.skip_message if result.skip_reason else ""
+
+
 def test_sensors_are_defined_on_by_default_for_the_sync_job(project):
+    project.config["sensors"] = {"interval_s": 5}
+    project.save()
     defs = _defs(project)
     dg.Definitions.validate_loadable(defs)
-    for name, interval in (("watch_notes", sensors.WATCH_INTERVAL_S),
-                           ("retry_failed", sensors.RETRY_INTERVAL_S)):
+    for name, interval in (("watch_notes", 5), ("retry_failed", sensors.RETRY_INTERVAL_S)):
         sensor = defs.resolve_sensor_def(name)
         assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
         assert sensor.minimum_interval_seconds == interval
@@ -70,11 +86,10 @@ def test_a_touched_note_requests_one_sync_then_nothing_until_the_next_change(pro
     first = _requests(result)
     assert [(r.partition_key, r.tags["vector_sync/trigger"]) for r in first] == [("notes", "watch")]
     cursor = result.cursor  # type: ignore[union-attr]
-    assert cursor is not None and json.loads(cursor)["fingerprint"]
+    assert cursor is not None and json.loads(cursor)["state"]["fingerprint"]
 
     # the cursor survives into a fresh context: nothing changed, nothing requested
-    unchanged = _tick(project, instance, "watch_notes", cursor)
-    assert isinstance(unchanged, dg.SkipReason) and "no change" in (unchanged.skip_message or "")
+    assert "unchanged" in (_skip_message(_tick(project, instance, "watch_notes", cursor)) or "")
 
     _touch(note, 5)
     touched = _requests(_tick(project, instance, "watch_notes", cursor))
@@ -83,10 +98,17 @@ def test_a_touched_note_requests_one_sync_then_nothing_until_the_next_change(pro
     assert touched[0].run_key != first[0].run_key
 
 
-def test_the_same_tree_gives_the_same_run_key(project, instance):
-    project.note("a.md", "# Apples\n")
-    keys = {_requests(_tick(project, instance, "watch_notes"))[0].run_key for _ in range(2)}
-    assert len(keys) == 1
+def test_a_tree_renamed_back_to_an_earlier_state_is_still_requested(project, instance, clock):
+    note = project.note("a.md", "# Apples\n")
+    first = _tick(project, instance, "watch_notes")
+    clock[0] = T0 + timedelta(seconds=15)
+    note.rename(project.vault / "b.md")
+    second = _tick(project, instance, "watch_notes", first.cursor)  # type: ignore[union-attr]
+    clock[0] = T0 + timedelta(seconds=30)
+    (project.vault / "b.md").rename(note)  # the same (path, mtime, size) as the first tick
+    third = _tick(project, instance, "watch_notes", second.cursor)  # type: ignore[union-attr]
+    keys = [_requests(r)[0].run_key for r in (first, second, third)]
+    assert len(set(keys)) == 3  # a repeated run key would make Dagster drop the request
 
 
 def test_a_change_during_a_sync_is_requested_after_it(project, instance):
@@ -101,6 +123,20 @@ def test_a_change_during_a_sync_is_requested_after_it(project, instance):
     for record in instance.get_run_records(dg.RunsFilter(job_name=sensors.SYNC_JOB)):
         instance.report_run_canceled(record.dagster_run)
     assert len(_requests(_tick(project, instance, "watch_notes", cursor))) == 1
+
+
+def test_a_quiet_source_is_resynced_every_resync_every_s(project, instance, clock):
+    project.config["sensors"] = {"resync_every_s": 600}
+    project.save()
+    project.note("a.md", "# Apples\n")
+    cursor = _tick(project, instance, "watch_notes").cursor  # type: ignore[union-attr]
+    clock[0] = T0 + timedelta(seconds=599)
+    quiet = _tick(project, instance, "watch_notes", cursor)
+    assert "unchanged" in (_skip_message(quiet) or "")
+    clock[0] = T0 + timedelta(seconds=600)
+    resync = _requests(_tick(project, instance, "watch_notes", cursor))
+    assert [(r.partition_key, r.tags["vector_sync/trigger"]) for r in resync] == [
+        ("notes", "resync")]
 
 
 def test_a_missing_vault_is_skipped_with_the_reason_and_the_cursor_kept(project, instance):
@@ -124,13 +160,6 @@ def _failed_row(project: Project, doc_id: str, next_attempt_at: datetime) -> Non
             next_attempt_at=next_attempt_at)])
 
 
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
-    moment = [T0]
-    monkeypatch.setattr(sensors, "now", lambda: moment[0])
-    return moment
-
-
 def test_no_failed_rows_no_retry(project, instance, clock):
     result = _tick(project, instance, "retry_failed")
     assert isinstance(result, dg.SkipReason) and "no failed rows" in (result.skip_message or "")
@@ -143,6 +172,8 @@ def test_a_due_failed_row_requests_one_sync_of_its_source(project, instance, clo
     assert [(r.partition_key, r.tags["vector_sync/trigger"]) for r in requests] == [
         ("notes", "retry")]
     assert requests[0].run_key == f"retry:notes:{(T0 - timedelta(seconds=1)).isoformat()}"
+    # a targeted run: only the due documents are read and re-applied
+    assert requests[0].run_config == {"ops": {"source_snapshot": {"config": {"retry_due": True}}}}
 
 
 def test_a_row_not_yet_due_is_retried_once_the_clock_passes_it(project, instance, clock):

@@ -98,12 +98,14 @@ def watch_sensor(source: str, description: str, look: Look,
             # cursor kept from before this look: the change is requested once the sync ends
             return dg.SkipReason(f"{check.summary}; a sync of {source} is queued or running")
         trigger = "watch" if check.changed else "resync"
+        # deterministic: the same look from the same cursor asks for the same run
+        run_key = f"{source}:{trigger}:{digest(stable_json([context.cursor, check.new_state]))}"
         new_cursor = stable_json({"state": check.new_state, "requested_at": moment.isoformat()})
         context.log.info("%s: %s", source, check.summary if check.changed else
                          f"no change seen for {every_s} s: periodic resync")
         return dg.SensorResult(
-            run_requests=[dg.RunRequest(run_key=f"{source}:{trigger}:{digest(new_cursor)[:16]}",
-                                        partition_key=source, tags=_tags(source, trigger))],
+            run_requests=[dg.RunRequest(run_key=run_key[:80], partition_key=source,
+                                        tags=_tags(source, trigger))],
             cursor=new_cursor)
 
     return watch

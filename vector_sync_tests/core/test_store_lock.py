@@ -35,7 +35,7 @@ def test_opener_gives_up_after_lock_wait_with_a_clear_message(tmp_path: Path) ->
     state = StateConfig(dir=tmp_path)
     with open_store(QdrantConfig(), state):
         started = time.monotonic()
-        with pytest.raises(QdrantUnavailable, match=r"in use by another process \(waited 0.5 s"):
-            with open_store(QdrantConfig(lock_wait_s=0.5), state):
-                pass
+        with pytest.raises(QdrantUnavailable, match=r"in use by another process \(waited 0.5 s"), \
+                open_store(QdrantConfig(lock_wait_s=0.5), state):
+            pass
         assert time.monotonic() - started >= 0.5

@@ -78,3 +78,18 @@ def test_cli_sync_runs_in_the_instance_with_the_guard_but_not_the_slow_checks(
         and event.dagster_event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
     }
     assert evaluated == {"mass_delete_guard"}
+
+
+def test_qdrant_assets_carry_the_step_retry_policy_and_freshness_from_the_config(project):
+    project.config["retry"] = {"step_retries": 4, "step_delay_s": 0.5}
+    project.config["sensors"] = {"resync_every_s": 600}
+    project.save()
+    defs = build_definitions(str(project.config_file))
+    qdrant = defs.get_assets_def(dg.AssetKey(["qdrant", "notes"]))
+    policy = qdrant.op.retry_policy
+    assert policy is not None and (policy.max_retries, policy.delay, policy.backoff) == (
+        4, 0.5, dg.Backoff.EXPONENTIAL)
+    freshness = qdrant.specs_by_key[dg.AssetKey(["qdrant", "notes"])].freshness_policy
+    assert freshness is not None
+    assert (freshness.fail_window.to_timedelta().total_seconds(),
+            freshness.warn_window.to_timedelta().total_seconds()) == (1200, 900)

@@ -14,7 +14,7 @@ from vector_sync import definitions
 from vector_sync.config import load_config
 from vector_sync.core.ledger import Ledger
 from vector_sync.defs import sensors
-from vector_sync.defs.jobs import SYNC_JOB
+from vector_sync.defs.jobs import SYNC_JOB, VERIFY_JOB
 from vector_sync_tests.conftest import Project, counts
 
 
@@ -120,6 +120,16 @@ def test_retries_give_up_after_max_retries_and_say_so(project: Project, capsys, 
     tick = defs.resolve_sensor_def("retry_failed")(dg.build_sensor_context(
         instance=dg.DagsterInstance.ephemeral(), definitions=defs))
     assert isinstance(tick, dg.SkipReason) and "no failed rows" in (tick.skip_message or "")
+
+    # and the verify job's check says which document gave up
+    _qdrant_down(project, False)
+    verified = definitions.build_definitions(str(project.config_file)).resolve_job_def(
+        VERIFY_JOB).execute_in_process(tags={"dagster/partition": "notes"}, raise_on_error=False,
+                                       instance=dg.DagsterInstance.ephemeral())
+    check = next(e for e in verified.get_asset_check_evaluations()
+                 if e.check_name == "retries_not_exhausted")
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert [r.data["doc_id"] for r in check.metadata["documents"].value.records] == ["apple.md"]
 
 
 def test_sync_all_pending_syncs_every_unsynced_document_due_or_not(half_failed):

@@ -46,7 +46,7 @@ from vector_sync.sources.base import ChangeCheck
 from vector_sync.sources.mongodb import (
     WRITE_BACK_FIELD,
     MongoSource,
-    _filter_from,
+    filter_from,
     mask_uri,
 )
 
@@ -81,7 +81,7 @@ def poll_changes(name: str, config: MongoSourceConfig,
                 return _look(client[config.database][config.collection], config, scope,
                              previous, why)
     except PyMongoError as error:
-        raise source._unavailable(error) from None
+        raise source.unavailable(error) from None
 
 
 def _look(collection: Collection[dict[str, Any]], config: MongoSourceConfig, scope: str,
@@ -204,7 +204,7 @@ def _stream_state(scope: str, stream: ChangeStream[dict[str, Any]],
 
 def _poll(collection: Collection[dict[str, Any]], config: MongoSourceConfig, scope: str,
           previous: Mapping[str, Any] | None, why: str, error: str) -> ChangeCheck:
-    query = _filter_from(_where(config), config.filter)  # valid: the config checked it
+    query = filter_from(_where(config), config.filter)  # valid: the config checked it
     field = config.updated_field or "_id"
     now = {"count": _count(collection, query), "latest": _latest(collection, query, field)}
     state = {"v": STATE_VERSION, "scope": scope, "mode": "poll", **now}

@@ -278,7 +278,7 @@ class MongoSource:
         _check_write_back(name, config, fields)
         self.masked_uri = mask_uri(config.uri.get_secret_value())
         self._secrets = _secrets_in(config.uri.get_secret_value())
-        self._filter = _filter_from(name, config.filter)
+        self._filter = filter_from(name, config.filter)
         self._projection = projection_for(fields, config.updated_field, config.write_back)
         self._run = uuid.uuid4().hex[:12]  # makes hints of documents without updated_field unique
         # ids that str() but cannot be rebuilt from their doc_id (e.g. a float _id), from scan()
@@ -407,7 +407,7 @@ class MongoSource:
             for batch in cursor:
                 yield cast(bytes, batch)
         except PyMongoError as error:
-            raise self._unavailable(error) from None
+            raise self.unavailable(error) from None
 
     def _collection(self) -> Collection[dict[str, Any]]:
         if self._client is None:
@@ -425,14 +425,14 @@ class MongoSource:
                 uuidRepresentation="standard",  # so uuid.UUID ids can be queried
             )
         except (PyMongoError, ValueError) as error:  # a malformed URI, an unresolvable SRV
-            raise self._unavailable(error) from None
+            raise self.unavailable(error) from None
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
 
-    def _unavailable(self, error: Exception) -> SourceUnavailable:
+    def unavailable(self, error: Exception) -> SourceUnavailable:
         where = f"MongoDB {self.masked_uri} ({self.config.database}.{self.config.collection})"
         code = error.code if isinstance(error, OperationFailure) else None
         if code in _AUTH_FAILED:
@@ -463,7 +463,7 @@ def _check_write_back(name: str, config: MongoSourceConfig, fields: Sequence[str
             f"(used as {', '.join(clashing)})")
 
 
-def _filter_from(name: str, query: Mapping[str, Any]) -> dict[str, Any]:
+def filter_from(name: str, query: Mapping[str, Any]) -> dict[str, Any]:
     """The configured filter, with Extended JSON such as {"$date": ...} or {"$oid": ...}
     turned into BSON values."""
     try:
@@ -550,4 +550,4 @@ def _bulk_update(source: MongoSource, collection: Collection[dict[str, Any]],
                         failure.get("errmsg"))
         return int(details.get("nModified", 0))
     except PyMongoError as error:
-        raise source._unavailable(error) from None
+        raise source.unavailable(error) from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -159,7 +160,40 @@ class MongoSourceConfig(_SourceBase):
         return self
 
 
-SourceConfig = Annotated[MarkdownSourceConfig | MongoSourceConfig, Field(discriminator="kind")]
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^[^/:@]+@[^/:]+:")
+# what `git check-ref-format --branch` refuses, in short
+_BAD_BRANCH = re.compile(r"^[-/.]|\.\.|//|/\.|@\{|[\x00-\x20~^:?*\[\\\x7f]|\.lock(/|$)|[/.]$")
+
+
+def is_repo_url(repo: str) -> bool:
+    """`scheme://...` or scp-like `user@host:path`: cloned; anything else is a local path."""
+    return bool(_URL.match(repo))
+
+
+class GitSourceConfig(_SourceBase):
+    kind: Literal["git"]
+    repo: str = Field(min_length=1, description="a local repository path, or a URL to clone")
+    branch: str = Field("main", min_length=1)
+    include: list[str] = ["**/*.md"]
+    exclude: list[str] = []
+    ignore_files: list[str] = [".vectorsyncignore"]
+    max_file_bytes: int = Field(2_000_000, gt=0)
+    last_author: bool = Field(False, description="add each file's last author (one git log pass)")
+    clone_dir: Path | None = Field(None, description="where a URL repo is cloned; default "
+                                   "<state.dir>/git/<source>")
+    fetch_timeout_s: int = Field(300, gt=0)
+
+    @model_validator(mode="after")
+    def _repo_and_branch_usable(self) -> GitSourceConfig:
+        if self.repo.startswith("-"):
+            raise ValueError("repo must not start with '-'")
+        if _BAD_BRANCH.search(self.branch) or self.branch == "@":
+            raise ValueError(f"branch {self.branch!r} is not a valid Git branch name")
+        return self
+
+
+SourceConfig = Annotated[MarkdownSourceConfig | MongoSourceConfig | GitSourceConfig,
+                         Field(discriminator="kind")]
 
 
 class VectorSyncConfig(_Strict):
@@ -245,8 +279,7 @@ def _resolve_paths(config: VectorSyncConfig, base: Path) -> VectorSyncConfig:
             "state": config.state.model_copy(update={"dir": absolute(config.state.dir)}),
             "embedding": resolved_embedding(config.embedding),
             "sources": {
-                name: s.model_copy(update={"path": absolute(s.path)})
-                if isinstance(s, MarkdownSourceConfig) else s
+                name: _resolved_source(name, s, absolute, absolute(config.state.dir))
                 for name, s in config.sources.items()
             },
             "collections": {
@@ -257,6 +290,17 @@ def _resolve_paths(config: VectorSyncConfig, base: Path) -> VectorSyncConfig:
             },
         }
     )
+
+
+def _resolved_source(name: str, source: SourceConfig, absolute: Callable[[Path], Path],
+                     state_dir: Path) -> SourceConfig:
+    if isinstance(source, MarkdownSourceConfig):
+        return source.model_copy(update={"path": absolute(source.path)})
+    if isinstance(source, GitSourceConfig):
+        repo = source.repo if is_repo_url(source.repo) else str(absolute(Path(source.repo)))
+        clone_dir = absolute(source.clone_dir) if source.clone_dir else state_dir / "git" / name
+        return source.model_copy(update={"repo": repo, "clone_dir": clone_dir})
+    return source
 
 
 def _describe(error: ValidationError) -> str:

@@ -134,11 +134,11 @@ def look_for(source: str, config: SourceConfig) -> tuple[Look, str]:
                 f"{config.collection} are inserted, updated, replaced or deleted (its change "
                 "stream; a count and latest-update poll where the server has none).")
     if config.kind == "git":
-        from vector_sync.sources.git import head_look
+        from vector_sync.sources.git import head_look, masked
 
         return (lambda state: head_look(source, config, state),
-                f"Requests a sync of {source} when branch {config.branch} of {config.repo} "
-                "has a new head commit.")
+                f"Requests a sync of {source} when branch {config.branch} of "
+                f"{masked(config.repo)} has a new head commit.")
     return (markdown_look(source, config),
             f"Requests a sync of {source} when a note under {config.path} is added, removed "
             "or modified (lists and stats files only).")

@@ -20,6 +20,10 @@ def build_source(name: str, config: SourceConfig, fields: Sequence[str] | None =
         from vector_sync.sources.mongodb import MongoSource
 
         return MongoSource(name, config, fields)
+    if config.kind == "git":
+        from vector_sync.sources.git import GitSource
+
+        return GitSource(name, config)
     raise ValueError(f"unsupported source kind {config.kind!r}")
 
 

@@ -41,8 +41,8 @@ _TAG_SEPARATORS = re.compile(r"[,\s]+")
 _BY_NAME = attrgetter("name")
 
 
-class _BadDocument(Exception):
-    """A note that exists but cannot become a Document; turned into a ReadFailure."""
+class BadDocument(Exception):
+    """A file that exists but cannot become a Document; turned into a ReadFailure."""
 
     def __init__(self, error_code: str, message: str) -> None:
         super().__init__(message)
@@ -53,7 +53,7 @@ class _BadDocument(Exception):
 # --- path matching -------------------------------------------------------------------------
 
 
-def _compile_globs(patterns: Sequence[str], setting: str) -> PathSpec:
+def compile_globs(patterns: Sequence[str], setting: str) -> PathSpec:
     try:
         return PathSpec.from_lines("gitignore", patterns)
     except ValueError as error:
@@ -61,7 +61,7 @@ def _compile_globs(patterns: Sequence[str], setting: str) -> PathSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class _IgnoreLayer:
+class IgnoreLayer:
     """The ignore files of one folder; their patterns are relative to that folder."""
 
     folder: str  # relative path with a trailing "/", "" for the root
@@ -72,13 +72,49 @@ class _IgnoreLayer:
         return self.spec.check_file(rel_path[len(self.folder) :]).include
 
 
-def _is_ignored(layers: Sequence[_IgnoreLayer], rel_path: str) -> bool:
+def is_ignored(layers: Sequence[IgnoreLayer], rel_path: str) -> bool:
     # as in git, the ignore file closest to the path has the last word
     for layer in reversed(layers):
         decision = layer.decision(rel_path)
         if decision is not None:
             return decision
     return False
+
+
+class PathRules:
+    """Which files of a folder tree are documents: the `include`/`exclude` globs, the
+    per-folder ignore files, and dot-folders skipped. Shared by the Markdown and Git sources;
+    paths are relative, with `/`, and folders end with `/`."""
+
+    def __init__(self, source: str, include: Sequence[str], exclude: Sequence[str],
+                 ignore_files: Sequence[str]) -> None:
+        self.include = compile_globs(include, f"sources.{source}.include")
+        self.exclude = compile_globs(exclude, f"sources.{source}.exclude")
+        self.ignore_files = list(ignore_files)
+        self.ignore_names = frozenset(ignore_files)
+
+    def descends(self, layers: Sequence[IgnoreLayer], folder: str) -> bool:
+        name = folder.rstrip("/").rsplit("/", 1)[-1]
+        return not name.startswith(".") and not is_ignored(layers, folder)
+
+    def wants(self, layers: Sequence[IgnoreLayer], rel_path: str) -> bool:
+        return (
+            rel_path.rsplit("/", 1)[-1] not in self.ignore_names
+            and self.include.match_file(rel_path)
+            and not (self.exclude and self.exclude.match_file(rel_path))
+            and not is_ignored(layers, rel_path)
+        )
+
+    def layer(self, folder: str, files: dict[str, list[str]]) -> IgnoreLayer | None:
+        """The ignore layer of `folder` from its ignore files (name -> lines), combined in
+        config order so that a later file's patterns win. ValueError on a bad pattern."""
+        lines = [line for name in self.ignore_files if name in files for line in files[name]]
+        if not lines:
+            return None
+        try:
+            return IgnoreLayer(folder, GitIgnoreSpec.from_lines(lines))
+        except ValueError as error:
+            raise ValueError(f"bad pattern in the ignore files of /{folder}: {error}") from None
 
 
 # --- file system helpers -------------------------------------------------------------------
@@ -150,22 +186,23 @@ def _symlink_failure(doc_id: str, path: str, problem: str) -> ReadFailure:
 # --- Markdown and frontmatter ----------------------------------------------------------------
 
 
-def _decode(raw: bytes) -> str:
+def decode_text(raw: bytes) -> str:
+    """UTF-8 text (a BOM is dropped); BadDocument when empty, binary or not UTF-8."""
     bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     content = raw[bom:]
     if not content.strip():
-        raise _BadDocument("empty", "the file is empty or contains only whitespace")
+        raise BadDocument("empty", "the file is empty or contains only whitespace")
     if b"\0" in content:
         offset = bom + content.index(b"\0")
-        raise _BadDocument("binary", f"binary content: NUL byte at byte offset {offset}")
+        raise BadDocument("binary", f"binary content: NUL byte at byte offset {offset}")
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise _BadDocument(
+        raise BadDocument(
             "invalid_utf8", f"not valid UTF-8 ({error.reason}) at byte offset {bom + error.start}"
         ) from None
     if not text.strip():
-        raise _BadDocument("empty", "the file contains only whitespace")
+        raise BadDocument("empty", "the file contains only whitespace")
     return text
 
 
@@ -181,11 +218,11 @@ def _split_frontmatter(text: str) -> tuple[dict[Any, Any], str]:
     try:
         data = _YAML.load(block)
     except (yaml.YAMLError, ValueError) as error:  # ValueError: dates such as 2026-02-30
-        raise _BadDocument("bad_frontmatter", _describe_yaml_error(error, first_line)) from None
+        raise BadDocument("bad_frontmatter", _describe_yaml_error(error, first_line)) from None
     if data is None:
         return {}, body
     if not isinstance(data, dict):
-        raise _BadDocument(
+        raise BadDocument(
             "bad_frontmatter",
             f"frontmatter must be a mapping of keys to values, not a {type(data).__name__}",
         )
@@ -291,12 +328,17 @@ def _wikilinks(tokens: Sequence[Token]) -> list[str]:
     return links
 
 
-def _fields(doc_id: str, st: os.stat_result, text: str) -> dict[str, Any]:
+def trimmed_body(text: str) -> str:
+    return text.lstrip("\r\n").rstrip()
+
+
+def note_fields(doc_id: str, text: str) -> dict[str, Any]:
+    """A note's frontmatter keys overlaid with title, tags, aliases, links and body.
+    Raises BadDocument for bad frontmatter."""
     raw_metadata, body = _split_frontmatter(text)
     metadata = _json_safe(raw_metadata)
-    body = body.lstrip("\r\n").rstrip()
+    body = trimmed_body(body)
     tokens = _MARKDOWN.parse(body)
-    modified = datetime.fromtimestamp(st.st_mtime_ns // 1_000_000_000, UTC)
     return {
         **metadata,
         "title": _title(metadata, tokens, doc_id),
@@ -304,6 +346,13 @@ def _fields(doc_id: str, st: os.stat_result, text: str) -> dict[str, Any]:
         "aliases": _dedupe(_strings(metadata.get("aliases")) + _strings(metadata.get("alias"))),
         "links": _dedupe(_wikilinks(tokens)),
         "body": body,
+    }
+
+
+def _fields(doc_id: str, st: os.stat_result, text: str) -> dict[str, Any]:
+    modified = datetime.fromtimestamp(st.st_mtime_ns // 1_000_000_000, UTC)
+    return {
+        **note_fields(doc_id, text),
         "path": doc_id,
         "modified_at": modified.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "size": st.st_size,
@@ -316,18 +365,18 @@ def _fields(doc_id: str, st: os.stat_result, text: str) -> dict[str, Any]:
 class MarkdownSource:
     """Notes under `config.path`; doc_id is the note's path relative to it, with `/`."""
 
+    scoped_reads = False
+
     def __init__(self, name: str, config: MarkdownSourceConfig) -> None:
         self.name = name
         self.config = config
-        self._include = _compile_globs(config.include, f"sources.{name}.include")
-        self._exclude = _compile_globs(config.exclude, f"sources.{name}.exclude")
-        self._ignore_names = frozenset(config.ignore_files)
+        self._rules = PathRules(name, config.include, config.exclude, config.ignore_files)
 
     # --- scan ---
 
     def scan(self) -> Iterator[SourceEntry]:
         root = self._checked_root()
-        pending: list[tuple[str, tuple[_IgnoreLayer, ...]]] = [("", ())]
+        pending: list[tuple[str, tuple[IgnoreLayer, ...]]] = [("", ())]
         while pending:
             folder, layers = pending.pop()
             entries = self._list_folder(root, folder)
@@ -336,9 +385,9 @@ class MarkdownSource:
             for entry in entries:
                 rel_path = folder + entry.name
                 if entry.is_dir(follow_symlinks=False):
-                    if not entry.name.startswith(".") and not _is_ignored(layers, rel_path + "/"):
+                    if self._rules.descends(layers, rel_path + "/"):
                         subfolders.append((rel_path + "/", layers))
-                elif self._wanted(rel_path, entry.name, layers):
+                elif self._rules.wants(layers, rel_path):
                     found = self._entry(root, entry, rel_path)
                     if found is not None:
                         yield found
@@ -383,29 +432,20 @@ class MarkdownSource:
         root: str,
         folder: str,
         entries: list[os.DirEntry[str]],
-        layers: tuple[_IgnoreLayer, ...],
-    ) -> tuple[_IgnoreLayer, ...]:
+        layers: tuple[IgnoreLayer, ...],
+    ) -> tuple[IgnoreLayer, ...]:
         present = {
             entry.name
             for entry in entries
-            if entry.name in self._ignore_names and not entry.is_dir(follow_symlinks=False)
+            if entry.name in self._rules.ignore_names and not entry.is_dir(follow_symlinks=False)
         }
-        # in config order, so a later ignore file's patterns win over an earlier one's
-        lines = [
-            line
-            for name in self.config.ignore_files
-            if name in present
-            for line in self._read_ignore_file(root, folder + name)
-        ]
-        if not lines:
-            return layers
+        files = {name: self._read_ignore_file(root, folder + name)
+                 for name in self.config.ignore_files if name in present}
         try:
-            spec = GitIgnoreSpec.from_lines(lines)
+            layer = self._rules.layer(folder, files)
         except ValueError as error:
-            raise self._unavailable(
-                f"bad pattern in the ignore files of /{folder}: {error}"
-            ) from None
-        return (*layers, _IgnoreLayer(folder, spec))
+            raise self._unavailable(str(error)) from None
+        return layers if layer is None else (*layers, layer)
 
     def _read_ignore_file(self, root: str, rel_path: str) -> list[str]:
         # unreadable ignore rules are fatal: guessing could sync notes meant to stay private
@@ -419,14 +459,6 @@ class MarkdownSource:
             raise self._unavailable(
                 f"cannot read ignore file {rel_path}: {error.strerror}"
             ) from None
-
-    def _wanted(self, rel_path: str, name: str, layers: Sequence[_IgnoreLayer]) -> bool:
-        return (
-            name not in self._ignore_names
-            and self._include.match_file(rel_path)
-            and not (self._exclude and self._exclude.match_file(rel_path))
-            and not _is_ignored(layers, rel_path)
-        )
 
     def _entry(self, root: str, entry: os.DirEntry[str], rel_path: str) -> SourceEntry | None:
         try:
@@ -467,15 +499,15 @@ class MarkdownSource:
         path, st = located
         version = _version_hint(st)
         try:
-            text = _decode(self._load_bytes(path, st))
+            text = decode_text(self._load_bytes(path, st))
             return Document(doc_id, version, _fields(doc_id, st, text))
-        except _BadDocument as bad:
+        except BadDocument as bad:
             return ReadFailure(doc_id, version, bad.error_code, bad.message)
 
     def _load_bytes(self, path: str, st: os.stat_result) -> bytes:
         limit = self.config.max_file_bytes
         if st.st_size > limit:
-            raise _BadDocument(
+            raise BadDocument(
                 "too_large",
                 f"the file is {st.st_size} bytes, over the limit of {limit} bytes (max_file_bytes)",
             )
@@ -486,9 +518,9 @@ class MarkdownSource:
             with os.fdopen(fd, "rb") as file:
                 raw = file.read(limit + 1)
         except OSError as error:
-            raise _BadDocument("unreadable", f"cannot read the file: {error.strerror}") from None
+            raise BadDocument("unreadable", f"cannot read the file: {error.strerror}") from None
         if len(raw) > limit:
-            raise _BadDocument(
+            raise BadDocument(
                 "too_large",
                 f"the file grew past the limit of {limit} bytes (max_file_bytes) while being read",
             )

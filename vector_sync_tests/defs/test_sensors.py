@@ -189,3 +189,28 @@ def test_no_retry_while_a_sync_of_the_source_is_in_flight(project, instance, clo
     _start_sync(instance, "notes")
     result = _tick(project, instance, "retry_failed")
     assert isinstance(result, dg.SkipReason) and "notes" in (result.skip_message or "")
+
+
+# --- git -----------------------------------------------------------------------------------
+
+
+def test_the_git_watcher_requests_a_sync_per_new_commit_not_per_uncommitted_edit(
+        project, instance, clock, tmp_path):
+    from vector_sync_tests.git_repo import GitRepo
+
+    repo = GitRepo(tmp_path / "docs")
+    repo.commit(files={"a.md": "# A\n"})
+    project.config["sources"]["docs"] = {"kind": "git", "repo": str(repo.path),
+                                         "branch": "main", "collections": ["notes"]}
+    project.save()
+    first = _tick(project, instance, "watch_docs")
+    assert [(r.partition_key, r.tags["vector_sync/trigger"]) for r in _requests(first)] == [
+        ("docs", "watch")]
+    cursor = first.cursor  # type: ignore[union-attr]
+
+    repo.write("a.md", "# A, edited but not committed\n")
+    assert "is still at" in (_skip_message(_tick(project, instance, "watch_docs", cursor)) or "")
+    head = repo.commit("edit a")
+    after = _tick(project, instance, "watch_docs", cursor)
+    assert len(_requests(after)) == 1
+    assert json.loads(after.cursor)["state"]["head"] == head  # type: ignore[union-attr]

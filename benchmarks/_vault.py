@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import random
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, redirect_stderr
@@ -270,3 +272,16 @@ def cheap_setup() -> Iterator[None]:
             yield
     finally:
         Embedder.embed = original_embed  # type: ignore[method-assign]
+
+
+@contextmanager
+def scratch(prefix: str, keep: bool = False) -> Iterator[Path]:
+    """A temporary folder for a benchmark's data, deleted afterwards unless `keep`."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield root
+    finally:
+        if keep:
+            print(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)

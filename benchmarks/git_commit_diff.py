@@ -30,11 +30,9 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -51,6 +49,7 @@ from _vault import (
     dagster_log,
     folders,
     frontmatter,
+    scratch,
     sentence,
     step_seconds,
     step_table,
@@ -192,14 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         args.files, args.repeats = min(args.files, 2_000), 1
     os.environ.pop("DAGSTER_HOME", None)
-    root = Path(tempfile.mkdtemp(prefix="vector_sync_git_"))
-    try:
+    with scratch("vector_sync_git_", args.keep) as root:
         return run(args, root)
-    finally:
-        if args.keep:
-            print(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 def run(args: argparse.Namespace, root: Path) -> int:

@@ -32,9 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -52,6 +50,7 @@ from _vault import (
     dagster_log,
     folders,
     frontmatter,
+    scratch,
     sentence,
     step_seconds,
     step_table,
@@ -171,14 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.repeats = max(1, args.repeats)
 
     os.environ.pop("DAGSTER_HOME", None)  # an ephemeral instance: no run history written
-    root = Path(tempfile.mkdtemp(prefix="vector_sync_initial_"))
-    try:
+    with scratch("vector_sync_initial_", args.keep) as root:
         return run(args, root)
-    finally:
-        if args.keep:
-            print(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass

@@ -102,13 +102,13 @@ from typing import Any
 import yaml
 from _vault import COLLECTION, SOURCE, code_version, scratch
 
+from vector_sync.defs.jobs import SYNC_JOB
+
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO / ".venv" / "bin"
 TARGET_S = 30.0
 SENSOR = f"watch_{SOURCE}"
-SYNC_JOB = "sync"
 STOP_GRACE_S = 30.0
-DEFAULT_SENSOR_INTERVAL_S = 15.0  # watch_<source>'s minimum_interval_seconds
 
 # Runs vector_sync.cli.main exactly as the `vector-sync` console script does, and reports on
 # stderr (one JSON line after MARK) when the storage was requested, opened and closed, and
@@ -182,11 +182,10 @@ def write_config(root: Path) -> Path:
 
 
 def sensor_interval(config_file: Path) -> float:
-    """watch_<source>'s minimum interval: sensors.interval_s where the config has it."""
+    """watch_<source>'s minimum interval (sensors.interval_s)."""
     from vector_sync.config import load_config
 
-    sensors = getattr(load_config(config_file), "sensors", None)
-    return float(getattr(sensors, "interval_s", DEFAULT_SENSOR_INTERVAL_S))
+    return float(load_config(config_file).sensors.interval_s)
 
 
 def vault_notes(root: Path, config_file: Path) -> list[Path]:

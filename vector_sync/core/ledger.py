@@ -221,12 +221,14 @@ class Ledger:
                 by_status[status] = number
         return result
 
-    def failed(self, source: str | None = None, limit: int = 50,
-               given_up_only: bool = False) -> list[LedgerRow]:
+    def failed(self, source: str | None = None, limit: int = 50, given_up_only: bool = False,
+               collection: str | None = None) -> list[LedgerRow]:
         """Failed rows, most recent attempt first; `given_up_only`: those the retries gave up
         on (no next attempt)."""
         table = ledger_table
         query = select(*_ROW_COLUMNS).where(table.c.status == "failed")
+        if collection is not None:
+            query = query.where(table.c.collection == collection)
         if given_up_only:
             query = query.where(table.c.next_attempt_at.is_(None))
         query = (

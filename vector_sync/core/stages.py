@@ -96,10 +96,10 @@ def snapshot(config: VectorSyncConfig, source_name: str, full: bool = False,
             "documents_per_s": throughput(total, seconds), "path": str(path), **detection}
 
 
-def due_for_retry(config: VectorSyncConfig, source: str, now: datetime | None = None) -> list[str]:
+def due_for_retry(config: VectorSyncConfig, source: str) -> list[str]:
     """Documents of `source` with a failed row whose backoff has expired."""
     with open_ledger(config) as ledger:
-        rows = ledger.due_for_retry(now or datetime.now(UTC), source)
+        rows = ledger.due_for_retry(datetime.now(UTC), source)
     return sorted({row.doc_id for row in rows})
 
 

@@ -27,18 +27,13 @@ class SnapshotConfig(dg.Config):
     # targeted runs: read only these documents, keep every other as the ledger has it
     doc_ids: list[str] = []
     retry_due: bool = False  # the failed documents whose backoff has expired
-    pending: bool = False  # every document not synced: pending, stale, failed (due or not)
 
     def targets(self, settings: VectorSyncConfig, source: str) -> list[str] | None:
         """The documents a targeted run reads, or None for a whole-source sync."""
-        if not (self.doc_ids or self.retry_due or self.pending):
+        if not (self.doc_ids or self.retry_due):
             return None
-        targets = set(self.doc_ids)
-        if self.retry_due:
-            targets.update(stages.due_for_retry(settings, source))
-        if self.pending:
-            targets.update(stages.pending_documents(settings, source))
-        return sorted(targets)
+        due = stages.due_for_retry(settings, source) if self.retry_due else []
+        return sorted({*self.doc_ids, *due})
 
 
 def _not_fed(context: dg.AssetExecutionContext, settings: Any, collection: str) -> bool:

@@ -79,8 +79,7 @@ def consistency_checks(collection: str,
 
 def _retries_check(settings: Any, source: str, collection: str) -> dg.AssetCheckResult:
     with stages.open_ledger(settings) as ledger:
-        rows = [r for r in ledger.failed(source, limit=10_000, given_up_only=True)
-                if r.collection == collection]
+        rows = ledger.failed(source, limit=10_000, given_up_only=True, collection=collection)
     return dg.AssetCheckResult(
         check_name=RETRIES, severity=dg.AssetCheckSeverity.WARN, passed=not rows,
         metadata={"documents_given_up": len(rows), "documents": dg.MetadataValue.table(

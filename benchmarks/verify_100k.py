@@ -26,9 +26,9 @@ from _vault import unsynced_qdrant
 from qdrant_client import models
 
 from vector_sync.config import ChunkingConfig, QdrantConfig, StateConfig
-from vector_sync.core.engine import CollectionSpec
 from vector_sync.core.hashing import payload_hash, point_id
 from vector_sync.core.ledger import Ledger, LedgerRow
+from vector_sync.core.spec import CollectionSpec
 from vector_sync.core.store import open_store
 from vector_sync.core.verify import Verification, Verifier
 

@@ -126,7 +126,7 @@ def cmd_sync(args: argparse.Namespace, config: VectorSyncConfig) -> int:
 
 def cmd_plan(args: argparse.Namespace, config: VectorSyncConfig) -> int:
     from vector_sync.core.plan import plan_source, read_only_ledger
-    from vector_sync.sources import SourceUnavailable
+    from vector_sync.core.source import SourceUnavailable
 
     report: dict[str, Any] = {"sources": {}}
     with read_only_ledger(config) as ledger:
@@ -170,30 +170,27 @@ def _print_counts(args: argparse.Namespace, report: dict[str, Any], verb: str) -
 
 
 def cmd_verify(args: argparse.Namespace, config: VectorSyncConfig) -> int:
-    from vector_sync.core import stages
-    from vector_sync.sources import SourceUnavailable
+    from vector_sync.core.source import SourceUnavailable
+    from vector_sync.core.verify import verify_source
 
     results, errors = [], {}
     for source in _sources(args, config):
         try:
-            stages.refresh_expected(config, source)
+            results += verify_source(config, source, sample=args.sample)
         except SourceUnavailable as error:
             errors[source] = str(error)
-            continue
-        results += [stages.verify(config, source, c, args.sample)
-                    for c in config.sources[source].collections]
     return _print_verification(args, results, errors)
 
 
 def cmd_repair(args: argparse.Namespace, config: VectorSyncConfig) -> int:
-    from vector_sync.core import stages
+    from vector_sync.core.repair import repair
     from vector_sync.defs.run import sync_source
 
     def sync_in_dagster(source: str) -> str | None:
         return sync_source(config_path(args.config).resolve(), config, source,
-                           allow_mass_delete=args.allow_mass_delete)["error"]
+                           allow_mass_delete=args.allow_mass_delete, trigger="repair")["error"]
 
-    results, errors = stages.repair(config, _sources(args, config), sync_in_dagster)
+    results, errors = repair(config, _sources(args, config), sync_in_dagster)
     return _print_verification(args, results, errors)
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from vector_sync.config import load_config
-from vector_sync.core import engine, stages
+from vector_sync.core import checkpoints, snapshot
+from vector_sync.core.ledger import open_ledger
 from vector_sync_tests.conftest import Project
 from vector_sync_tests.git_repo import GitRepo, git
 from vector_sync_tests.test_sync import _storage_digest
@@ -216,20 +217,20 @@ def test_the_last_commit_is_recorded_only_once_applied(project, capsys):
     first = repo.commit("seed", FILES)
     project.sync(capsys)
     config = load_config(project.config_file)
-    with stages.open_ledger(config) as ledger:
-        assert engine.last_checkpoint(ledger, "docs", ["docs"]) == first
+    with open_ledger(config.state) as ledger:
+        assert checkpoints.last_checkpoint(ledger, "docs", ["docs"]) == first
 
     second = repo.commit("delete most", remove=("a.md", "b.md", "sub/c.md"))
     code, report = project.sync(capsys)
     assert code == 1 and "max_delete_fraction" in report["error"]
-    with stages.open_ledger(config) as ledger:  # the guard stopped it before any apply
-        assert engine.last_checkpoint(ledger, "docs", ["docs"]) == first
-    metadata = stages.snapshot(config, "docs")
+    with open_ledger(config.state) as ledger:  # the guard stopped it before any apply
+        assert checkpoints.last_checkpoint(ledger, "docs", ["docs"]) == first
+    metadata = snapshot.snapshot(config, "docs")
     assert metadata["detection"] == "commit-diff"
     assert metadata["commit_range"] == f"{first}..{second}" and metadata["diff_deleted"] == 3
 
     code, report = project.sync(capsys, "--allow-mass-delete")
     assert code == 0 and report["collections"]["docs"]["deleted"] == 3
-    with stages.open_ledger(config) as ledger:
-        assert engine.last_checkpoint(ledger, "docs", ["docs"]) == second
+    with open_ledger(config.state) as ledger:
+        assert checkpoints.last_checkpoint(ledger, "docs", ["docs"]) == second
     assert git("-C", repo.path, "rev-parse", "main") == second

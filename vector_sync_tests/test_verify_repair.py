@@ -13,7 +13,7 @@ from qdrant_client import QdrantClient, models
 
 from vector_sync.core.hashing import point_id
 from vector_sync.definitions import build_definitions
-from vector_sync.defs.jobs import VERIFY_JOB
+from vector_sync.defs.jobs import SYNC_JOB, VERIFY_JOB
 from vector_sync_tests.conftest import Project, counts, long_note
 from vector_sync_tests.test_sync import _storage_digest
 
@@ -168,9 +168,11 @@ def test_the_checks_run_in_dagster_per_source_partition_with_a_table_of_offender
     with _qdrant(project) as client:
         client.delete("notes", points_selector=models.PointIdsList(points=_ids("n0.md", range(1))))
     defs = build_definitions(str(project.config_file))
+    ledger_before = _ledger_rows(project)
     result = defs.resolve_job_def(VERIFY_JOB).execute_in_process(
         tags={"dagster/partition": "notes"}, instance=dg.DagsterInstance.ephemeral(),
         raise_on_error=False)
+    assert _ledger_rows(project) == ledger_before  # checks report; repair is what writes
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     consistent = evaluations["consistent_with_source"]
     assert not consistent.passed and consistent.severity == dg.AssetCheckSeverity.ERROR
@@ -181,9 +183,9 @@ def test_the_checks_run_in_dagster_per_source_partition_with_a_table_of_offender
     assert evaluations["vectors_match_config"].passed
     ledger_check = evaluations["ledger_matches_qdrant"]
     assert not ledger_check.passed and ledger_check.severity == dg.AssetCheckSeverity.WARN
-    assert ledger_check.metadata["ledger_rows_rewritten"].value == 1
-    code, report = project.cli("sync", capsys=capsys)  # the rewritten ledger lets sync heal it
-    assert counts(report)["added"] == 1 and len(project.points()) == 8
+    assert ledger_check.metadata["disagreements"].value == 1
+    code, report = project.cli("sync", capsys=capsys)  # the ledger still claims n0.md is there
+    assert counts(report)["added"] == 0 and len(project.points()) == 7
 
 
 def _ledger_rows(project: Project) -> list[tuple]:
@@ -198,17 +200,20 @@ def _ledger_rows_from(content: bytes, project: Project) -> list[tuple]:
         return sorted(db.execute("SELECT * FROM ledger").fetchall())
 
 
-def test_the_repair_job_in_dagster_converges(project: Project, capsys):
+def test_a_repair_run_of_the_sync_job_in_dagster_converges(project: Project, capsys):
     _seed(project)
     project.cli("sync", capsys=capsys)
     with _qdrant(project) as client:
         client.delete("notes", points_selector=models.PointIdsList(
             points=_ids("long.md", range(1, 2))))
     defs = build_definitions(str(project.config_file))
-    result = defs.resolve_job_def("repair").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(),
-        run_config={"ops": {"repair_sources": {"config": {"sources": ["notes"]}}}})
+    result = defs.resolve_job_def(SYNC_JOB).execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), partition_key="notes",
+        run_config={"ops": {"source_snapshot": {"config": {"repair": True}}}})
     assert result.success
+    applied = next(e.materialization.metadata for e in result.get_asset_materialization_events()
+                   if e.asset_key == dg.AssetKey(["qdrant", "notes"]))
+    assert applied["added"].value == 1 and applied["points_written"].value == 4
     code, found = _verify(project, capsys)
     assert code == 0 and found["missing"] == 0
 

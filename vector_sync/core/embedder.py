@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from vector_sync.config import EmbeddingConfig
 from vector_sync.core.model_files import model_dir
+from vector_sync.core.settings import EmbeddingConfig
 from vector_sync.core.tokens import TokenCounter, model_max_tokens, token_counter
 
 log = logging.getLogger(__name__)
@@ -49,9 +49,8 @@ def _register_custom(model: str, folder: Path) -> None:
 
 
 class Embedder:
-    def __init__(self, config: EmbeddingConfig, threads: int | None = None) -> None:
+    def __init__(self, config: EmbeddingConfig) -> None:
         self.config = config
-        self.threads = threads
 
     @cached_property
     def folder(self) -> Path:
@@ -61,7 +60,7 @@ class Embedder:
 
     @property
     def _model(self) -> Any:  # fastembed's TextEmbedding
-        return _load_model(self.config.model, self.config.model_path, self.threads)
+        return _load_model(self.config.model, self.config.model_path, self.config.threads)
 
     @cached_property
     def dimension(self) -> int:

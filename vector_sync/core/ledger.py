@@ -1,4 +1,6 @@
-"""The ledger: one row per (source, collection, doc_id) saying what Qdrant holds for it.
+"""The ledger: one row per (source, collection, doc_id) saying what Qdrant holds for it,
+the expected state (what the source says Qdrant should hold) and per-source state such as
+checkpoints: everything a run leaves for the next one.
 
 SQLite (a file in the state dir) by default, any PostgreSQL URL for shared deployments. The
 schema is only ever created or changed by the Alembic migrations shipped in `migrations/`,
@@ -8,7 +10,6 @@ which run on open.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 from itertools import islice, starmap
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, Literal, NamedTuple, TypeVar, get_args
 
 from alembic import command
 from alembic.config import Config
@@ -55,6 +56,8 @@ from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.engine import URL, Result, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
+
+from vector_sync.core.settings import StateConfig
 
 Status = Literal["pending", "synced", "stale", "failed"]
 STATUSES: tuple[Status, ...] = get_args(Status)
@@ -96,6 +99,14 @@ class LedgerRow:
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(LedgerRow))
 _DATETIME_FIELDS = ("last_attempt_at", "last_synced_at", "next_attempt_at")
+
+
+class Expected(NamedTuple):
+    """What Qdrant should hold for a document in a collection, derived from the source."""
+
+    content_hash: str
+    payload_hash: str
+    chunk_count: int
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -166,6 +177,18 @@ source_state_table = Table(
     Column("value", Text, nullable=False),
 )
 
+expected_table = Table(
+    "expected",
+    metadata,
+    Column("source", String, primary_key=True),
+    Column("collection", String, primary_key=True),
+    Column("doc_id", Text, primary_key=True),
+    Column("content_hash", String, nullable=False),
+    Column("payload_hash", String, nullable=False),
+    Column("chunk_count", Integer, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 _ROW_COLUMNS = [ledger_table.c[name] for name in _FIELDS]
 
 
@@ -186,7 +209,8 @@ class Ledger:
             ) from None
         self._postgresql = self._url.get_backend_name() == "postgresql"
         self._upsert_ledger = _ledger_upsert(self._postgresql)
-        self._upsert_state = _state_upsert(self._postgresql)
+        self._upsert_state = _simple_upsert(source_state_table, self._postgresql)
+        self._upsert_expected = _simple_upsert(expected_table, self._postgresql)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -238,6 +262,15 @@ class Ledger:
         )
         return self._select_rows(query)
 
+    def count_given_up(self, source: str, collection: str) -> int:
+        """Failed rows the retries gave up on (no next attempt)."""
+        table = ledger_table
+        query = select(func.count()).where(
+            table.c.source == source, table.c.collection == collection,
+            table.c.status == "failed", table.c.next_attempt_at.is_(None))
+        with self._engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
     def due_for_retry(self, now: datetime, source: str | None = None) -> list[LedgerRow]:
         """Failed rows whose next_attempt_at has come (`now` must be timezone-aware)."""
         if now.utcoffset() is None:
@@ -265,6 +298,24 @@ class Ledger:
         with self._engine.connect() as conn:
             return {doc_id: version for doc_id, version in conn.execute(query)}
 
+    def expected(self, source: str, collection: str) -> dict[str, Expected]:
+        """doc_id -> what Qdrant should hold, as of the last diff of this source."""
+        table = expected_table
+        query = select(table.c.doc_id, table.c.content_hash, table.c.payload_hash,
+                       table.c.chunk_count).where(table.c.source == source,
+                                                  table.c.collection == collection)
+        with self._engine.connect() as conn:
+            return {doc_id: Expected(c, p, n) for doc_id, c, p, n in conn.execute(query)}
+
+    def expected_everywhere(self, source: str, collections: Collection[str]) -> set[str]:
+        """Documents with an expected state in every one of `collections`."""
+        table = expected_table
+        query = (select(table.c.doc_id)
+                 .where(table.c.source == source, table.c.collection.in_(list(collections)))
+                 .group_by(table.c.doc_id).having(func.count() == len(collections)))
+        with self._engine.connect() as conn:
+            return set(conn.execute(query).scalars())
+
     def get_state(self, source: str, key: str) -> str | None:
         table = source_state_table
         query = select(table.c.value).where(table.c.source == source, table.c.key == key)
@@ -287,6 +338,21 @@ class Ledger:
         with self._writing() as conn:
             for batch in _batches(doc_ids, _DELETE_BATCH):
                 conn.execute(delete(table).where(*scope, table.c.doc_id.in_(batch)))
+
+    def update_expected(self, source: str, collection: str, changed: dict[str, Expected],
+                        removed: Iterable[str]) -> None:
+        """Record the expected state of the documents whose expectation changed (only those:
+        a diff that changes nothing writes nothing)."""
+        table = expected_table
+        scope = (table.c.source == source, table.c.collection == collection)
+        with self._writing() as conn:
+            for batch in _batches(removed, _DELETE_BATCH):
+                conn.execute(delete(table).where(*scope, table.c.doc_id.in_(batch)))
+            for items in _batches(sorted(changed.items()), _BATCH):
+                conn.execute(self._upsert_expected, [
+                    {"source": source, "collection": collection, "doc_id": doc_id,
+                     "content_hash": e.content_hash, "payload_hash": e.payload_hash,
+                     "chunk_count": e.chunk_count} for doc_id, e in items])
 
     def set_state(self, source: str, key: str, value: str) -> None:
         with self._writing() as conn:
@@ -438,9 +504,9 @@ def _ledger_upsert(on_postgresql: bool) -> Upsert:
     return _replacing(postgresql.insert(ledger_table).from_select(names, arrays), ledger_table)
 
 
-def _state_upsert(on_postgresql: bool) -> Upsert:
+def _simple_upsert(table: Table, on_postgresql: bool) -> Upsert:
     insert = postgresql.insert if on_postgresql else sqlite.insert
-    return _replacing(insert(source_state_table), source_state_table)
+    return _replacing(insert(table), table)
 
 
 def _replacing(insert: Upsert, table: Table) -> Upsert:
@@ -480,21 +546,7 @@ def _validate(row: LedgerRow) -> None:
 
 def _to_rows(result: Result[Any]) -> list[LedgerRow]:
     # selected columns are in field order, so positional construction is exact (and fast)
-    with _gc_paused():
-        return list(starmap(LedgerRow, result.all()))
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Creating 100,000s of objects sets off cyclic-GC passes that find nothing here (rows
-    hold no cycles) yet cost a third of rows()."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
+    return list(starmap(LedgerRow, result.all()))
 
 
 def _for_source(query: Select[Any], source: str | None) -> Select[Any]:
@@ -505,3 +557,8 @@ def _batches(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch
+
+
+def open_ledger(state: StateConfig) -> Ledger:
+    """The ledger of a config's state settings (a context manager: closes on exit)."""
+    return Ledger(state.ledger_sqlalchemy_url())

@@ -16,7 +16,7 @@ import shutil
 from importlib.util import find_spec
 from pathlib import Path
 
-from vector_sync.config import DEFAULT_MODEL
+from vector_sync.core.settings import DEFAULT_MODEL
 
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on 256-token inputs
 DIMENSION = 384

@@ -1,72 +1,92 @@
-"""`plan`: the counts the next sync would report, computed without writing or embedding."""
+"""A dry run: what a sync of one source would do right now, computed in memory.
+
+It powers `plan` (the counts the next sync would report) and the consistency checks (the
+expected state of the source as it is now). Nothing is written and nothing is embedded; the
+default SQLite ledger is not even created when it does not exist yet.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vector_sync.config import VectorSyncConfig
-from vector_sync.core import engine
-from vector_sync.core.embedder import Embedder
-from vector_sync.core.ledger import Ledger
-from vector_sync.core.stages import known_everywhere, mass_delete
-from vector_sync.core.state_files import StateFiles, read_expected, read_rows
-from vector_sync.sources import build_source, source_fields
+from vector_sync.core.diff import OUTCOMES, Diff, differ_for, mass_delete
+from vector_sync.core.ledger import Expected, Ledger
+from vector_sync.core.settings import VectorSyncConfig
+from vector_sync.core.snapshot import snapshot_rows
+from vector_sync.core.spec import collection_specs
+from vector_sync.core.state_files import StateFiles, read_rows
 
 
 @contextmanager
 def read_only_ledger(config: VectorSyncConfig) -> Iterator[Ledger]:
     """The configured ledger, or an empty in-memory one if the default SQLite file does not
-    exist yet (so that planning never creates the state dir)."""
+    exist yet (so that planning or verifying never creates the state dir)."""
     url = config.state.ledger_sqlalchemy_url()
     default_file = config.state.dir / "ledger.sqlite"
     if url.startswith("sqlite:///") and Path(url.removeprefix("sqlite:///")) == default_file \
             and not default_file.exists():
         url = "sqlite://"
-    ledger = Ledger(url)
-    try:
+    with Ledger(url) as ledger:
         yield ledger
-    finally:
-        ledger.close()
+
+
+@dataclass
+class DryRun:
+    """Per collection of the source: the change set's counts, the chunks that would be
+    embedded (reusable earlier vectors not counted) and the expected state."""
+
+    diffs: dict[str, Diff] = field(default_factory=dict)
+    to_embed: dict[str, int] = field(default_factory=dict)
+    expected: dict[str, dict[str, Expected]] = field(default_factory=dict)
+
+
+def dry_run(config: VectorSyncConfig, source_name: str, ledger: Ledger, full: bool = False,
+            collections: Collection[str] | None = None) -> DryRun:
+    """Scan (reading only what the hints say changed) and diff every collection of the
+    source, or only `collections`. Raises SourceUnavailable."""
+    specs = [s for s in collection_specs(config, source_name)
+             if collections is None or s.name in collections]
+    snapshot = list(snapshot_rows(config.open_source(source_name), ledger, specs, full))
+    files = StateFiles(config.state.dir)
+    result = DryRun()
+    for spec in specs:
+        diff = result.diffs[spec.name] = Diff()
+        differ = differ_for(config, spec.name, ledger.expected(source_name, spec.name))
+        reusable = _reusable_keys(files.embeddings(spec.name, source_name))
+        to_embed = 0
+        for change in differ.changes(snapshot, ledger.rows(source_name, spec.name), diff):
+            if change["action"] in ("added", "updated") and reusable.get(
+                    (change["doc_id"], change["content_hash"])) != len(change["chunks"]):
+                to_embed += len(change["chunks"])
+        result.to_embed[spec.name] = to_embed
+        result.expected[spec.name] = differ.expected
+    return result
 
 
 def plan_source(config: VectorSyncConfig, source_name: str, ledger: Ledger,
                 full: bool = False) -> dict[str, dict[str, Any]]:
     """collection -> counts, exactly as `sync` would report them if nothing fails."""
-    source = build_source(source_name, config.sources[source_name],
-                          source_fields(config, source_name))
-    specs = engine.collection_specs(config, source_name)
-    files = StateFiles(config.state.dir)
-    expected = known_everywhere(files, source_name, specs)
-    snapshot = list(engine.snapshot_rows(source, ledger, specs, full, expected))
+    run = dry_run(config, source_name, ledger, full)
     result: dict[str, dict[str, Any]] = {}
-    for spec in specs:
-        embedder = Embedder(config.embedding_for(spec.name))
-        diff = engine.Diff()
-        differ = engine.Differ(spec, embedder.count_tokens(),
-                               read_expected(files.expected(spec.name, source_name)))
-        changes = differ.changes(snapshot, ledger.rows(source_name, spec.name), diff)
-        embeddings = files.embeddings(spec.name, source_name)
-        reusable = _reusable_keys(embeddings) if embeddings.exists() else {}
-        to_embed = 0
-        for change in changes:
-            if change["action"] in ("added", "updated"):
-                earlier = reusable.get((change["doc_id"], change["content_hash"]))
-                if earlier != len(change["chunks"]):
-                    to_embed += len(change["chunks"])
-        result[spec.name] = {**{k: diff.counts[k] for k in engine.OUTCOMES},
-                             "chunks_embedded": to_embed}
+    for collection, diff in run.diffs.items():
+        counts: dict[str, Any] = {**{k: diff.counts[k] for k in OUTCOMES},
+                                  "chunks_embedded": run.to_embed[collection]}
         guard = mass_delete(diff.as_dict(), config.sources[source_name].max_delete_fraction)
         if guard:  # sync would stop here unless --allow-mass-delete
-            result[spec.name]["mass_delete_guard"] = guard
+            counts["mass_delete_guard"] = guard
+        result[collection] = counts
     return result
 
 
 def _reusable_keys(path: Path) -> dict[tuple[str, str], int]:
+    """(doc_id, content_hash) -> vectors kept in an earlier embeddings file."""
     counts: dict[tuple[str, str], int] = {}
-    for row in read_rows(path, ["doc_id", "content_hash"]):
-        key = (row["doc_id"], row["content_hash"])
-        counts[key] = counts.get(key, 0) + 1
+    if path.exists():
+        for row in read_rows(path, ["doc_id", "content_hash"]):
+            key = (row["doc_id"], row["content_hash"])
+            counts[key] = counts.get(key, 0) + 1
     return counts

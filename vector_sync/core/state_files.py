@@ -1,9 +1,13 @@
-"""Parquet artifacts under the state dir, written and read in bounded batches."""
+"""The Parquet files one stage hands to the next, under the state dir, written and read in
+bounded batches: snapshot (per source) -> changes -> embeddings (per collection and source).
+A file may carry a small summary in its footer (the change set's counts), so the stage that
+reads it needs nothing else. State that outlives a run is in the ledger, not here."""
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +26,6 @@ CHANGES = pa.schema([
     ("content_hash", pa.string()), ("payload_hash", pa.string()), ("payload_json", pa.string()),
     ("chunks", pa.list_(pa.string())), ("error_code", pa.string()), ("error", pa.string()),
 ])
-EXPECTED = pa.schema([  # what Qdrant should hold, derived from the source alone
-    ("doc_id", pa.string()), ("content_hash", pa.string()), ("payload_hash", pa.string()),
-    ("chunk_count", pa.int32()),
-])
 EMBEDDINGS = pa.schema([
     ("doc_id", pa.string()), ("content_hash", pa.string()), ("chunk_index", pa.int32()),
     ("vector", pa.list_(pa.float32())),
@@ -42,18 +42,17 @@ class StateFiles:
     def changes(self, collection: str, source: str) -> Path:
         return self.root / "changes" / collection / f"{source}.parquet"
 
-    def change_counts(self, collection: str, source: str) -> Path:
-        return self.changes(collection, source).with_suffix(".counts.json")
-
-    def expected(self, collection: str, source: str) -> Path:
-        return self.root / "expected" / collection / f"{source}.parquet"
-
     def embeddings(self, collection: str, source: str) -> Path:
         return self.root / "embeddings" / collection / f"{source}.parquet"
 
 
-def write_rows(path: Path, schema: pa.Schema, rows: Iterable[dict[str, Any]]) -> int:
-    """Stream rows into `path` atomically (a reader never sees a half-written file)."""
+SUMMARY_KEY = b"vector_sync.summary"
+
+
+def write_rows(path: Path, schema: pa.Schema, rows: Iterable[dict[str, Any]],
+               summary: Callable[[], dict[str, Any]] | None = None) -> int:
+    """Stream rows into `path` atomically (a reader never sees a half-written file).
+    `summary`, called once every row is written, is stored in the footer (`read_summary`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     written = 0
@@ -62,6 +61,8 @@ def write_rows(path: Path, schema: pa.Schema, rows: Iterable[dict[str, Any]]) ->
             for batch in _chunks(rows):
                 writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
                 written += len(batch)
+            if summary is not None:
+                writer.add_key_value_metadata({SUMMARY_KEY: json.dumps(summary())})
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -87,23 +88,13 @@ def read_rows(path: Path, columns: list[str] | None = None) -> Iterator[dict[str
         yield from batch.to_pylist()
 
 
-def read_expected(path: Path) -> dict[str, tuple[str, str, int]]:
-    """doc_id -> (content_hash, payload_hash, chunk_count); empty if never written."""
+def read_summary(path: Path) -> dict[str, Any]:
+    """The summary `write_rows` stored in the file's footer."""
     if not path.exists():
-        return {}
-    table = pq.read_table(path)
-    return {d: (c, p, n) for d, c, p, n in zip(*(table.column(i).to_pylist() for i in range(4)),
-                                               strict=True)}
+        raise FileNotFoundError(f"{path} does not exist yet: materialize its upstream asset first")
+    metadata = pq.read_metadata(path).metadata or {}
+    return dict(json.loads(metadata[SUMMARY_KEY])) if SUMMARY_KEY in metadata else {}
 
 
-def expected_ids(path: Path) -> set[str]:
-    """The documents an expected-state file covers (its doc_id column only)."""
-    if not path.exists():
-        return set()
-    return set(pq.read_table(path, columns=["doc_id"]).column(0).to_pylist())
-
-
-def write_expected(path: Path, expected: dict[str, tuple[str, str, int]]) -> None:
-    write_rows(path, EXPECTED, (
-        {"doc_id": d, "content_hash": c, "payload_hash": p, "chunk_count": n}
-        for d, (c, p, n) in expected.items()))
+def row_count(path: Path) -> int:
+    return int(pq.read_metadata(path).num_rows)

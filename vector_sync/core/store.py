@@ -10,7 +10,7 @@ from typing import Any
 
 from qdrant_client import QdrantClient, models
 
-from vector_sync.config import QdrantConfig, StateConfig
+from vector_sync.core.settings import QdrantConfig, StateConfig
 
 log = logging.getLogger(__name__)
 LOCK_POLL_S = 0.2

@@ -1,5 +1,6 @@
 """Consistency: what Qdrant actually holds, compared with what the source says it should
-(the expected state written by the diff) and with what the ledger claims.
+hold now (the expected state of a fresh dry run) and with what the ledger claims. It only
+reports: `repair` is what writes.
 
 Qdrant is scrolled once, payloads only (never vectors), folding every point into one of
 BUCKETS digests keyed by doc_id; the expected state and the ledger are folded the same way.
@@ -15,16 +16,21 @@ import hashlib
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from qdrant_client import models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from vector_sync.core.documents import nested_subset
-from vector_sync.core.engine import CollectionSpec, Expected
+from vector_sync.core.embedder import Embedder
 from vector_sync.core.hashing import payload_hash, point_id
-from vector_sync.core.ledger import LedgerRow
-from vector_sync.core.store import QdrantStore
+from vector_sync.core.ledger import Expected, LedgerRow
+from vector_sync.core.model_files import DIMENSION
+from vector_sync.core.plan import dry_run, read_only_ledger
+from vector_sync.core.settings import DEFAULT_MODEL, VectorSyncConfig
+from vector_sync.core.spec import CollectionSpec, spec_for
+from vector_sync.core.store import QdrantStore, QdrantUnavailable, open_store
 
 BUCKETS = 1024
 SAMPLE_SIZE = 20  # offending doc_ids kept per problem for reports
@@ -58,7 +64,7 @@ class Held:
     def indexes(self) -> set[int]:
         return set(self.chunks)
 
-    def matches(self, want: Expected, indexes: range) -> bool:
+    def matches(self, want: tuple[str, str, int], indexes: range) -> bool:
         """Every chunk in `indexes` is there and carries exactly `want`."""
         return all(self.chunks.get(i) == want for i in indexes)
 
@@ -224,8 +230,8 @@ class Verifier:
 def _claim(row: LedgerRow) -> Expected:
     """What the ledger says Qdrant holds for a document."""
     if row.content_hash is None:
-        return ("", "", 0)
-    return (row.content_hash, row.payload_hash or "", row.chunk_count)
+        return Expected("", "", 0)
+    return Expected(row.content_hash, row.payload_hash or "", row.chunk_count)
 
 
 def _holds_exactly(held: Held | None, claim: Expected | None) -> bool:
@@ -235,30 +241,32 @@ def _holds_exactly(held: Held | None, claim: Expected | None) -> bool:
     return held.indexes == set(range(count)) and held.matches(claim, range(count))
 
 
-def reconcile_ledger(rows: dict[str, LedgerRow], result: Verification,
-                     source: str, collection: str) -> list[LedgerRow]:
-    """Ledger rows rewritten from what Qdrant truly holds, for every document found wrong.
+# --- the stage ------------------------------------------------------------------------------
 
-    Each becomes "stale" with no version hint, so the next sync re-reads it and rewrites
-    exactly what differs: an incomplete or stale document is re-applied, chunks beyond the
-    source's count and documents the source no longer has are deleted."""
-    suspects = set(result.missing) | set(result.orphans) | set(result.stale) | set(
-        result.ledger_disagrees)
-    upserts = []
-    for doc_id in sorted(suspects):
-        held = result.held.get(doc_id)
-        if held is None and doc_id not in rows:
-            continue  # nothing anywhere: the next sync simply adds it
-        if held is None:
-            chash, phash, count = None, None, 0
-        else:
-            count = max(held.indexes) + 1  # every index that may exist gets cleaned up
-            first = held.chunks.get(0)
-            uniform = first is not None and held.matches(first, range(count))
-            chash, phash = (first[0], first[1]) if uniform and first else (None, None)
-        previous = rows.get(doc_id) or LedgerRow(source, collection, doc_id, "stale")
-        upserts.append(replace(
-            previous, status="stale", source_version=None, content_hash=chash,
-            payload_hash=phash, chunk_count=count, error_code="reconciled",
-            last_error="consistency check: ledger rewritten from what Qdrant holds"))
-    return upserts
+
+def model_dimension(config: VectorSyncConfig, collection: str) -> int:
+    """The configured model's vector size, without loading the default model."""
+    embedding = config.embedding_for(collection)
+    if embedding.model == DEFAULT_MODEL and embedding.model_path is None:
+        return DIMENSION
+    return Embedder(embedding).dimension
+
+
+def verify_source(config: VectorSyncConfig, source: str, collections: list[str] | None = None,
+                  sample: float | None = None) -> list[Verification]:
+    """Verify the collections `source` feeds (or only `collections`) against the source as
+    it is now and against the ledger. Writes nothing. Raises SourceUnavailable or
+    QdrantUnavailable."""
+    with read_only_ledger(config) as ledger:
+        run = dry_run(config, source, ledger, collections=collections)
+        rows = {c: ledger.rows(source, c) for c in run.expected}
+    results = []
+    with open_store(config.qdrant, config.state) as store:
+        for collection, expected in run.expected.items():
+            verifier = Verifier(store, source, spec_for(config, collection))
+            try:
+                results.append(verifier.verify(expected, rows[collection],
+                                               model_dimension(config, collection), sample))
+            except (ResponseHandlingException, UnexpectedResponse) as error:
+                raise QdrantUnavailable(f"Qdrant could not be read: {error}") from None
+    return results

@@ -2,67 +2,77 @@
 
 source_snapshot -> changes/<collection> -> embeddings/<collection> -> qdrant/<collection>
 
-Assets exchange Parquet files under the state dir (paths derived from the partition), so
-each step is inspectable, and `qdrant/<collection>` is the only one that writes Qdrant.
-The work itself is in `vector_sync.core.stages`; these wrappers add Dagster's view of it.
+Assets hand Parquet files to each other under the state dir (paths derived from the
+partition), so each step is inspectable, and `qdrant/<collection>` is the only one that
+writes Qdrant. The work itself is in the core's stage modules; these wrappers add
+Dagster's view of it. A collection's chain materializes only for the sources that feed it.
 """
 
+
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import dagster as dg
 
-from vector_sync.config import RetryConfig, SensorsConfig, VectorSyncConfig
-from vector_sync.core import stages
-from vector_sync.core.engine import QdrantTransientError
+from vector_sync.core import apply, diff, embed, repair, snapshot
+from vector_sync.core.apply import QdrantTransientError
+from vector_sync.core.ledger import open_ledger
+from vector_sync.core.settings import RetryConfig, SensorsConfig, VectorSyncConfig
+from vector_sync.core.source import SourceUnavailable
+from vector_sync.core.stats import throughput
 from vector_sync.core.store import CollectionMismatch, QdrantUnavailable
+from vector_sync.defs.jobs import SNAPSHOT
 from vector_sync.defs.resources import VectorSyncResource
-from vector_sync.sources import SourceUnavailable
 
 QDRANT_POOL = "qdrant"  # embedded Qdrant admits one process at a time
 
 
 class SnapshotConfig(dg.Config):
     full: bool = False  # read every document, ignoring the cheap version hints
-    # targeted runs: read only these documents, keep every other as the ledger has it
-    doc_ids: list[str] = []
-    retry_due: bool = False  # the failed documents whose backoff has expired
+    doc_ids: list[str] = []  # re-sync only these documents; the rest stay as they are
+    retry_due: bool = False  # only the failed documents whose backoff has expired
+    pending: bool = False  # only the documents with a row not synced (due or not)
+    repair: bool = False  # first rewrite the ledger from what Qdrant holds (then sync)
 
-    def targets(self, settings: VectorSyncConfig, source: str) -> list[str] | None:
+    def targets(self, settings: VectorSyncConfig, source: str) -> set[str] | None:
         """The documents a targeted run reads, or None for a whole-source sync."""
-        if not (self.doc_ids or self.retry_due):
+        if not (self.doc_ids or self.retry_due or self.pending):
             return None
-        due = stages.due_for_retry(settings, source) if self.retry_due else []
-        return sorted({*self.doc_ids, *due})
-
-
-def _not_fed(context: dg.AssetExecutionContext, settings: Any, collection: str) -> bool:
-    if collection in settings.sources[context.partition_key].collections:
-        return False
-    context.log.info("source %s does not feed collection %s", context.partition_key, collection)
-    return True
+        with open_ledger(settings.state) as ledger:
+            return {*self.doc_ids,
+                    *(snapshot.due_for_retry(ledger, source) if self.retry_due else ()),
+                    *(snapshot.pending_documents(ledger, source) if self.pending else ())}
 
 
 def source_snapshot_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
-        key="source_snapshot", partitions_def=partitions, group_name="sync", kinds={"parquet"},
+        key=SNAPSHOT, partitions_def=partitions, group_name="sync", kinds={"parquet"},
         description="Every document of the source with its version hint; documents whose hint "
         "is unchanged since they were synced are listed but not read.",
     )
-    def source_snapshot(
-        context: dg.AssetExecutionContext, config: SnapshotConfig,
-        vector_sync: VectorSyncResource,
-    ) -> dg.MaterializeResult:
+    def source_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig,
+                        vector_sync: VectorSyncResource) -> dg.MaterializeResult:
         settings, source = vector_sync.load(), context.partition_key
         try:
-            metadata = stages.snapshot(settings, source, config.full,
-                                       config.targets(settings, source))
+            repaired = _repair(context, settings, source) if config.repair else {}
+            metadata = snapshot.snapshot(settings, source, config.full,
+                                         config.targets(settings, source))
         except SourceUnavailable as error:
             raise dg.Failure(description=str(error)) from None
         metadata["path"] = dg.MetadataValue.path(metadata["path"])
-        return dg.MaterializeResult(metadata=metadata)
+        return dg.MaterializeResult(metadata={**metadata, **repaired})
 
     return source_snapshot
+
+
+def _repair(context: dg.AssetExecutionContext, settings: VectorSyncConfig,
+            source: str) -> dict[str, Any]:
+    others = sorted(repair.prepare_repair(settings, source) - {source})
+    if others:
+        context.log.warning("a rebuilt collection is also fed by %s: sync them too",
+                            ", ".join(others))
+    return {"repair": True, "sources_to_sync_too": ", ".join(others) or "none"}
 
 
 def step_retry_policy(retry: RetryConfig) -> dg.RetryPolicy:
@@ -84,54 +94,54 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
                       settings: VectorSyncConfig) -> list[dg.AssetsDefinition]:
     changes_key = dg.AssetKey(["changes", collection])
     embeddings_key = dg.AssetKey(["embeddings", collection])
-    common: dict[str, Any] = {"partitions_def": partitions, "group_name": "sync"}
-    not_fed: dg.MaterializeResult[Any] = dg.MaterializeResult(metadata={"fed_by_source": False})
+    feeding = settings.sources_feeding(collection)
+    common: dict[str, Any] = {"partitions_def": partitions, "group_name": "sync",
+                              "metadata": {"fed_by": ", ".join(feeding)}}
+    fed_by = f" Fed by: {', '.join(feeding)}."
 
     @dg.asset(
-        key=changes_key, deps=["source_snapshot"], kinds={"parquet"}, **common,
+        key=changes_key, deps=[SNAPSHOT], kinds={"parquet"}, output_required=False, **common,
         description=f"What must change in Qdrant collection {collection!r} (the dry-run "
-        "preview: added, updated, payload-only, deleted), with the chunks to embed.",
+        "preview: added, updated, payload-only, deleted), with the chunks to embed." + fed_by,
     )
     def changes(context: dg.AssetExecutionContext,
-                vector_sync: VectorSyncResource) -> dg.MaterializeResult:
+                vector_sync: VectorSyncResource) -> Iterator[dg.MaterializeResult]:
         settings = vector_sync.load()
-        if _not_fed(context, settings, collection):
-            return not_fed
+        source = context.partition_key
+        if collection not in settings.sources[source].collections:
+            # nothing is materialized: the rest of this collection's chain is skipped too
+            context.log.info("source %s does not feed collection %s", source, collection)
+            return
         try:
-            metadata = stages.changes(settings, context.partition_key, collection)
-        except stages.ChunkBudgetError as error:
+            yield dg.MaterializeResult(metadata=diff.changes(settings, source, collection))
+        except diff.ChunkBudgetError as error:
             raise dg.Failure(description=str(error)) from None
-        return dg.MaterializeResult(metadata=metadata)
 
     @dg.asset(
         key=embeddings_key, deps=[changes_key], kinds={"parquet"}, **common,
         description=f"Vectors for the changed chunks of {collection!r} only; vectors of an "
-        "identical earlier version are reused instead of re-embedded.",
+        "identical earlier version are reused instead of re-embedded." + fed_by,
     )
     def embeddings(context: dg.AssetExecutionContext,
                    vector_sync: VectorSyncResource) -> dg.MaterializeResult:
-        settings = vector_sync.load()
-        if _not_fed(context, settings, collection):
-            return not_fed
-        return dg.MaterializeResult(
-            metadata=stages.embeddings(settings, context.partition_key, collection))
+        return dg.MaterializeResult(metadata=embed.embeddings(
+            vector_sync.load(), context.partition_key, collection))
 
     @dg.asset(
         key=dg.AssetKey(["qdrant", collection]), deps=[embeddings_key], kinds={"qdrant"},
         pool=QDRANT_POOL, retry_policy=step_retry_policy(settings.retry),
         freshness_policy=freshness_policy(settings.sensors), **common,
         description=f"The Qdrant collection {collection!r}: applies the change set "
-        "(upsert, set_payload, delete) and records each acknowledged write in the ledger.",
+        "(upsert, set_payload, delete) and records each acknowledged write in the ledger."
+        + fed_by,
     )
     def qdrant(context: dg.AssetExecutionContext,
                vector_sync: VectorSyncResource) -> dg.MaterializeResult:
         settings = vector_sync.load()
-        if _not_fed(context, settings, collection):
-            return not_fed
         last_attempt = context.retry_number >= settings.retry.step_retries
         try:
-            report = stages.apply(settings, context.partition_key, collection,
-                                  may_retry_step=not last_attempt)
+            report = apply.apply(settings, context.partition_key, collection,
+                                 may_retry_step=not last_attempt)
         except CollectionMismatch as error:  # configuration, not a transient fault
             raise dg.Failure(description=str(error), allow_retries=False) from None
         except (QdrantTransientError, QdrantUnavailable) as error:
@@ -140,7 +150,7 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
             raise
         return dg.MaterializeResult(metadata={
             **report.as_dict(), "duration_s": report.seconds,
-            "points_per_s": stages.throughput(report.points_written, report.seconds),
+            "points_per_s": throughput(report.points_written, report.seconds),
         })
 
     return [changes, embeddings, qdrant]

@@ -1,7 +1,8 @@
-"""Running the asset graph in-process for one source, as the CLI does.
+"""Running the sync job in-process for one source, as the CLI does.
 
-Runs land in the Dagster instance under $DAGSTER_HOME when it is set, so CLI syncs show up
-in the UI's history next to the runs the UI and sensors launched.
+It is the same run a sensor or the launchpad starts: the sync job, one source partition, the
+assets and guards that source feeds. Runs land in the Dagster instance under $DAGSTER_HOME
+when it is set, so CLI syncs show up in the UI's history next to the others.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from typing import Any
 
 import dagster as dg
 
-from vector_sync.config import VectorSyncConfig
-from vector_sync.core.engine import OUTCOMES
+from vector_sync.core.diff import OUTCOMES
+from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.definitions import build_definitions
 from vector_sync.defs.assets import SnapshotConfig
-from vector_sync.defs.checks import GUARD, GuardConfig
-from vector_sync.defs.jobs import SYNC_JOB
+from vector_sync.defs.checks import GuardConfig
+from vector_sync.defs.jobs import SYNC_JOB, guard_key, sync_assets, sync_checks
 
 
 def instance() -> dg.DagsterInstance:
@@ -25,37 +26,28 @@ def instance() -> dg.DagsterInstance:
         dg.DagsterInstance.ephemeral()
 
 
-def selection_for(config: VectorSyncConfig, source: str) -> list[dg.AssetKey]:
-    keys = [dg.AssetKey("source_snapshot")]
-    for collection in config.sources[source].collections:
-        keys += [dg.AssetKey([stage, collection]) for stage in ("changes", "embeddings", "qdrant")]
-    return keys
-
-
 def sync_source(config_file: Path, config: VectorSyncConfig, source: str, full: bool = False,
-                allow_mass_delete: bool = False) -> dict[str, Any]:
+                allow_mass_delete: bool = False, trigger: str = "cli") -> dict[str, Any]:
     """{"collections": {name: counts}, "error": None or the reason the run failed}."""
     defs = build_definitions(str(config_file))
-    guard = GuardConfig(allow_mass_delete=allow_mass_delete)
     collections = config.sources[source].collections
-    # only the guard: a subset by assets alone would bring every check of those assets back
+    guard = GuardConfig(allow_mass_delete=allow_mass_delete)
     job = defs.resolve_job_def(SYNC_JOB).get_subset(
-        asset_selection=set(selection_for(config, source)),
-        asset_check_selection={dg.AssetCheckKey(dg.AssetKey(["changes", c]), GUARD)
-                               for c in collections})
+        asset_selection=set(sync_assets(config, source)),
+        asset_check_selection=set(sync_checks(config, source)))
     result = job.execute_in_process(
         partition_key=source,
         instance=instance(),
         run_config=dg.RunConfig(
             ops={"source_snapshot": SnapshotConfig(full=full), **{
-                f"changes__{c}_{GUARD}": guard for c in collections}},
+                defs.get_asset_checks_def(guard_key(c)).op.name: guard for c in collections}},
             # progress comes from vector_sync's own logger; Dagster's only for problems
             loggers={"console": {"config": {"log_level": "WARNING"}}},
         ),
-        tags={"vector_sync/source": source, "vector_sync/trigger": "cli"},
+        tags={"vector_sync/source": source, "vector_sync/trigger": trigger},
         raise_on_error=False,
     )
-    return {"collections": collection_counts(result, config.sources[source].collections),
+    return {"collections": collection_counts(result, collections),
             "error": None if result.success else failure_message(result)}
 
 

@@ -1,33 +1,29 @@
-"""Sensors: request `sync` runs for sources that changed and for failed rows now due.
+"""Sensors: request sync runs for sources that changed and for failed rows now due.
 
-Sensors stay cheap (DESIGN.md §2): a watcher takes one cheap look at its source (a stat
-fingerprint of a vault, a MongoDB change stream, a Git branch head), the retry sensor only
-queries the ledger. None reads a document or opens Qdrant storage.
+Sensors stay cheap (DESIGN.md §2): a watcher takes the cheap look its source kind offers
+(a stat fingerprint of a vault, a MongoDB change stream, a Git branch head), the retry
+sensor only queries the ledger. None reads a document or opens Qdrant storage. Every run
+they request selects one source's snapshot and the chains of the collections it feeds.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
 
-from vector_sync.config import MarkdownSourceConfig, SourceConfig, VectorSyncConfig
-from vector_sync.core.documents import SourceEntry
 from vector_sync.core.hashing import digest, stable_json
-from vector_sync.core.ledger import Ledger, LedgerUnavailable
-from vector_sync.defs.jobs import SYNC_JOB
-from vector_sync.sources.base import ChangeCheck, SourceUnavailable
+from vector_sync.core.ledger import LedgerUnavailable, open_ledger
+from vector_sync.core.settings import VectorSyncConfig
+from vector_sync.core.source import SourceConfig, SourceUnavailable
+from vector_sync.defs.jobs import SYNC_JOB, sync_assets, sync_checks
 
 RETRY_INTERVAL_S = 30
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
              dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 RETRY_RUN_CONFIG = {"ops": {"source_snapshot": {"config": {"retry_due": True}}}}
-
-Look = Callable[[dict[str, Any] | None], ChangeCheck]  # state kept last time -> what changed
 
 
 def now() -> datetime:
@@ -35,25 +31,20 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def fingerprint(entries: Iterable[SourceEntry]) -> str:
-    """blake2b over the sorted (doc_id, version) pairs: changes when any note is added,
-    removed, renamed or touched."""
-    hasher = hashlib.blake2b(digest_size=32)
-    for doc_id, version in sorted((e.doc_id, e.version) for e in entries):
-        hasher.update(f"{doc_id}\0{version}\n".encode("utf-8", "surrogateescape"))
-    return hasher.hexdigest()
-
-
 def run_in_flight(instance: dg.DagsterInstance, source: str) -> bool:
-    """A sync run of `source` is queued or running: requesting another would only pile up."""
+    """A run for `source` is queued or running (whichever job or UI action launched it):
+    requesting another would only pile up."""
     return bool(instance.get_run_records(
-        dg.RunsFilter(job_name=SYNC_JOB, statuses=IN_FLIGHT,
-                      tags={"dagster/partition": source}),
-        limit=1))
+        dg.RunsFilter(statuses=IN_FLIGHT, tags={"dagster/partition": source}), limit=1))
 
 
-def _tags(source: str, trigger: str) -> dict[str, str]:
-    return {"vector_sync/source": source, "vector_sync/trigger": trigger}
+def sync_request(config: VectorSyncConfig, source: str, trigger: str, run_key: str,
+                 run_config: dict[str, Any] | None = None) -> dg.RunRequest:
+    """A run of the sync job for `source` that touches only what `source` feeds."""
+    return dg.RunRequest(
+        run_key=run_key[:80], partition_key=source, run_config=run_config or {},
+        asset_selection=sync_assets(config, source), asset_check_keys=sync_checks(config, source),
+        tags={"vector_sync/source": source, "vector_sync/trigger": trigger})
 
 
 def _cursor(text: str | None) -> dict[str, Any]:
@@ -74,19 +65,21 @@ def _resync_due(cursor: dict[str, Any], moment: datetime, every_s: int) -> bool:
         seconds=every_s)
 
 
-def watch_sensor(source: str, description: str, look: Look,
-                 settings: VectorSyncConfig) -> dg.SensorDefinition:
-    """`watch_<source>`: one run request when `look` sees a change (or a resync is due),
-    never while a sync of the source is queued or running."""
+def watch_sensor(source: str, settings: VectorSyncConfig) -> dg.SensorDefinition:
+    """`watch_<source>`: one run request when the source's look sees a change (or a resync
+    is due), never while a run of the source is queued or running."""
     every_s = settings.sensors.resync_every_s
+    source_config: SourceConfig = settings.sources[source]
 
     @dg.sensor(name=f"watch_{source}", job_name=SYNC_JOB,
                minimum_interval_seconds=settings.sensors.interval_s,
-               default_status=dg.DefaultSensorStatus.RUNNING, description=description)
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description=f"Requests a sync of {source} when {source_config.where()} change, "
+               f"and at least every {every_s} s.")
     def watch(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         cursor = _cursor(context.cursor)
         try:
-            check = look(cursor.get("state"))
+            check = source_config.look(source, cursor.get("state"))
         except SourceUnavailable as error:
             return dg.SkipReason(str(error))  # cursor kept: looked at again next tick
         moment = now()
@@ -95,53 +88,18 @@ def watch_sensor(source: str, description: str, look: Look,
             return dg.SensorResult(skip_reason=check.summary,
                                    cursor=stable_json({**cursor, "state": check.new_state}))
         if run_in_flight(context.instance, source):
-            # cursor kept from before this look: the change is requested once the sync ends
-            return dg.SkipReason(f"{check.summary}; a sync of {source} is queued or running")
+            # cursor kept from before this look: the change is requested once the run ends
+            return dg.SkipReason(f"{check.summary}; a run of {source} is queued or running")
         trigger = "watch" if check.changed else "resync"
         # deterministic: the same look from the same cursor asks for the same run
         run_key = f"{source}:{trigger}:{digest(stable_json([context.cursor, check.new_state]))}"
-        new_cursor = stable_json({"state": check.new_state, "requested_at": moment.isoformat()})
         context.log.info("%s: %s", source, check.summary if check.changed else
                          f"no change seen for {every_s} s: periodic resync")
         return dg.SensorResult(
-            run_requests=[dg.RunRequest(run_key=run_key[:80], partition_key=source,
-                                        tags=_tags(source, trigger))],
-            cursor=new_cursor)
+            run_requests=[sync_request(settings, source, trigger, run_key)],
+            cursor=stable_json({"state": check.new_state, "requested_at": moment.isoformat()}))
 
     return watch
-
-
-def markdown_look(source: str, config: MarkdownSourceConfig) -> Look:
-    from vector_sync.sources.markdown import MarkdownSource
-
-    def look(state: dict[str, Any] | None) -> ChangeCheck:
-        current = fingerprint(MarkdownSource(source, config).scan())
-        changed = (state or {}).get("fingerprint") != current
-        return ChangeCheck(changed, f"notes under {config.path} " + (
-            "were added, removed or modified" if changed else "unchanged"),
-            {"fingerprint": current})
-
-    return look
-
-
-def look_for(source: str, config: SourceConfig) -> tuple[Look, str]:
-    """The cheap look of a source kind, and a description for the UI."""
-    if config.kind == "mongodb":
-        from vector_sync.sources.mongo_watch import poll_changes
-
-        return (lambda state: poll_changes(source, config, state),
-                f"Requests a sync of {source} when documents of {config.database}."
-                f"{config.collection} are inserted, updated, replaced or deleted (its change "
-                "stream; a count and latest-update poll where the server has none).")
-    if config.kind == "git":
-        from vector_sync.sources.git import head_look, masked
-
-        return (lambda state: head_look(source, config, state),
-                f"Requests a sync of {source} when branch {config.branch} of "
-                f"{masked(config.repo)} has a new head commit.")
-    return (markdown_look(source, config),
-            f"Requests a sync of {source} when a note under {config.path} is added, removed "
-            "or modified (lists and stats files only).")
 
 
 def retry_sensor(settings: VectorSyncConfig) -> dg.SensorDefinition:
@@ -158,7 +116,7 @@ def retry_sensor(settings: VectorSyncConfig) -> dg.SensorDefinition:
         moment = now()
         requests, skipped = [], []
         try:
-            with Ledger(settings.state.ledger_sqlalchemy_url()) as ledger:
+            with open_ledger(settings.state) as ledger:
                 due = {source: ledger.due_for_retry(moment, source)
                        for source in settings.sources}
         except LedgerUnavailable as error:
@@ -170,21 +128,18 @@ def retry_sensor(settings: VectorSyncConfig) -> dg.SensorDefinition:
                 skipped.append(source)
                 continue
             latest = max(row.next_attempt_at for row in rows if row.next_attempt_at)
-            requests.append(dg.RunRequest(
-                run_key=f"retry:{source}:{latest.isoformat()}", partition_key=source,
-                run_config=RETRY_RUN_CONFIG, tags=_tags(source, "retry")))
+            requests.append(sync_request(settings, source, "retry",
+                                         f"retry:{source}:{latest.isoformat()}",
+                                         RETRY_RUN_CONFIG))
             context.log.info("%s: %d failed document(s) due for retry", source, len(rows))
         if requests:
             return dg.SensorResult(run_requests=requests)
         if skipped:
-            return dg.SkipReason(f"failed rows due, but a sync is in flight: {', '.join(skipped)}")
+            return dg.SkipReason(f"failed rows due, but a run is in flight: {', '.join(skipped)}")
         return dg.SkipReason("no failed rows due for retry")
 
     return retry_failed
 
 
 def build_sensors(settings: VectorSyncConfig) -> list[dg.SensorDefinition]:
-    watchers = [watch_sensor(name, description, look, settings)
-                for name, config in settings.sources.items()
-                for look, description in [look_for(name, config)]]
-    return [*watchers, retry_sensor(settings)]
+    return [*(watch_sensor(name, settings) for name in settings.sources), retry_sensor(settings)]

@@ -11,23 +11,20 @@ where it is. Every git command runs with the repository's git dir, never its wor
 from __future__ import annotations
 
 import logging
-import os
 import re
-import subprocess
-import weakref
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
-from types import TracebackType
-from typing import IO, Any
-from urllib.parse import urlsplit
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal, Self
 
-from vector_sync.config import GitSourceConfig, is_repo_url
+from pydantic import Field, model_validator
+
 from vector_sync.core.documents import Document, ReadFailure, SourceEntry
-from vector_sync.sources.base import ChangeCheck, SourceUnavailable
-from vector_sync.sources.markdown import (
+from vector_sync.core.secrets import mask_url
+from vector_sync.core.source import ChangeCheck, Source, SourceConfig
+from vector_sync.sources.files import (
     BadDocument,
     IgnoreLayer,
     PathRules,
@@ -35,316 +32,70 @@ from vector_sync.sources.markdown import (
     note_fields,
     trimmed_body,
 )
+from vector_sync.sources.git_objects import (
+    Authors,
+    Blobs,
+    Entry,
+    Repo,
+    fetched_clone,
+    head_commit,
+    is_repo_url,
+    local_repo,
+    short,
+    unavailable,
+)
 
 log = logging.getLogger(__name__)
 
 MARKDOWN_SUFFIXES = (".md", ".markdown")
-_KINDS = {"120000": "symlink", "160000": "submodule"}  # any other file mode is a blob
-_SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
-_TIMEOUT_S = 300  # for local commands; fetches use fetch_timeout_s
+# what `git check-ref-format --branch` refuses, in short
+_BAD_BRANCH = re.compile(r"^[-/.]|\.\.|//|/\.|@\{|[\x00-\x20~^:?*\[\\\x7f]|\.lock(/|$)|[/.]$")
 
 
-# --- running git ---------------------------------------------------------------------------
+class GitConfig(SourceConfig):
+    """The files of one branch of a Git repository, from its commits (never a working tree)."""
 
+    kind: Literal["git"]
+    repo: str = Field(min_length=1, description="a local repository path, or a URL to clone")
+    branch: str = Field("main", min_length=1, description="the branch whose head is synced")
+    include: list[str] = Field(["**/*.md"], description="gitignore-style globs of the files "
+                               "to sync")
+    exclude: list[str] = Field([], description="globs of files to leave out")
+    ignore_files: list[str] = Field([".vectorsyncignore"], description="per-folder ignore "
+                                    "files in the tree, gitignore syntax")
+    max_file_bytes: int = Field(2_000_000, gt=0, description="larger files fail as too_large")
+    last_author: bool = Field(False, description="add each file's last author (one git log pass)")
+    clone_dir: Path | None = Field(None, description="where a URL repo is cloned; default "
+                                   "<state.dir>/git/<source>")
+    fetch_timeout_s: int = Field(300, gt=0, description="how long a fetch or ls-remote may take")
 
-def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    # C locale: stable messages to match; no prompt may ever wait for a user
-    env = {**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", **(extra or {})}
-    if "GIT_SSH" not in env:
-        env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
-    return env
-
-
-def _git(source: str, args: Sequence[str], timeout: float = _TIMEOUT_S,
-         env: dict[str, str] | None = None,
-         action: str = "a git command") -> subprocess.CompletedProcess[bytes]:
-    try:
-        return subprocess.run(["git", *args], stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=timeout, env=env or _env(), check=False)
-    except FileNotFoundError:
-        raise _unavailable(source, "the git command is not installed") from None
-    except subprocess.TimeoutExpired:
-        raise _unavailable(source, f"{action} took longer than {timeout} s") from None
-
-
-def _unavailable(source: str, problem: str) -> SourceUnavailable:
-    return SourceUnavailable(f"git source {source!r}: {problem}")
-
-
-def _stderr(done: subprocess.CompletedProcess[bytes], secret: str | None = None) -> str:
-    text = " ".join(done.stderr.decode("utf-8", "replace").split())
-    return text.replace(secret, "***") if secret else text
-
-
-def _password(url: str) -> str | None:
-    try:
-        return urlsplit(url).password
-    except ValueError:
-        return None
-
-
-def masked(url: str) -> str:
-    """`url` with its password (if any) replaced by ***, for messages."""
-    password = _password(url)
-    return url.replace(f":{password}@", ":***@", 1) if password else url
-
-
-def _short(sha: str) -> str:
-    return sha[:12]
-
-
-def _z_tokens(stream: IO[bytes]) -> Iterator[bytes]:
-    """The NUL-separated records of a `-z` output stream, as they arrive."""
-    rest = b""
-    while chunk := os.read(stream.fileno(), 65536):  # what has arrived, without waiting for more
-        *tokens, rest = (rest + chunk).split(b"\0")
-        yield from tokens
-    if rest:
-        yield rest
-
-
-# --- the repository --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    """A file of the pinned tree."""
-
-    mode: str
-    sha: str
-    size: int
-
-    @property
-    def kind(self) -> str:
-        return _KINDS.get(self.mode, "blob")
-
-    @property
-    def version(self) -> str:
-        return f"{self.kind}:{self.sha}"
-
-
-@dataclass(frozen=True)
-class _Repo:
-    """A repository's object store, addressed by its git dir."""
-
-    git_dir: str
-    where: str  # the repo as configured (credentials masked), for messages
-    source: str
-
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-        done = _git(self.source, ["--git-dir", self.git_dir, *args])
-        if check and done.returncode:
-            raise _unavailable(self.source, f"git {args[0]} failed in {self.where}: "
-                               f"{_stderr(done)}")
-        return done
-
-    def head(self, branch: str) -> tuple[str, int]:
-        """The branch's commit and its committer time (seconds since 1970)."""
-        ref = f"refs/heads/{branch}"
-        listed = self.run("for-each-ref", "--format=%(refname)%00%(objectname)%00"
-                          "%(objecttype)%00%(committerdate:unix)", ref).stdout
-        for line in listed.decode("utf-8", "replace").splitlines():
-            name, sha, kind, when = line.split("\0")
-            if name == ref and kind == "commit":
-                return sha, int(when)
-        branches = self.run("for-each-ref", "--count=10", "--format=%(refname:short)",
-                            "refs/heads/").stdout.decode("utf-8", "replace").split()
-        raise _missing_branch(self.source, branch, self.where, branches)
-
-    def tree(self, commit: str) -> Iterator[tuple[str, _Entry]]:
-        listed = self.run("ls-tree", "-r", "-z", "--long", "--full-tree", commit).stdout
-        for record in listed.split(b"\0"):
-            if not record:
-                continue
-            meta, _, raw_path = record.partition(b"\t")
-            mode, _type, sha, size = meta.decode("ascii").split()
-            try:
-                path = raw_path.decode("utf-8")
-            except UnicodeDecodeError:  # a doc_id must be text: such a file cannot be synced
-                log.warning("git source %s: skipping %r, its path is not UTF-8", self.source,
-                            raw_path)
-                continue
-            yield path, _Entry(mode, sha, 0 if size == "-" else int(size))
-
-    def diff(self, old: str, new: str) -> Iterator[tuple[str, str]]:
-        """(status, path) of the files that differ: A, D or M (a type change counts as M;
-        a change of the executable bit alone is not listed)."""
-        raw = self.run("diff-tree", "-r", "-z", "--no-renames", "--no-abbrev", old, new).stdout
-        records = raw.split(b"\0")
-        for meta, path in zip(records[0::2], records[1::2], strict=False):
-            _old_mode, _new_mode, old_sha, new_sha, status = meta[1:].decode("ascii").split()
-            if status == "M" and old_sha == new_sha:
-                continue
-            yield ("M" if status == "T" else status), path.decode("utf-8", "replace")
-
-    def has_commit(self, sha: str) -> bool:
-        return bool(_SHA.fullmatch(sha)) and not self.run(
-            "cat-file", "-e", f"{sha}^{{commit}}", check=False).returncode
-
-    def is_ancestor(self, old: str, new: str) -> bool:
-        return not self.run("merge-base", "--is-ancestor", old, new, check=False).returncode
-
-    def is_shallow(self) -> bool:
-        return self.run("rev-parse", "--is-shallow-repository").stdout.strip() == b"true"
-
-
-def _missing_branch(source: str, branch: str, where: str,
-                    branches: Sequence[str] | None = None) -> SourceUnavailable:
-    """`branches`: the repository's branches when known (a local repository)."""
-    found = "" if branches is None else \
-        f" (its branches: {', '.join(branches)})" if branches else " (it has no branches)"
-    return _unavailable(source, f"branch {branch!r} does not exist in {where}{found}; "
-                        f"check sources.{source}.branch. Nothing was synced or deleted")
-
-
-def _local_repo(source: str, path: str) -> _Repo:
-    if not os.path.isdir(path):
-        raise _unavailable(source, f"the repository folder {path} does not exist")
-    # no looking upwards: a folder inside some other repository is not a repository
-    ceiling = {"GIT_CEILING_DIRECTORIES": os.path.dirname(os.path.abspath(path))}
-    done = _git(source, ["-C", path, "rev-parse", "--absolute-git-dir"], env=_env(ceiling))
-    if done.returncode:
-        raise _unavailable(source, f"{path} is not a Git repository (neither the top folder of "
-                           f"a working tree nor a bare repository); check sources.{source}.repo: "
-                           f"{_stderr(done)}")
-    return _Repo(done.stdout.decode().strip(), path, source)
-
-
-def _fetched_clone(source: str, config: GitSourceConfig) -> _Repo:
-    """The bare clone of a URL repo in `clone_dir`, with the branch just fetched."""
-    if config.clone_dir is None:
-        raise ValueError(f"sources.{source}.clone_dir is not set (load the config with "
-                         "load_config, which defaults it)")
-    clone, where, secret = str(config.clone_dir), masked(config.repo), _password(config.repo)
-    if not os.path.exists(os.path.join(clone, "HEAD")):
-        done = _git(source, ["init", "--bare", "--quiet", clone])  # creates missing folders
-        if done.returncode:
-            raise _unavailable(source, f"cannot create the clone in {clone}: {_stderr(done)}")
-    ref = f"refs/heads/{config.branch}"
-    # `+`: a force-pushed branch is taken as it now is; detection sees the rewrite
-    done = _git(source, ["--git-dir", clone, "fetch", "--quiet", "--no-tags",
-                         "--no-write-fetch-head", "--end-of-options", config.repo,
-                         f"+{ref}:{ref}"], timeout=config.fetch_timeout_s,
-                action=f"fetching {where} (fetch_timeout_s)")
-    if "couldn't find remote ref" in done.stderr.decode("utf-8", "replace"):
-        raise _missing_branch(source, config.branch, where)
-    if done.returncode:
-        raise _unavailable(source, f"cannot fetch {where}: {_stderr(done, secret)}. Nothing "
-                           "was synced or deleted")
-    return _Repo(clone, where, source)
-
-
-def head_commit(source: str, config: GitSourceConfig) -> str:
-    """The branch head's commit id, cheap enough for a sensor tick: the branch ref of a local
-    repo, `git ls-remote` for a URL repo (nothing is fetched, the clone is not touched). No
-    blob is read and Qdrant is not opened. Raises SourceUnavailable."""
-    if not is_repo_url(config.repo):
-        return _local_repo(source, config.repo).head(config.branch)[0]
-    ref = f"refs/heads/{config.branch}"
-    done = _git(source, ["ls-remote", "--end-of-options", config.repo, ref],
-                timeout=config.fetch_timeout_s, action=f"reaching {masked(config.repo)}")
-    if done.returncode:
-        raise _unavailable(source, f"cannot reach {masked(config.repo)}: "
-                           f"{_stderr(done, _password(config.repo))}")
-    for line in done.stdout.decode("utf-8", "replace").splitlines():
-        sha, _, name = line.partition("\t")
-        if name == ref:
-            return sha
-    raise _missing_branch(source, config.branch, masked(config.repo))
-
-
-def head_look(source: str, config: GitSourceConfig, state: dict[str, Any] | None) -> ChangeCheck:
-    """A sensor's look: has the branch head moved since the head kept in `state`?"""
-    head = head_commit(source, config)
-    changed = (state or {}).get("head") != head
-    return ChangeCheck(changed, f"branch {config.branch} of {masked(config.repo)} " + (
-        f"has a new head {_short(head)}" if changed else f"is still at {_short(head)}"),
-        {"head": head})
-
-
-# --- reading objects -----------------------------------------------------------------------
-
-
-class _Blobs:
-    """One `git cat-file --batch` process. Objects are asked for one at a time, so neither
-    pipe can fill up while the other end waits."""
-
-    def __init__(self, repo: _Repo) -> None:
-        self._repo = repo
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> _Blobs:
+    @model_validator(mode="after")
+    def _repo_and_branch_usable(self) -> GitConfig:
+        if self.repo.startswith("-"):
+            raise ValueError("repo must not start with '-'")
+        if _BAD_BRANCH.search(self.branch) or self.branch == "@":
+            raise ValueError(f"branch {self.branch!r} is not a valid Git branch name")
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        if self._process is not None:
-            _stop(self._process)
+    def open(self, name: str, fields: Sequence[str] | None) -> Source:
+        return GitSource(name, self)
 
-    def get(self, sha: str) -> bytes:
-        process = self._process or self._start()
-        assert process.stdin is not None and process.stdout is not None
-        try:
-            process.stdin.write(sha.encode("ascii") + b"\n")
-            process.stdin.flush()
-        except BrokenPipeError:
-            raise self._gone(sha) from None
-        header = process.stdout.readline().split()
-        if len(header) != 3:
-            raise self._gone(sha)
-        data = process.stdout.read(int(header[2]))
-        process.stdout.read(1)  # the newline after the content
-        return data
+    def look(self, name: str, state: dict[str, Any] | None) -> ChangeCheck:
+        """Has the branch head moved since the head kept in `state`? A local repo's ref, or
+        `git ls-remote` for a URL: nothing is fetched, no blob is read."""
+        head = head_commit(name, self)
+        changed = (state or {}).get("head") != head
+        return ChangeCheck(changed, f"branch {self.branch} of {mask_url(self.repo)} " + (
+            f"has a new head {short(head)}" if changed else f"is still at {short(head)}"),
+            {"head": head})
 
-    def _start(self) -> subprocess.Popen[bytes]:
-        self._process = subprocess.Popen(
-            ["git", "--git-dir", self._repo.git_dir, "cat-file", "--batch"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env=_env())
-        return self._process
+    def where(self) -> str:
+        return f"branch {self.branch} of {mask_url(self.repo)}"
 
-    def _gone(self, sha: str) -> SourceUnavailable:
-        return _unavailable(self._repo.source, f"object {sha} cannot be read from "
-                            f"{self._repo.where} (the repository changed during the sync?)")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    for pipe in (process.stdin, process.stdout):
-        if pipe is not None:
-            pipe.close()
-    if process.poll() is None:
-        process.kill()
-    process.wait()
-
-
-class _Authors:
-    """Path -> author of the newest commit that changed it, from one `git log` pass, read
-    only as far as the paths asked for need. In a shallow clone, a file not changed within
-    the fetched history has no author (the boundary commit did not really add it)."""
-
-    def __init__(self, repo: _Repo, head: str, shallow: bool) -> None:
-        self._process = subprocess.Popen(
-            ["git", "--git-dir", repo.git_dir, "-c", "log.showSignature=false",
-             "-c", f"log.showRoot={str(not shallow).lower()}", "log", "--format=%x01%an",
-             "--name-only", "--no-renames", "-z", head, "--"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env=_env())
-        assert self._process.stdout is not None
-        self._records = _z_tokens(self._process.stdout)
-        self._found: dict[str, str] = {}
-        self._author = ""
-        weakref.finalize(self, _stop, self._process)  # the walk may stop half-way
-
-    def get(self, path: str) -> str | None:
-        while path not in self._found:
-            record = next(self._records, None)
-            if record is None:
-                return None
-            if record.startswith(b"\x01"):
-                self._author = record[1:].decode("utf-8", "replace")
-            elif name := record.removeprefix(b"\n"):  # the first name follows a newline
-                self._found.setdefault(name.decode("utf-8", "replace"), self._author)
-        return self._found[path]
+    def resolved(self, name: str, absolute: Callable[[Path], Path], state_dir: Path) -> Self:
+        repo = self.repo if is_repo_url(self.repo) else str(absolute(Path(self.repo)))
+        clone_dir = absolute(self.clone_dir) if self.clone_dir else state_dir / "git" / name
+        return self.model_copy(update={"repo": repo, "clone_dir": clone_dir})
 
 
 # --- which files are documents ---------------------------------------------------------------
@@ -377,7 +128,7 @@ class _Selection:
             try:
                 layer = self._rules.layer(folder, self._ignore_files.get(folder, {}))
             except ValueError as error:
-                raise _unavailable(self._source, str(error)) from None
+                raise unavailable(self._source, str(error)) from None
             layers = layers if layer is None else (*layers, layer)
         self._folders[folder] = layers
         return layers
@@ -390,12 +141,12 @@ class _Selection:
 class _Pin:
     """What one scan saw: the branch head and its document files."""
 
-    repo: _Repo
+    repo: Repo
     head: str
     committed_at: str
-    entries: dict[str, _Entry]
+    entries: dict[str, Entry]
     selection: _Selection
-    authors: _Authors | None = None
+    authors: Authors | None = None
 
 
 class GitSource:
@@ -403,7 +154,7 @@ class GitSource:
 
     scoped_reads = True  # read() only knows the selected files of the pinned tree
 
-    def __init__(self, name: str, config: GitSourceConfig) -> None:
+    def __init__(self, name: str, config: GitConfig) -> None:
         self.name = name
         self.config = config
         self._rules = PathRules(name, config.include, config.exclude, config.ignore_files)
@@ -426,7 +177,7 @@ class GitSource:
             self.detection = {"detection": "full tree", "detection_reason": reason,
                               "commit": pin.head}
             log.info("git source %s at %s: full tree comparison: %s", self.name,
-                     _short(pin.head), reason)
+                     short(pin.head), reason)
             return set()
         counts: Counter[str] = Counter()
         changed = set()
@@ -436,7 +187,7 @@ class GitSource:
                 if path in pin.entries:
                     changed.add(path)
         total = counts.total()
-        summary = (f"commit-diff {_short(base)}..{_short(pin.head)}: {total} "
+        summary = (f"commit-diff {short(base)}..{short(pin.head)}: {total} "
                    f"path{'' if total == 1 else 's'} ({counts['A']} added, {counts['M']} "
                    f"modified, {counts['D']} deleted)")
         self.detection = {"detection": "commit-diff", "detection_reason": summary,
@@ -457,18 +208,18 @@ class GitSource:
         if not pin.repo.has_commit(checkpoint):
             where = "this shallow clone" if shallow else \
                 "the repository any more (force-pushed or reset, then garbage-collected)"
-            return None, f"the last synced commit {_short(checkpoint)} is not in {where}"
+            return None, f"the last synced commit {short(checkpoint)} is not in {where}"
         if pin.repo.is_ancestor(checkpoint, pin.head):
             return checkpoint, ""
         if shallow:
-            return None, (f"cannot tell whether {_short(checkpoint)} is an ancestor of "
-                          f"{_short(pin.head)}: the repository is a shallow clone")
-        return None, (f"history rewritten ({_short(checkpoint)} is not an ancestor of "
-                      f"{_short(pin.head)})")
+            return None, (f"cannot tell whether {short(checkpoint)} is an ancestor of "
+                          f"{short(pin.head)}: the repository is a shallow clone")
+        return None, (f"history rewritten ({short(checkpoint)} is not an ancestor of "
+                      f"{short(pin.head)})")
 
     def _pin(self) -> _Pin:
-        repo = _fetched_clone(self.name, self.config) if is_repo_url(self.config.repo) \
-            else _local_repo(self.name, self.config.repo)
+        repo = fetched_clone(self.name, self.config) if is_repo_url(self.config.repo) \
+            else local_repo(self.name, self.config.repo)
         head, committed = repo.head(self.config.branch)
         tree = dict(repo.tree(head))
         selection = _Selection(self.name, self._rules, self._ignore_files(repo, tree))
@@ -481,18 +232,18 @@ class GitSource:
             self._pinned = self._pin()
         return self._pinned
 
-    def _ignore_files(self, repo: _Repo,
-                      tree: dict[str, _Entry]) -> dict[str, dict[str, list[str]]]:
+    def _ignore_files(self, repo: Repo,
+                      tree: dict[str, Entry]) -> dict[str, dict[str, list[str]]]:
         """Folder -> ignore file name -> lines, from the tree's blobs."""
         found: dict[str, dict[str, list[str]]] = {}
-        with _Blobs(repo) as blobs:
+        with Blobs(repo) as blobs:
             for path, entry in tree.items():
                 folder, _, name = path.rpartition("/")
                 if name not in self._rules.ignore_names:
                     continue
                 if entry.kind != "blob":
                     # unreadable rules are fatal: guessing could sync files meant to stay out
-                    raise _unavailable(self.name, f"ignore file {path} is a {entry.kind} in "
+                    raise unavailable(self.name, f"ignore file {path} is a {entry.kind} in "
                                        "the Git tree, which is never followed")
                 text = blobs.get(entry.sha).decode("utf-8-sig", errors="replace")
                 found.setdefault(folder + "/" if folder else "", {})[name] = text.splitlines()
@@ -502,14 +253,14 @@ class GitSource:
 
     def read(self, doc_ids: Iterable[str]) -> Iterator[Document | ReadFailure]:
         pin = self._current()
-        with _Blobs(pin.repo) as blobs:
+        with Blobs(pin.repo) as blobs:
             for doc_id in doc_ids:
                 entry = pin.entries.get(doc_id)
                 if entry is not None:
                     yield self._document(pin, doc_id, entry, blobs)
 
-    def _document(self, pin: _Pin, doc_id: str, entry: _Entry,
-                  blobs: _Blobs) -> Document | ReadFailure:
+    def _document(self, pin: _Pin, doc_id: str, entry: Entry,
+                  blobs: Blobs) -> Document | ReadFailure:
         try:
             fields = self._content(doc_id, entry, blobs)
         except BadDocument as bad:
@@ -520,13 +271,13 @@ class GitSource:
             fields["last_author"] = self._authors(pin).get(doc_id)
         return Document(doc_id, entry.version, fields)
 
-    def _content(self, doc_id: str, entry: _Entry, blobs: _Blobs) -> dict[str, Any]:
+    def _content(self, doc_id: str, entry: Entry, blobs: Blobs) -> dict[str, Any]:
         if entry.kind == "symlink":
             target = blobs.get(entry.sha).decode("utf-8", "replace")
             raise BadDocument("symlink", f"a symlink in the Git tree ({doc_id} -> {target}); "
                               "symlinks are not followed")
         if entry.kind == "submodule":
-            raise BadDocument("submodule", f"a submodule (commit {_short(entry.sha)} of "
+            raise BadDocument("submodule", f"a submodule (commit {short(entry.sha)} of "
                               "another repository); its files are not synced")
         limit = self.config.max_file_bytes
         if entry.size > limit:
@@ -537,7 +288,7 @@ class GitSource:
             return note_fields(doc_id, text)
         return {"title": PurePosixPath(doc_id).name, "body": trimmed_body(text)}
 
-    def _authors(self, pin: _Pin) -> _Authors:
+    def _authors(self, pin: _Pin) -> Authors:
         if pin.authors is None:
-            pin.authors = _Authors(pin.repo, pin.head, pin.repo.is_shallow())
+            pin.authors = Authors(pin.repo, pin.head, pin.repo.is_shallow())
         return pin.authors

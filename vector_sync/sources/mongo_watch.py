@@ -39,16 +39,11 @@ from pymongo.change_stream import ChangeStream
 from pymongo.collection import Collection
 from pymongo.errors import OperationFailure, PyMongoError
 
-from vector_sync.config import MongoSourceConfig
 from vector_sync.core.documents import MISSING, get_path
 from vector_sync.core.hashing import digest, stable_json
-from vector_sync.sources.base import ChangeCheck
-from vector_sync.sources.mongodb import (
-    WRITE_BACK_FIELD,
-    MongoSource,
-    filter_from,
-    mask_uri,
-)
+from vector_sync.core.secrets import mask_url
+from vector_sync.core.source import ChangeCheck
+from vector_sync.sources.mongodb import WRITE_BACK_FIELD, MongoConfig, MongoSource, filter_from
 
 STATE_VERSION = 1
 MAX_AWAIT_MS = 100  # how long the last getMore waits for events that are not there yet
@@ -64,7 +59,7 @@ UNRESUMABLE = {9, 260, 280, 286}
 __all__ = ["poll_changes", "scope_of"]
 
 
-def poll_changes(name: str, config: MongoSourceConfig,
+def poll_changes(name: str, config: MongoConfig,
                  state: Mapping[str, Any] | None) -> ChangeCheck:
     """Whether source `name` changed since `state` (None: never looked), and the state to
     keep. Raises SourceUnavailable, credentials masked, when MongoDB cannot be asked."""
@@ -84,7 +79,7 @@ def poll_changes(name: str, config: MongoSourceConfig,
         raise source.unavailable(error) from None
 
 
-def _look(collection: Collection[dict[str, Any]], config: MongoSourceConfig, scope: str,
+def _look(collection: Collection[dict[str, Any]], config: MongoConfig, scope: str,
           previous: Mapping[str, Any] | None, why: str) -> ChangeCheck:
     try:
         return _watch(collection, config, scope, previous, why)
@@ -94,11 +89,11 @@ def _look(collection: Collection[dict[str, Any]], config: MongoSourceConfig, sco
         return _poll(collection, config, scope, previous, why, _code(error))
 
 
-def scope_of(config: MongoSourceConfig) -> str:
+def scope_of(config: MongoConfig) -> str:
     """What a state is valid for: a state kept for another server, collection or filter
     says nothing about this one (and a changed filter alone calls for a sync)."""
     return digest(stable_json({
-        "uri": mask_uri(config.uri.get_secret_value()), "database": config.database,
+        "uri": mask_url(config.uri.get_secret_value()), "database": config.database,
         "collection": config.collection, "filter": config.filter,
         "updated_field": config.updated_field}))
 
@@ -117,14 +112,14 @@ def _code(error: OperationFailure) -> str:
     return f"{name} {error.code}"
 
 
-def _where(config: MongoSourceConfig) -> str:
+def _where(config: MongoConfig) -> str:
     return f"{config.database}.{config.collection}"
 
 
 # --- change streams --------------------------------------------------------------------------
 
 
-def _watch(collection: Collection[dict[str, Any]], config: MongoSourceConfig, scope: str,
+def _watch(collection: Collection[dict[str, Any]], config: MongoConfig, scope: str,
            previous: Mapping[str, Any] | None, why: str) -> ChangeCheck:
     if previous is not None and previous.get("mode") == "stream":
         try:
@@ -141,7 +136,7 @@ def _watch(collection: Collection[dict[str, Any]], config: MongoSourceConfig, sc
         return ChangeCheck(True, f"{_where(config)}: {why}", _stream_state(scope, stream))
 
 
-def _open(collection: Collection[dict[str, Any]], config: MongoSourceConfig,
+def _open(collection: Collection[dict[str, Any]], config: MongoConfig,
           previous: Mapping[str, Any] | None) -> ChangeStream[dict[str, Any]]:
     resume: dict[str, Any] = {}
     if previous is not None:
@@ -150,7 +145,7 @@ def _open(collection: Collection[dict[str, Any]], config: MongoSourceConfig,
     return collection.watch(_pipeline(config), max_await_time_ms=MAX_AWAIT_MS, **resume)
 
 
-def _pipeline(config: MongoSourceConfig) -> list[dict[str, Any]]:
+def _pipeline(config: MongoConfig) -> list[dict[str, Any]]:
     """Leaves out updates that only set or unset syncMetadata (the sync's own write-back)."""
     if not config.write_back:
         return []
@@ -178,7 +173,7 @@ def _drain(stream: ChangeStream[dict[str, Any]]) -> tuple[Counter[str], bool]:
     return counts, False
 
 
-def _changes(stream: ChangeStream[dict[str, Any]], config: MongoSourceConfig,
+def _changes(stream: ChangeStream[dict[str, Any]], config: MongoConfig,
              scope: str) -> ChangeCheck:
     counts, complete = _drain(stream)
     state = _stream_state(scope, stream, invalidated=counts["invalidate"] > 0)
@@ -202,7 +197,7 @@ def _stream_state(scope: str, stream: ChangeStream[dict[str, Any]],
 # --- polling fallback ------------------------------------------------------------------------
 
 
-def _poll(collection: Collection[dict[str, Any]], config: MongoSourceConfig, scope: str,
+def _poll(collection: Collection[dict[str, Any]], config: MongoConfig, scope: str,
           previous: Mapping[str, Any] | None, why: str, error: str) -> ChangeCheck:
     query = filter_from(_where(config), config.filter)  # valid: the config checked it
     field = config.updated_field or "_id"

@@ -12,36 +12,26 @@ projection), so nothing else about a document can ever make it look changed. Ver
 
 A document that cannot be decoded or is too large is a ReadFailure, never the end of the
 run. Server, network and authentication problems are
-SourceUnavailable, with the URI's credentials masked. `write_back_status` records each
-(document, collection) sync status under `syncMetadata.<collection>` in the source document;
-it is outside the projection, so it never makes a document look changed.
+SourceUnavailable, with the URI's credentials masked. With `write_back`, each (document,
+collection) sync status is recorded under `syncMetadata.<collection>` in the source document
+(the WritesBack capability); it is outside the projection, so it never makes a document look
+changed. The sensors' cheap look is in `mongo_watch`.
 """
-
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
-import math
-import re
 import uuid
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import suppress
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, cast
-from urllib.parse import unquote
+from typing import Any, Literal, cast
 
 import bson
 from bson import json_util
-from bson.binary import UuidRepresentation
-from bson.codec_options import CodecOptions, DatetimeConversion
-from bson.datetime_ms import DatetimeMS
-from bson.decimal128 import Decimal128
 from bson.errors import BSONError
-from bson.int64 import Int64
-from bson.objectid import ObjectId
+from pydantic import Field, SecretStr, model_validator
 from pymongo import MongoClient, UpdateMany
 from pymongo.collection import Collection
 from pymongo.errors import (
@@ -51,12 +41,30 @@ from pymongo.errors import (
     PyMongoError,
 )
 
-from vector_sync.config import ConfigError, MongoSourceConfig
 from vector_sync.core.batches import batched
 from vector_sync.core.documents import MISSING, Document, ReadFailure, SourceEntry, get_path
 from vector_sync.core.hashing import stable_json
-from vector_sync.core.ledger import LedgerRow
-from vector_sync.sources.base import SourceUnavailable
+from vector_sync.core.secrets import mask_url, scrub, url_secrets
+from vector_sync.core.settings import ConfigError
+from vector_sync.core.source import (
+    ChangeCheck,
+    Source,
+    SourceConfig,
+    SourceUnavailable,
+    SyncOutcome,
+)
+from vector_sync.sources.mongo_bson import (
+    CODEC,
+    UnconvertibleValue,
+    decode_batch,
+    doc_id_of,
+    has_canonical_id,
+    id_candidates,
+    iso_ms,
+    json_safe,
+    leading_id,
+    split_batch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,186 +76,56 @@ UPDATED_PREFIX = f"u{CONVERSION}:"
 HASH_PREFIX = f"h{CONVERSION}:"
 MISSING_UPDATED_PREFIX = "u-missing:"
 ID_SCAN_BATCH_FACTOR = 10  # the updated_field scan fetches batch_size * 10 ids per batch
-
-# naive UTC datetimes (faster, and formatted with "Z" below); datetimes outside Python's range
-# decode as DatetimeMS instead of failing; UUIDs stored as subtype 4 come back as uuid.UUID
-CODEC: CodecOptions[dict[str, Any]] = CodecOptions(
-    document_class=dict, tz_aware=False, uuid_representation=UuidRepresentation.STANDARD,
-    datetime_conversion=DatetimeConversion.DATETIME_AUTO,
-)
-_LENIENT = CODEC.with_options(unicode_decode_error_handler="replace")
 _AUTH_FAILED = {18}  # AuthenticationFailed
 _NOT_AUTHORIZED = {13}  # Unauthorized
-_INTEGER = re.compile(r"-?[1-9][0-9]{0,18}|0")
 
+class MongoConfig(SourceConfig):
+    """The documents of one MongoDB collection, optionally filtered."""
 
-class UnconvertibleValue(ValueError):
-    """A BSON value with no JSON-safe form."""
+    kind: Literal["mongodb"]
+    uri: SecretStr = Field(description="mongodb:// or mongodb+srv:// URI, from the environment")
+    database: str = Field(min_length=1, description="the database")
+    collection: str = Field(min_length=1, description="the collection")
+    filter: dict[str, Any] = Field({}, description="a MongoDB query in Extended JSON: only "
+                                   "matching documents")
+    updated_field: str | None = Field(
+        None, min_length=1, description="a field changed on every write: the cheap change hint")
+    batch_size: int = Field(1000, gt=0, description="documents per cursor batch")
+    max_document_bytes: int = Field(
+        2_000_000, gt=0, description="larger documents (projected, as BSON) fail as too_large")
+    server_selection_timeout_ms: int = Field(5000, gt=0, description="how long to look for "
+                                             "the server before the source is unavailable")
+    write_back: bool = Field(False, description="write each sync status into syncMetadata")
 
+    @model_validator(mode="after")
+    def _uri_and_filter_usable(self) -> MongoConfig:
+        # the URI is a secret: say what is wrong without echoing it
+        if not self.uri.get_secret_value().startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("uri must start with mongodb:// or mongodb+srv://")
+        try:  # Extended JSON such as {"$date": "2024-01-01T00:00:00Z"} becomes BSON values
+            json_util.loads(json.dumps(self.filter))
+        except (TypeError, ValueError, BSONError) as error:
+            raise ValueError(f"filter is not a MongoDB query in Extended JSON: {error}") from None
+        return self
 
-# --- BSON to JSON-safe values ----------------------------------------------------------------
+    def open(self, name: str, fields: Sequence[str] | None) -> Source:
+        return MongoSource(name, self, fields)
 
+    def look(self, name: str, state: dict[str, Any] | None) -> ChangeCheck:
+        """The collection's change stream, resumed from `state` (see mongo_watch)."""
+        from vector_sync.sources.mongo_watch import poll_changes
 
-def json_safe(value: Any) -> Any:
-    """A decoded BSON value as a JSON-safe one, always the same for the same value.
+        return poll_changes(name, self, state)
 
-    datetime: ISO 8601 with milliseconds and "Z"; ObjectId, Decimal128 (exact, so not a
-    float), UUID: their string; Int64: int; non-finite floats: "NaN", "Infinity",
-    "-Infinity"; binary: base64; a datetime outside years 1-9999: milliseconds since the
-    epoch; other BSON types: their MongoDB Extended JSON (relaxed) form. Nesting is kept."""
-    if value is None or isinstance(value, str | bool):
-        return value
-    if isinstance(value, dict):
-        return {str(key): json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(item) for item in value]
-    if isinstance(value, int):
-        return int(value)  # Int64 and friends become plain ints
-    if isinstance(value, float):
-        return value if math.isfinite(value) else _NON_FINITE[str(value)]
-    if isinstance(value, datetime):
-        return _iso(value)
-    if isinstance(value, ObjectId | Decimal128 | uuid.UUID):
-        return str(value)
-    if isinstance(value, bytes):  # Binary is a bytes subclass
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, DatetimeMS):
-        return int(value)
-    return _extended_json(value)
-
-
-_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
-
-
-def _iso(moment: datetime) -> str:
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment.isoformat(timespec="milliseconds") + "Z"
-
-
-def _extended_json(value: Any) -> Any:
-    try:
-        return json.loads(json_util.dumps(value, json_options=json_util.RELAXED_JSON_OPTIONS))
-    except (TypeError, ValueError) as error:
-        raise UnconvertibleValue(f"a {type(value).__name__} value: {error}") from None
-
-
-# --- ids -------------------------------------------------------------------------------------
-
-
-def doc_id_of(raw_id: Any) -> str:
-    """`str(_id)`: the hex of an ObjectId, the string itself, the decimal integer, the
-    canonical UUID. Other _id types print with str() too (see `MongoSource` for reading them
-    back)."""
-    return raw_id if isinstance(raw_id, str) else str(raw_id)
-
-
-def _has_canonical_id(raw_id: Any) -> bool:
-    """Whether `id_candidates(doc_id_of(raw_id))` finds this _id again."""
-    return type(raw_id) in (ObjectId, str, int, Int64, uuid.UUID)
-
-
-def id_candidates(doc_id: str) -> list[Any]:
-    """Every _id value of a supported type whose doc_id is `doc_id`."""
-    found: list[Any] = [doc_id]
-    if len(doc_id) == 24 and ObjectId.is_valid(doc_id) and str(ObjectId(doc_id)) == doc_id:
-        found.append(ObjectId(doc_id))
-    if _INTEGER.fullmatch(doc_id) and -(2**63) <= int(doc_id) < 2**63:
-        found.append(int(doc_id))
-    if len(doc_id) == 36:
-        try:
-            if str(uuid.UUID(doc_id)) == doc_id:
-                found.append(uuid.UUID(doc_id))
-        except ValueError:
-            pass
-    return found
-
-
-# --- masking and errors ----------------------------------------------------------------------
-
-_USERINFO = re.compile(r"^(mongodb(?:\+srv)?://)([^@/]*)@")
-_SECRET_PARAM = re.compile(r"((?:password|secret|token|key)[^=&]*=)[^&]*", re.IGNORECASE)
-
-
-def mask_uri(uri: str) -> str:
-    """The URI with its password (and secret-looking options) replaced by ***."""
-
-    def userinfo(match: re.Match[str]) -> str:
-        user = match.group(2).split(":", 1)[0]
-        return f"{match.group(1)}{user}:***@" if user else f"{match.group(1)}***@"
-
-    masked = _USERINFO.sub(userinfo, uri, count=1)
-    return _SECRET_PARAM.sub(r"\1***", masked)
-
-
-def _secrets_in(uri: str) -> list[str]:
-    """The password (raw and percent-encoded forms) to scrub from any message."""
-    match = _USERINFO.match(uri)
-    if not match or ":" not in match.group(2):
-        return []
-    password = match.group(2).split(":", 1)[1]
-    return [p for p in {password, unquote(password)} if len(p) >= 3]
+    def where(self) -> str:
+        return (f"documents of {self.database}.{self.collection} at "
+                f"{mask_url(self.uri.get_secret_value())}")
 
 
 def _short(error: BaseException) -> str:
     """pymongo's message without the topology dump that follows it."""
     text = str(error).split(", Timeout:", 1)[0].split(", full error:", 1)[0]
     return text if len(text) <= 300 else text[:300] + "..."
-
-
-# --- raw batches -----------------------------------------------------------------------------
-
-
-def _split(batch: bytes) -> Iterator[bytes]:
-    """The documents of a raw batch (concatenated BSON documents), undecoded."""
-    position, end = 0, len(batch)
-    while position < end:
-        size = int.from_bytes(batch[position:position + 4], "little")
-        yield batch[position:position + size]
-        position += size
-
-
-def _decoded_id(raw: bytes) -> Any:
-    """The document's _id, even when something else in it cannot be decoded; MISSING if not."""
-    for options in (CODEC, _LENIENT):
-        try:
-            return bson.decode(raw, options).get("_id", MISSING)
-        except (BSONError, ValueError, OverflowError):
-            continue
-    return MISSING
-
-
-_OBJECT_ID, _STRING = 0x07, 0x02
-
-
-def _leading_id(raw: bytes) -> Any:
-    """The _id without decoding the rest: MongoDB stores it first, and it is most often an
-    ObjectId or a string (5x faster than decoding the whole document)."""
-    if raw[5:9] == b"_id\x00":
-        if raw[4] == _OBJECT_ID:
-            return ObjectId(raw[9:21])
-        if raw[4] == _STRING:
-            size = int.from_bytes(raw[9:13], "little")
-            with suppress(UnicodeDecodeError):
-                return raw[13:12 + size].decode("utf-8")
-    return _decoded_id(raw)
-
-
-def _decode_batch(batch: bytes) -> list[dict[str, Any]]:
-    """The documents of a raw batch, decoded in one call, or one by one when that fails: a
-    document that cannot be decoded is left with only its _id, so it gets a hint that never
-    matches and read() reports why."""
-    try:
-        return bson.decode_all(batch, CODEC)
-    except (BSONError, ValueError, OverflowError):
-        return [_decoded_or_bare(raw) for raw in _split(batch)]
-
-
-def _decoded_or_bare(raw: bytes) -> dict[str, Any]:
-    try:
-        return bson.decode(raw, CODEC)
-    except (BSONError, ValueError, OverflowError):
-        return {"_id": _decoded_id(raw)}
 
 
 def projection_for(fields: Sequence[str] | None, updated_field: str | None,
@@ -271,13 +149,14 @@ class MongoSource:
 
     scoped_reads = True  # read() applies the filter
 
-    def __init__(self, name: str, config: MongoSourceConfig,
+    def __init__(self, name: str, config: MongoConfig,
                  fields: Sequence[str] | None = None) -> None:
         self.name = name
         self.config = config
         _check_write_back(name, config, fields)
-        self.masked_uri = mask_uri(config.uri.get_secret_value())
-        self._secrets = _secrets_in(config.uri.get_secret_value())
+        self.masked_uri = mask_url(config.uri.get_secret_value())
+        self._secrets = url_secrets(config.uri.get_secret_value())
+        self.writes_back = config.write_back
         self._filter = filter_from(name, config.filter)
         self._projection = projection_for(fields, config.updated_field, config.write_back)
         self._run = uuid.uuid4().hex[:12]  # makes hints of documents without updated_field unique
@@ -298,7 +177,7 @@ class MongoSource:
         # these documents are tiny: fewer, larger batches save round trips
         batch_size = self.config.batch_size * ID_SCAN_BATCH_FACTOR
         for batch in self._raw_batches(self._filter, projection, batch_size):
-            for document in _decode_batch(batch):
+            for document in decode_batch(batch):
                 raw_id = document.get("_id", MISSING)
                 if raw_id is not MISSING:
                     yield SourceEntry(self._doc_id(raw_id), self._updated_hint(document))
@@ -307,8 +186,8 @@ class MongoSource:
 
     def _scan_hashed(self) -> Iterator[SourceEntry]:
         for batch in self._raw_batches(self._filter, self._projection):
-            for raw in _split(batch):
-                raw_id = _leading_id(raw)
+            for raw in split_batch(batch):
+                raw_id = leading_id(raw)
                 if raw_id is not MISSING:
                     yield SourceEntry(self._doc_id(raw_id), self._hash_hint(raw))
                 else:
@@ -320,7 +199,7 @@ class MongoSource:
 
     def _doc_id(self, raw_id: Any) -> str:
         doc_id = doc_id_of(raw_id)
-        if not _has_canonical_id(raw_id):
+        if not has_canonical_id(raw_id):
             self._odd_ids[doc_id] = raw_id
         return doc_id
 
@@ -332,7 +211,7 @@ class MongoSource:
         assert self.config.updated_field is not None
         value = get_path(document, self.config.updated_field)
         if isinstance(value, datetime):  # the usual case, 2x faster than the general one
-            return f'{UPDATED_PREFIX}"{_iso(value)}"'
+            return f'{UPDATED_PREFIX}"{iso_ms(value)}"'
         if value is MISSING or value is None:
             return f"{MISSING_UPDATED_PREFIX}{self._run}"
         try:
@@ -370,7 +249,7 @@ class MongoSource:
         return id_candidates(doc_id) if odd is MISSING else [odd]
 
     def _result(self, raw: bytes) -> Document | ReadFailure | None:
-        raw_id = _leading_id(raw)  # a document too large is never decoded
+        raw_id = leading_id(raw)  # a document too large is never decoded
         if raw_id is MISSING:
             return None
         doc_id = doc_id_of(raw_id)
@@ -391,12 +270,45 @@ class MongoSource:
         except UnconvertibleValue as error:
             return ReadFailure(doc_id, version, "bad_document", f"cannot convert {error}")
 
+    # --- write-back (the WritesBack capability) ---
+
+    def write_back(self, outcomes: Iterable[SyncOutcome], now: datetime | None = None) -> int:
+        """Record each outcome under `syncMetadata.<collection>` in its source document:
+        status, lastSyncedAt (when synced), contentHash, lastError; "removed" unsets it.
+
+        Only syncMetadata is written, never `updated_field`, and syncMetadata is outside the
+        projection, so this never makes a document look changed. Does nothing unless
+        `write_back` is on. Returns the number of documents modified. Raises
+        SourceUnavailable when MongoDB cannot be reached; a document that refuses the update
+        (e.g. its syncMetadata is not a sub-document) is logged and skipped."""
+        if not self.writes_back:
+            return 0
+        moment = now or datetime.now(UTC)
+        modified = 0
+        collection = self._collection()
+        for batch in batched(outcomes, self.config.batch_size):
+            modified += self._bulk_update(collection, [_status_update(o, moment) for o in batch])
+        return modified
+
+    def _bulk_update(self, collection: Collection[dict[str, Any]],
+                     requests: list[UpdateMany]) -> int:
+        try:
+            return collection.bulk_write(requests, ordered=False).modified_count
+        except BulkWriteError as error:
+            details = error.details
+            for failure in details.get("writeErrors", [])[:5]:
+                log.warning("source %s: sync status not written: %s", self.name,
+                            failure.get("errmsg"))
+            return int(details.get("nModified", 0))
+        except PyMongoError as error:
+            raise self.unavailable(error) from None
+
     # --- the connection ---
 
     def _raw_documents(self, query: Mapping[str, Any],
                        projection: Mapping[str, Any] | None) -> Iterator[bytes]:
         for batch in self._raw_batches(query, projection):
-            yield from _split(batch)
+            yield from split_batch(batch)
 
     def _raw_batches(self, query: Mapping[str, Any], projection: Mapping[str, Any] | None,
                      batch_size: int | None = None) -> Iterator[bytes]:
@@ -445,12 +357,10 @@ class MongoSource:
             text = f"{where}: the uri cannot be used: {_short(error)}"
         else:
             text = f"{where} is unreachable: {_short(error)}"
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return SourceUnavailable(text)
+        return SourceUnavailable(scrub(text, self._secrets))
 
 
-def _check_write_back(name: str, config: MongoSourceConfig, fields: Sequence[str] | None) -> None:
+def _check_write_back(name: str, config: MongoConfig, fields: Sequence[str] | None) -> None:
     """With write-back on, syncMetadata must stay outside what is synced, or every status
     written would make the document look changed."""
     if not config.write_back:
@@ -475,55 +385,7 @@ def filter_from(name: str, query: Mapping[str, Any]) -> dict[str, Any]:
 
 # --- write-back ------------------------------------------------------------------------------
 
-
-class SyncOutcome(NamedTuple):
-    """The result of syncing one document into one collection. `status`: synced, failed,
-    pending, stale, or removed (the document has no points in that collection any more)."""
-
-    doc_id: str
-    collection: str
-    status: str
-    content_hash: str | None
-    error: str | None
-
-
-def outcomes_from_ledger(collection: str, doc_ids: Iterable[str],
-                         rows: Mapping[str, LedgerRow]) -> Iterator[SyncOutcome]:
-    """What the ledger says about `doc_ids` in `collection` after a sync: no row, or a synced
-    row without chunks, means the document is not (or no longer) in that collection."""
-    for doc_id in doc_ids:
-        row = rows.get(doc_id)
-        if row is None or (row.status == "synced" and row.chunk_count == 0):
-            yield SyncOutcome(doc_id, collection, "removed", None, None)
-        else:
-            yield SyncOutcome(doc_id, collection, row.status, row.content_hash, row.last_error)
-
-
-def write_back_status(name: str, config: MongoSourceConfig,
-                      outcomes: Iterable[SyncOutcome | tuple[str, str, str, str | None,
-                                                             str | None]],
-                      now: datetime | None = None) -> int:
-    """Record each outcome under `syncMetadata.<collection>` in its source document:
-    status, lastSyncedAt (when synced), contentHash, lastError; "removed" unsets it.
-
-    Only syncMetadata is written, never `updated_field`, and syncMetadata is outside the
-    projection, so this never makes a document look changed. Does nothing unless
-    `write_back` is on. Returns the number of documents modified. Raises SourceUnavailable
-    when MongoDB cannot be reached; a document that refuses the update (e.g. its
-    syncMetadata is not a sub-document) is logged and skipped."""
-    if not config.write_back:
-        return 0
-    source = MongoSource(name, config)
-    moment = now or datetime.now(UTC)
-    modified = 0
-    try:
-        collection = source._collection()
-        for batch in batched(outcomes, config.batch_size):
-            requests = [_status_update(SyncOutcome(*outcome), moment) for outcome in batch]
-            modified += _bulk_update(source, collection, requests)
-    finally:
-        source.close()
-    return modified
+# --- write-back ------------------------------------------------------------------------------
 
 
 def _status_update(outcome: SyncOutcome, moment: datetime) -> UpdateMany:
@@ -538,16 +400,3 @@ def _status_update(outcome: SyncOutcome, moment: datetime) -> UpdateMany:
         values[f"{key}.lastSyncedAt"] = moment
     return UpdateMany(match, {"$set": values})
 
-
-def _bulk_update(source: MongoSource, collection: Collection[dict[str, Any]],
-                 requests: list[UpdateMany]) -> int:
-    try:
-        return collection.bulk_write(requests, ordered=False).modified_count
-    except BulkWriteError as error:
-        details = error.details
-        for failure in details.get("writeErrors", [])[:5]:
-            log.warning("source %s: sync status not written: %s", source.name,
-                        failure.get("errmsg"))
-        return int(details.get("nModified", 0))
-    except PyMongoError as error:
-        raise source.unavailable(error) from None

@@ -20,10 +20,11 @@ from pymongo import MongoClient
 from pymongo.collection import Collection
 from secantus import SecantusDBServer
 
-from vector_sync.config import MongoSourceConfig, VectorSyncConfig
+from vector_sync.config import VectorSyncConfig
 from vector_sync.defs import sensors
 from vector_sync.sources import mongo_watch
 from vector_sync.sources.mongo_watch import poll_changes
+from vector_sync.sources.mongodb import MongoConfig
 from vector_sync_tests.mongo_server import running_server
 
 SOURCE = "tools"
@@ -63,18 +64,18 @@ def instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.ephemeral()
 
 
-def _config(uri: str, database: str, **options: Any) -> MongoSourceConfig:
-    return MongoSourceConfig(kind="mongodb", uri=uri, database=database,
+def _config(uri: str, database: str, **options: Any) -> MongoConfig:
+    return MongoConfig(kind="mongodb", uri=uri, database=database,
                              collection="tools", collections=["tools"],
                              server_selection_timeout_ms=500, **options)
 
 
-def _config_of(collection: Collection[dict[str, Any]], **options: Any) -> MongoSourceConfig:
+def _config_of(collection: Collection[dict[str, Any]], **options: Any) -> MongoConfig:
     host, port = collection.database.client.address  # type: ignore[misc]
     return _config(f"mongodb://{host}:{port}/", collection.database.name, **options)
 
 
-def _watch_sensor(config: MongoSourceConfig, interval_s: int = 15) -> dg.SensorDefinition:
+def _watch_sensor(config: MongoConfig, interval_s: int = 15) -> dg.SensorDefinition:
     """The source's `watch_<source>` sensor as build_sensors makes it."""
     settings = VectorSyncConfig(sources={SOURCE: config}, sensors={"interval_s": interval_s},
                                 collections={"tools": {"embed": ["name"]}})
@@ -86,7 +87,7 @@ def _state(cursor: str) -> dict[str, Any]:
     return json.loads(cursor)["state"]
 
 
-def _sensor(config: MongoSourceConfig) -> Callable[..., Result]:
+def _sensor(config: MongoConfig) -> Callable[..., Result]:
     sensor = _watch_sensor(config)
 
     def tick(instance: dg.DagsterInstance, cursor: str | None = None) -> Result:

@@ -9,18 +9,20 @@ from typing import Any
 
 import pytest
 
-from vector_sync.config import ConfigError, GitSourceConfig, MarkdownSourceConfig, parse_config
+from vector_sync.config import ConfigError, parse_config
 from vector_sync.core.documents import Document, ReadFailure
-from vector_sync.sources.base import Checkpointed, SourceUnavailable
-from vector_sync.sources.git import GitSource, head_commit, head_look, masked
-from vector_sync.sources.markdown import MarkdownSource
+from vector_sync.core.secrets import mask_url
+from vector_sync.core.source import Checkpointed, SourceUnavailable
+from vector_sync.sources.git import GitConfig, GitSource
+from vector_sync.sources.git_objects import head_commit
+from vector_sync.sources.markdown import MarkdownConfig, MarkdownSource
 from vector_sync_tests.git_repo import GitRepo, git
 
 NOTE = "---\ntitle: Alpha\ntags: [one]\nalias: A\n---\n# Heading\n\nAbout [[Bravo]] and #apples.\n"
 
 
 def source(repo: Path | str, **settings: Any) -> GitSource:
-    config = GitSourceConfig(kind="git", repo=str(repo), collections=["docs"], **settings)
+    config = GitConfig(kind="git", repo=str(repo), collections=["docs"], **settings)
     return GitSource("docs", config)
 
 
@@ -67,7 +69,7 @@ def test_scan_lists_the_committed_tree_with_blob_ids_as_hints(repo):
 def test_markdown_becomes_the_same_fields_as_in_the_markdown_source(repo):
     head = repo.commit(files={"notes/a.md": NOTE})
     fields = document(source(repo.path), "notes/a.md").fields
-    vault = MarkdownSource("v", MarkdownSourceConfig(kind="markdown", path=repo.path,
+    vault = MarkdownSource("v", MarkdownConfig(kind="markdown", path=repo.path,
                                                      collections=["docs"]))
     expected = next(iter(vault.read(["notes/a.md"])))
     assert isinstance(expected, Document)
@@ -215,11 +217,11 @@ def test_a_bare_repository_and_head_commit_work(repo, tmp_path):
     bare = tmp_path / "bare.git"
     git("clone", "--quiet", "--bare", repo.path, bare)
     assert set(scan(source(bare))) == {"a.md"}
-    config = GitSourceConfig(kind="git", repo=str(bare), collections=["docs"])
+    config = GitConfig(kind="git", repo=str(bare), collections=["docs"])
     assert head_commit("docs", config) == head
-    look = head_look("docs", config, {"head": head})
+    look = config.look("docs", {"head": head})
     assert not look.changed and look.new_state == {"head": head}
-    assert head_look("docs", config, None).changed
+    assert config.look("docs", None).changed
 
 
 @pytest.mark.parametrize("problem", ["missing", "not a repo", "inside a repo"])
@@ -241,7 +243,7 @@ def test_a_missing_branch_is_a_source_error_naming_the_branches(repo):
     assert "branch 'release' does not exist" in str(raised.value)
     assert "its branches: dev, main" in str(raised.value)
     with pytest.raises(SourceUnavailable, match="does not exist"):
-        head_commit("docs", GitSourceConfig(kind="git", repo=str(repo.path), branch="release",
+        head_commit("docs", GitConfig(kind="git", repo=str(repo.path), branch="release",
                                             collections=["docs"]))
 
 
@@ -253,7 +255,7 @@ def test_a_url_repo_is_cloned_and_fetched(repo, tmp_path):
     assert set(scan(src)) == {"a.md"} and (clone / "HEAD").exists()
     second = repo.commit(files={"b.md": "b\n"})
     assert detect(src, first) == {"b.md"} and src.checkpoint == second
-    config = GitSourceConfig(kind="git", repo=url, collections=["docs"], clone_dir=clone)
+    config = GitConfig(kind="git", repo=url, collections=["docs"], clone_dir=clone)
     assert head_commit("docs", config) == second
 
     with pytest.raises(SourceUnavailable, match="branch 'gone' does not exist"):
@@ -267,22 +269,22 @@ def test_a_url_repo_is_cloned_and_fetched(repo, tmp_path):
         head_commit("docs", config)
 
 
-def test_credentials_in_a_url_are_masked():
-    assert masked("https://me:s3cret@example.com/r.git") == "https://me:***@example.com/r.git"
-    assert masked("file:///tmp/r") == "file:///tmp/r"
+def test_credentials_in_a_url_are_mask_url():
+    assert mask_url("https://me:s3cret@example.com/r.git") == "https://me:***@example.com/r.git"
+    assert mask_url("file:///tmp/r") == "file:///tmp/r"
 
 
 # --- configuration ------------------------------------------------------------------------------
 
 
 def test_config_resolves_the_repo_path_and_the_clone_dir(tmp_path):
-    def load(**source: Any) -> GitSourceConfig:
+    def load(**source: Any) -> GitConfig:
         config = parse_config({
             "state": {"dir": "state"},
             "sources": {"docs": {"kind": "git", "collections": ["docs"], **source}},
             "collections": {"docs": {"embed": ["body"]}}}, tmp_path)
         loaded = config.sources["docs"]
-        assert isinstance(loaded, GitSourceConfig)
+        assert isinstance(loaded, GitConfig)
         return loaded
 
     local = load(repo="repo")

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from vector_sync.config import ConfigError, MarkdownSourceConfig
+from vector_sync.config import ConfigError
 from vector_sync.core.documents import Document, ReadFailure
-from vector_sync.sources.base import SourceUnavailable
-from vector_sync.sources.markdown import MarkdownSource
+from vector_sync.core.source import SourceUnavailable
+from vector_sync.sources.markdown import MarkdownConfig, MarkdownSource
 
 RUNNING_AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 ROOT_SKIP_REASON = "running as root: root can read files and folders whatever their permissions"
@@ -30,7 +30,7 @@ def write(root: Path, rel: str, content: str | bytes) -> Path:
 
 
 def source(root: Path, **settings: Any) -> MarkdownSource:
-    config = MarkdownSourceConfig(kind="markdown", collections=["notes"], path=root, **settings)
+    config = MarkdownConfig(kind="markdown", collections=["notes"], path=root, **settings)
     return MarkdownSource("notes", config)
 
 

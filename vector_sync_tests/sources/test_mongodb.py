@@ -20,21 +20,13 @@ from pymongo import MongoClient
 from pymongo.collection import Collection
 from secantus import SecantusDBServer
 
-from vector_sync.config import ConfigError, MongoSourceConfig, VectorSyncConfig, parse_config
+from vector_sync.config import ConfigError, VectorSyncConfig, parse_config
 from vector_sync.core.documents import Document, ReadFailure, nested_subset
 from vector_sync.core.ledger import LedgerRow
-from vector_sync.sources import build_source, source_fields
-from vector_sync.sources.base import SourceUnavailable
-from vector_sync.sources.mongodb import (
-    MISSING_UPDATED_PREFIX,
-    MongoSource,
-    SyncOutcome,
-    id_candidates,
-    json_safe,
-    mask_uri,
-    outcomes_from_ledger,
-    write_back_status,
-)
+from vector_sync.core.secrets import mask_url
+from vector_sync.core.source import SourceUnavailable, SyncOutcome, outcomes_from_ledger
+from vector_sync.sources.mongo_bson import id_candidates, json_safe
+from vector_sync.sources.mongodb import MISSING_UPDATED_PREFIX, MongoConfig, MongoSource
 from vector_sync_tests.mongo_server import running_server
 
 FIELDS = ["name", "tagline", "imdb.rating"]
@@ -55,7 +47,7 @@ def collection(server: SecantusDBServer) -> Iterator[Collection[dict[str, Any]]]
 
 def source(server: SecantusDBServer, collection: Collection[dict[str, Any]],
            fields: list[str] | None = FIELDS, **settings: Any) -> MongoSource:
-    config = MongoSourceConfig(kind="mongodb", uri=server.uri, database="test",
+    config = MongoConfig(kind="mongodb", uri=server.uri, database="test",
                                collection=collection.name, collections=["c"], **settings)
     return MongoSource("m", config, fields)
 
@@ -250,7 +242,7 @@ def test_unusual_unicode_survives_unchanged(server, collection):
     ("mongodb://127.0.0.1:27017/", "mongodb://127.0.0.1:27017/"),
 ])
 def test_credentials_are_masked(uri, masked):
-    assert mask_uri(uri) == masked
+    assert mask_url(uri) == masked
 
 
 def _free_port() -> int:
@@ -260,7 +252,7 @@ def _free_port() -> int:
 
 
 def test_an_unreachable_server_fails_fast_with_the_uri_masked():
-    config = MongoSourceConfig(
+    config = MongoConfig(
         kind="mongodb", uri=f"mongodb://app:hunter22@127.0.0.1:{_free_port()}/",
         database="d", collection="c", collections=["c"], server_selection_timeout_ms=300)
     started = time.perf_counter()
@@ -279,7 +271,7 @@ def test_refused_credentials_are_a_clear_error(tmp_path):
             "createUser", "reader", pwd="right-pass", roles=[{"role": "read", "db": "test"}])
     with running_server(storage, require_auth=True) as secured:
         host = secured.uri.removeprefix("mongodb://")
-        config = MongoSourceConfig(kind="mongodb", uri=f"mongodb://reader:wrong-pass@{host}",
+        config = MongoConfig(kind="mongodb", uri=f"mongodb://reader:wrong-pass@{host}",
                                    database="test", collection="c", collections=["c"])
         refused = MongoSource("m", config, FIELDS)
         with pytest.raises(SourceUnavailable) as raised:
@@ -291,7 +283,7 @@ def test_refused_credentials_are_a_clear_error(tmp_path):
 
 
 def test_a_malformed_uri_is_unavailable_with_its_password_masked():
-    config = MongoSourceConfig(kind="mongodb", uri="mongodb://app:hunter22@host:notaport/",
+    config = MongoConfig(kind="mongodb", uri="mongodb://app:hunter22@host:notaport/",
                                database="d", collection="c", collections=["c"])
     with pytest.raises(SourceUnavailable, match="the uri cannot be used") as raised:
         list(MongoSource("m", config, FIELDS).scan())
@@ -317,9 +309,9 @@ def test_write_back_records_statuses_and_never_makes_a_document_look_changed(
     src = source(server, collection, updated_field=updated_field, write_back=True)
     before = hints(src)
     now = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-    modified = write_back_status("m", src.config, [
+    modified = src.write_back([
         SyncOutcome("0", "tools", "synced", "hash0", None),
-        ("1", "tools", "failed", None, "Qdrant timed out"),
+        SyncOutcome("1", "tools", "failed", None, "Qdrant timed out"),
         SyncOutcome("65a1b2c3d4e5f60718293a4b", "tools", "synced", "hashX", None),
         SyncOutcome("65a1b2c3d4e5f60718293a4b", "functionality", "synced", "hashY", None),
     ], now=now)
@@ -336,14 +328,14 @@ def test_write_back_records_statuses_and_never_makes_a_document_look_changed(
     assert hints(source(server, collection, updated_field=updated_field,
                         write_back=True)) == before
 
-    write_back_status("m", src.config, [SyncOutcome("0", "tools", "removed", None, None)])
+    src.write_back([SyncOutcome("0", "tools", "removed", None, None)])
     assert collection.find_one({"_id": 0})["syncMetadata"] == {}
 
 
 def test_write_back_is_off_by_default_and_its_field_cannot_be_synced(server, collection):
     collection.insert_one({"_id": 1, "name": "a"})
     src = source(server, collection)
-    assert write_back_status("m", src.config, [("1", "c", "synced", "h", None)]) == 0
+    assert src.write_back([SyncOutcome("1", "c", "synced", "h", None)]) == 0
     assert "syncMetadata" not in collection.find_one({"_id": 1})
     with pytest.raises(ConfigError, match="write_back writes syncMetadata"):
         source(server, collection, fields=["name", "syncMetadata.c.status"], write_back=True)
@@ -378,13 +370,12 @@ def test_config_accepts_a_mongodb_source_next_to_a_markdown_one(monkeypatch):
     monkeypatch.setenv("TEST_MONGO_URI", "mongodb://u:p4ss@h/")
     config = _config(uri="${TEST_MONGO_URI}", updated_field="updatedAt")
     mongo = config.sources["tools"]
-    assert isinstance(mongo, MongoSourceConfig) and mongo.batch_size == 1000
+    assert isinstance(mongo, MongoConfig) and mongo.batch_size == 1000
     assert mongo.write_back is False and mongo.server_selection_timeout_ms == 5000
     assert config.sources["notes"].path == Path("/base/vault")  # type: ignore[union-attr]
     assert "p4ss" not in repr(config)
-    assert source_fields(config, "tools") == ["name", "description", "imdb.rating",
-                                              "functionality"]
-    built = build_source("tools", mongo, source_fields(config, "tools"))
+    assert config.fields_of("tools") == ["name", "description", "imdb.rating", "functionality"]
+    built = config.open_source("tools")
     assert isinstance(built, MongoSource)
     assert built._projection == {"_id": 1, "name": 1, "description": 1, "imdb": 1,
                                  "functionality": 1, "updatedAt": 1}
@@ -392,9 +383,9 @@ def test_config_accepts_a_mongodb_source_next_to_a_markdown_one(monkeypatch):
 
 @pytest.mark.parametrize(("settings", "message"), [
     ({"uri": "postgres://u:topsecret@h/"}, "uri must start with mongodb://"),
-    ({"uri": "mongodb://h/", "batch_size": 0}, "sources.tools.mongodb.batch_size"),
+    ({"uri": "mongodb://h/", "batch_size": 0}, "sources.tools.batch_size"),
     ({"uri": "mongodb://h/", "filterr": {}}, "unknown key"),
-    ({"database": None, "uri": "mongodb://h/"}, "sources.tools.mongodb.database"),
+    ({"database": None, "uri": "mongodb://h/"}, "sources.tools.database"),
     ({"uri": "mongodb://h/", "filter": {"owner": {"$oid": "xyz"}}},
      "filter is not a MongoDB query in Extended JSON"),
 ])

@@ -1,5 +1,6 @@
 """Retries re-apply only the documents that are due, reusing their stored embeddings, and
-give up after retry.max_retries; the operator jobs sync exactly what they promise. Real
+give up after retry.max_retries; the operator's runs (sync everything pending, re-sync listed
+documents) are runs of the sync jobs and sync exactly what they promise. Real
 Dagster runs over a real vault, embedded Qdrant and the real model."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from vector_sync import definitions
 from vector_sync.config import load_config
 from vector_sync.core.ledger import Ledger
 from vector_sync.defs import sensors
-from vector_sync.defs.jobs import SYNC_JOB, VERIFY_JOB
+from vector_sync.defs.jobs import SYNC_JOB, SYNC_PENDING_JOB, VERIFY_JOB
 from vector_sync_tests.conftest import Project, counts
 
 
@@ -135,10 +136,16 @@ def test_retries_give_up_after_max_retries_and_say_so(project: Project, capsys, 
 def test_sync_all_pending_syncs_every_unsynced_document_due_or_not(half_failed):
     project = half_failed
     _notes(project, "elder")  # not in the ledger: not pending, not synced by this job
-    result = _run(project, "sync_all_pending")
+    result = _run(project, SYNC_PENDING_JOB, partition="notes")
     assert result.success
     assert _materialized(result)["notes"]["added"] == 4
     assert set(project.points()) == {"apple.md", "banana.md", "cherry.md", "damson.md"}
+
+
+def _resync(project: Project, *doc_ids: str) -> dg.ExecuteInProcessResult:
+    """The launchpad's "re-sync these documents": the sync job with `doc_ids`."""
+    return _run(project, SYNC_JOB, {"ops": {"source_snapshot": {"config": {
+        "doc_ids": list(doc_ids)}}}}, partition="notes")
 
 
 def test_resync_documents_reads_exactly_the_listed_documents(project: Project, capsys):
@@ -150,8 +157,7 @@ def test_resync_documents_reads_exactly_the_listed_documents(project: Project, c
     project.note("private/secret.md", "# Secret\n")
     (project.vault / ".vectorsyncignore").write_text("private/\n")
 
-    result = _run(project, "resync_documents", {"ops": {"resync_listed_documents": {
-        "config": {"documents": ["notes/apple.md", "notes/private/secret.md"]}}}})
+    result = _resync(project, "apple.md", "private/secret.md")
     assert result.success
     assert _materialized(result)["notes"]["updated"] == 1
     points = project.points()
@@ -160,24 +166,6 @@ def test_resync_documents_reads_exactly_the_listed_documents(project: Project, c
     assert "rewritten" not in points["banana.md"][0]["text"]  # not listed: untouched
 
     (project.vault / "banana.md").unlink()
-    result = _run(project, "resync_documents", {"ops": {"resync_listed_documents": {
-        "config": {"documents": ["notes/banana.md"]}}}})
+    result = _resync(project, "banana.md")
     assert _materialized(result)["notes"]["deleted"] == 1 and set(project.points()) == {
         "apple.md"}
-
-
-def test_operator_jobs_refuse_unknown_sources_with_the_known_ones(project: Project):
-    _notes(project, "apple")
-    result = _run(project, "resync_documents", {"ops": {"resync_listed_documents": {
-        "config": {"documents": ["nope/apple.md"]}}}})
-    assert not result.success
-    failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "unknown source(s) ['nope']; configured: notes" in str(failure.event_specific_data)
-
-
-def test_sync_now_syncs_the_chosen_sources(project: Project):
-    _notes(project, "apple", "banana")
-    result = _run(project, "sync_now", {"ops": {"sync_sources": {"config": {
-        "sources": ["notes"]}}}})
-    assert result.success and _materialized(result)["notes"]["added"] == 2
-    assert set(project.points()) == {"apple.md", "banana.md"}

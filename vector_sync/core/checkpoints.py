@@ -1,0 +1,61 @@
+"""Where each source's sync stands, kept in the ledger's source_state table.
+
+- The config fingerprint of each collection: when it changes (fields, model, chunking), every
+  document's hashes may change, so the next snapshot reads every document.
+- The checkpoint of a source with a change history (`Checkpointed`, e.g. a Git commit): the
+  snapshot notes where it was pinned; each collection records it once it applied that
+  snapshot; the next scan diffs from the one all collections agree on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from vector_sync.core.ledger import Ledger
+from vector_sync.core.source import Checkpointed, Source
+from vector_sync.core.spec import CollectionSpec
+
+SCANNED_CHECKPOINT = "checkpoint:scanned"
+
+
+def _config_key(collection: str) -> str:
+    return f"collection_fingerprint:{collection}"
+
+
+def _checkpoint_key(collection: str) -> str:
+    return f"checkpoint:{collection}"
+
+
+def config_changed(ledger: Ledger, source: str, specs: Iterable[CollectionSpec]) -> bool:
+    """A collection's config changed since the source last applied to it."""
+    return any(ledger.get_state(source, _config_key(s.name)) != s.fingerprint for s in specs)
+
+
+def record_config(ledger: Ledger, source: str, spec: CollectionSpec) -> None:
+    """Every document of `source` now matches this config in `spec.name`, or is failed."""
+    ledger.set_state(source, _config_key(spec.name), spec.fingerprint)
+
+
+def last_checkpoint(ledger: Ledger, source: str, collections: Iterable[str]) -> str | None:
+    """The checkpoint every collection of the source has applied; None if one has none or
+    they differ (the source then compares everything)."""
+    found = {ledger.get_state(source, _checkpoint_key(c)) for c in collections}
+    return found.pop() if len(found) == 1 else None
+
+
+def note_checkpoint(ledger: Ledger, source: Source) -> dict[str, Any]:
+    """After a snapshot: remember where it was pinned (none for a snapshot that did not
+    detect changes, e.g. a targeted one); returns the source's detection metadata."""
+    if not isinstance(source, Checkpointed):
+        return {}
+    ledger.set_state(source.name, SCANNED_CHECKPOINT, source.checkpoint or "")
+    return dict(source.detection)
+
+
+def record_checkpoint(ledger: Ledger, source: str, collection: str) -> None:
+    """The collection applied the last snapshot: it is synced up to that snapshot's
+    checkpoint. Rows that failed stay failed in the ledger and are read again anyway."""
+    scanned = ledger.get_state(source, SCANNED_CHECKPOINT)
+    if scanned:
+        ledger.set_state(source, _checkpoint_key(collection), scanned)

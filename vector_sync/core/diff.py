@@ -1,0 +1,197 @@
+"""Stage 2, diff: one collection's change set, the decision table applied to a snapshot.
+
+For every document: added, updated (content changed: re-chunked, re-embedded), payload
+only, deleted, or unchanged; plus the expected state (what Qdrant should hold, derived from
+the source alone), which the stage keeps in the ledger for the consistency checks and for
+the documents the next snapshot does not read. The mass-delete guard's rule is here too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from vector_sync.core.chunking import chunk_document
+from vector_sync.core.documents import nested_subset
+from vector_sync.core.embedder import Embedder
+from vector_sync.core.hashing import content_hash, payload_hash, stable_json
+from vector_sync.core.ledger import Expected, LedgerRow, open_ledger
+from vector_sync.core.render import render
+from vector_sync.core.settings import VectorSyncConfig
+from vector_sync.core.spec import CollectionSpec, spec_for
+from vector_sync.core.state_files import CHANGES, StateFiles, read_rows, write_rows
+from vector_sync.core.stats import timed
+from vector_sync.core.tokens import TokenCounter
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = ("added", "updated", "payload_updated", "deleted", "unchanged", "failed")
+QDRANT_WRITES = ("added", "updated", "deleted", "payload_updated")
+
+
+class ChunkBudgetError(Exception):
+    """Chunks would be longer than the model reads: they would be silently truncated."""
+
+
+@dataclass
+class Diff:
+    """Counts of one collection's change set, in documents, plus the chunks to embed."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    chunks: int = 0
+    documents_before: int = 0  # in the ledger for this collection
+    documents_now: int = 0  # in the source snapshot
+
+    def as_dict(self) -> dict[str, int]:
+        return {**{k: self.counts[k] for k in OUTCOMES}, "chunks_to_embed": self.chunks,
+                "documents_before": self.documents_before, "documents_now": self.documents_now}
+
+
+class Differ:
+    """Compares a source snapshot with the ledger for one collection (the decision table).
+
+    It also records `expected`: for every document of the source, the hashes and chunk
+    count Qdrant should hold, derived from the source alone (documents that were not read
+    keep the previous run's expectation). The consistency checks compare Qdrant with it."""
+
+    def __init__(self, spec: CollectionSpec, count_tokens: TokenCounter,
+                 previous_expected: dict[str, Expected] | None = None) -> None:
+        self.spec = spec
+        self.count_tokens = count_tokens
+        self.previous_expected = previous_expected or {}
+        self.expected: dict[str, Expected] = {}
+
+    def changes(
+        self, snapshot: Iterable[dict[str, Any]], ledger_rows: dict[str, LedgerRow], diff: Diff
+    ) -> Iterator[dict[str, Any]]:
+        """Rows of the change set; `diff` is filled in as they are produced. Rows that need
+        no Qdrant write are still emitted when the ledger must learn something (a new hint,
+        a failure) — as action "unchanged" or "failed"."""
+        remaining = dict(ledger_rows)
+        diff.documents_before = len(ledger_rows)
+        for row in snapshot:
+            diff.documents_now += 1
+            doc_id = row["doc_id"]
+            previous = remaining.pop(doc_id, None)
+            if row["state"] == "read":
+                change, self.expected[doc_id] = self._compare(row, previous)
+            else:
+                change = self._unread(row, previous)
+            diff.counts[change["action"] if change else "unchanged"] += 1
+            if change:
+                diff.chunks += len(change.get("chunks") or ())
+                yield change
+        for doc_id in remaining:  # in the ledger, gone from the source
+            diff.counts["deleted"] += 1
+            yield {"doc_id": doc_id, "action": "deleted"}
+
+    def _unread(self, row: dict[str, Any], previous: LedgerRow | None) -> dict[str, Any] | None:
+        """Not read (hint unchanged) or unreadable: Qdrant should keep what it has."""
+        known = self.previous_expected.get(row["doc_id"])
+        if known is None and previous is not None and previous.content_hash is not None:
+            known = Expected(previous.content_hash, previous.payload_hash or "",
+                             previous.chunk_count)
+        if known is not None:
+            self.expected[row["doc_id"]] = known
+        if row["state"] == "failed":
+            return {"doc_id": row["doc_id"], "action": "failed", "source_version": row["version"],
+                    "error_code": row["error_code"], "error": row["error"]}
+        return None
+
+    def _compare(self, row: dict[str, Any],
+                 previous: LedgerRow | None) -> tuple[dict[str, Any] | None, Expected]:
+        """The decision table for a document that was read, and what Qdrant should hold."""
+        fields = json.loads(row["fields_json"])
+        preamble, body = render(fields, self.spec.embed)
+        payload = nested_subset(fields, self.spec.payload)
+        new = {"doc_id": row["doc_id"], "source_version": row["version"],
+               "content_hash": content_hash(self.spec.vector_version, preamble, body),
+               "payload_hash": payload_hash(payload), "payload_json": stable_json(payload)}
+        hashes = (new["content_hash"], new["payload_hash"])
+        if not (preamble or body):  # none of the embedded fields: no points here
+            if previous is not None and previous.chunk_count:
+                return {**new, "action": "deleted", "chunks": []}, Expected(*hashes, 0)
+            return self._touch(new, previous), Expected(*hashes, 0)
+        if previous is None or previous.content_hash != new["content_hash"] or (
+            previous.status in ("pending", "stale")  # cut off, or found wrong: redo it
+        ):
+            synced_before = previous is not None and previous.content_hash is not None
+            chunks = self._chunks(preamble, body)
+            action = "updated" if synced_before else "added"
+            return {**new, "action": action, "chunks": chunks}, Expected(*hashes, len(chunks))
+        known = self.previous_expected.get(row["doc_id"])
+        count = known[2] if known and known[0] == new["content_hash"] else \
+            len(self._chunks(preamble, body))  # rare: no earlier expectation (state lost)
+        if previous.payload_hash != new["payload_hash"]:
+            return {**new, "action": "payload_updated"}, Expected(*hashes, count)
+        return self._touch(new, previous), Expected(*hashes, count)
+
+    def _chunks(self, preamble: str, body: str) -> list[str]:
+        return [c.text for c in chunk_document(
+            preamble, body, count_tokens=self.count_tokens,
+            max_tokens=self.spec.chunking.max_tokens,
+            overlap_tokens=self.spec.chunking.overlap_tokens)]
+
+    @staticmethod
+    def _touch(new: dict[str, Any], previous: LedgerRow | None) -> dict[str, Any] | None:
+        """Nothing to write to Qdrant; the ledger may still have to learn the new hint."""
+        if (previous is not None and previous.status == "synced"
+                and previous.source_version == new["source_version"]
+                and previous.content_hash == new["content_hash"]):
+            return None
+        return {**new, "action": "unchanged"}
+
+
+def mass_delete(counts: dict[str, int], max_fraction: float) -> str | None:
+    """Why a change set's deletions look like an accident (an unmounted vault, an emptied
+    collection, a filter gone wrong), or None."""
+    deleted, before = counts["deleted"], counts["documents_before"]
+    if deleted and counts["documents_now"] == 0:
+        return f"the source now yields no documents, but {before} were synced before"
+    if before and deleted > max_fraction * before:
+        return (f"{deleted} of {before} documents would be deleted, more than "
+                f"max_delete_fraction {max_fraction}")
+    return None
+
+
+def differ_for(config: VectorSyncConfig, collection: str,
+               previous_expected: dict[str, Expected]) -> Differ:
+    """A Differ counting tokens as the collection's model does. Raises ChunkBudgetError when
+    the configured chunks are longer than the model reads."""
+    spec = spec_for(config, collection)
+    embedder = Embedder(config.embedding_for(collection))
+    limit = embedder.max_tokens()
+    if spec.chunking.max_tokens > limit:
+        raise ChunkBudgetError(
+            f"collections.{collection}.chunking.max_tokens is {spec.chunking.max_tokens} but "
+            f"model {spec.model} reads at most {limit} tokens")
+    return Differ(spec, embedder.count_tokens(), previous_expected)
+
+
+# --- the stage ------------------------------------------------------------------------------
+
+
+def changes(config: VectorSyncConfig, source: str, collection: str) -> dict[str, Any]:
+    """Write the change set of `collection` from the source's snapshot, with its counts in
+    the file's footer, and keep the expected state in the ledger. Returns the counts."""
+    files = StateFiles(config.state.dir)
+    started = time.perf_counter()
+    diff = Diff()
+    with open_ledger(config.state) as ledger:
+        rows = ledger.rows(source, collection)
+        previous = ledger.expected(source, collection)
+        differ = differ_for(config, collection, previous)
+        write_rows(files.changes(collection, source), CHANGES,
+                   differ.changes(read_rows(files.snapshot(source)), rows, diff),
+                   summary=diff.as_dict)
+        ledger.update_expected(
+            source, collection,
+            {d: e for d, e in differ.expected.items() if previous.get(d) != e},
+            previous.keys() - differ.expected.keys())
+    log.info("changes for %s from %s: %s", collection, source, diff.as_dict())
+    return {**diff.as_dict(), "duration_s": timed(started)}

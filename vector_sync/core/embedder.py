@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from vector_sync.core.model_files import model_dir
+from vector_sync.core.model_files import ModelUnavailable, cache_root, model_dir
 from vector_sync.core.settings import EmbeddingConfig
 from vector_sync.core.tokens import TokenCounter, model_max_tokens, token_counter
 
@@ -30,7 +30,7 @@ def _load_model(model: str, model_path: Path | None, threads: int | None) -> Any
                                            TextEmbedding.list_supported_models()}:
         _register_custom(model, local)
     loaded = TextEmbedding(model, specific_model_path=str(local) if local else None,
-                           threads=threads)
+                           cache_dir=str(hub_cache()), threads=threads)
     log.info("loaded embedding model %s in %.1f s", model, time.perf_counter() - started)
     return loaded
 
@@ -48,6 +48,30 @@ def _register_custom(model: str, folder: Path) -> None:
     )
 
 
+def hub_cache() -> Path:
+    """Where fastembed keeps the models it downloads from a hub (a Hugging Face cache)."""
+    return cache_root() / "fastembed"
+
+
+def hub_folder(model: str) -> Path:
+    """The downloaded files of a fastembed model, found through public APIs: the model's
+    Hugging Face repository from fastembed's list, its snapshot in the cache."""
+    from fastembed import TextEmbedding
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    described = [m for m in TextEmbedding.list_supported_models() if m["model"] == model]
+    repo = described[0]["sources"].get("hf") if described else None
+    if repo is None:
+        raise ModelUnavailable(f"fastembed does not list model {model!r} with a Hugging Face "
+                               "source; set embedding.model_path to a folder with its files")
+    try:
+        return Path(snapshot_download(repo, cache_dir=str(hub_cache()), local_files_only=True))
+    except LocalEntryNotFoundError:
+        raise ModelUnavailable(f"the files of model {model!r} are not in {hub_cache()}: it "
+                               "is downloaded on first use, which needs the network") from None
+
+
 class Embedder:
     def __init__(self, config: EmbeddingConfig) -> None:
         self.config = config
@@ -56,7 +80,10 @@ class Embedder:
     def folder(self) -> Path:
         """Where the model files are; for a hub model this downloads it (needs the network)."""
         local = model_dir(self.config.model, self.config.model_path)
-        return local if local is not None else Path(self._model.model._model_dir)
+        if local is not None:
+            return local
+        self._model  # noqa: B018 - loading a hub model downloads its files into hub_cache()
+        return hub_folder(self.config.model)
 
     @property
     def _model(self) -> Any:  # fastembed's TextEmbedding

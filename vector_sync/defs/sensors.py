@@ -58,8 +58,10 @@ def _cursor(text: str | None) -> dict[str, Any]:
 
 
 def _resync_due(cursor: dict[str, Any], moment: datetime, every_s: int) -> bool:
-    """No run requested for `every_s` (or ever): sync anyway. That heals what a look cannot
-    see (an edit that kept a file's mtime, a run that failed) and keeps freshness honest."""
+    """No run requested for `every_s` (or ever): sync anyway. That heals what a look may
+    miss but the version hints catch (an in-place edit a count-and-latest poll cannot see),
+    a run that failed, and keeps freshness honest. (An edit that kept a file's mtime and
+    size is seen only by `sync --full`.)"""
     requested = cursor.get("requested_at")
     return requested is None or moment - datetime.fromisoformat(requested) >= timedelta(
         seconds=every_s)

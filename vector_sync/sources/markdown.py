@@ -9,11 +9,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -48,9 +48,6 @@ class MarkdownConfig(SourceConfig):
 
     def where(self) -> str:
         return f"notes under {self.path}"
-
-    def resolved(self, name: str, absolute: Callable[[Path], Path], state_dir: Path) -> Self:
-        return self.model_copy(update={"path": absolute(self.path)})
 
 
 # --- file system helpers -------------------------------------------------------------------

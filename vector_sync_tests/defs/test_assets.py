@@ -7,6 +7,7 @@ import dagster as dg
 
 from vector_sync.definitions import build_definitions
 from vector_sync.defs.assets import QDRANT_POOL
+from vector_sync.defs.jobs import SYNC_JOB
 from vector_sync_tests.conftest import Project
 
 
@@ -95,3 +96,60 @@ def test_qdrant_assets_carry_the_step_retry_policy_and_freshness_from_the_config
     assert freshness is not None
     assert (freshness.fail_window.to_timedelta().total_seconds(),
             freshness.warn_window.to_timedelta().total_seconds()) == (1200, 900)
+
+
+def _what_the_run_did(instance: dg.DagsterInstance, run_id: str) -> dict[str, object]:
+    """Which assets a run materialized (with which metadata keys) and which checks it ran."""
+    materialized: dict[str, frozenset[str]] = {}
+    checks: dict[str, bool] = {}
+    for record in instance.all_logs(run_id):
+        event = record.dagster_event
+        if event is None:
+            continue
+        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            materialization = event.event_specific_data.materialization  # type: ignore[union-attr]
+            assert materialization.partition == "notes"
+            materialized[materialization.asset_key.to_user_string()] = frozenset(
+                materialization.metadata)
+        elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.event_specific_data  # type: ignore[union-attr]
+            checks[f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"] = \
+                evaluation.passed
+    return {"materialized": materialized, "checks": checks}
+
+
+def test_cli_launchpad_and_sensor_syncs_are_the_same_run_of_the_same_assets(
+        project, capsys, monkeypatch, tmp_path):
+    _two_sources(project)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # CLI runs land in this instance
+    instance = dg.DagsterInstance.get()
+    defs = build_definitions(str(project.config_file))
+
+    code, _ = project.cli("sync", "--source", "notes", capsys=capsys)
+    assert code == 0
+    project.note("a.md", "# Apples\n\nApples grow on trees, in orchards.\n")
+    launched = defs.resolve_job_def(SYNC_JOB).execute_in_process(  # the launchpad's sync now
+        partition_key="notes", instance=instance)
+    project.note("a.md", "# Apples\n\nApples grow on trees, in old orchards.\n")
+    tick = defs.resolve_sensor_def("watch_notes")(dg.build_sensor_context(
+        instance=instance, definitions=defs))
+    [request] = tick.run_requests  # type: ignore[union-attr]
+    sensed = defs.resolve_job_def(SYNC_JOB).get_subset(
+        asset_selection=set(request.asset_selection or ()),
+        asset_check_selection=set(request.asset_check_keys or ()),
+    ).execute_in_process(partition_key=request.partition_key, run_config=request.run_config,
+                         tags=request.tags, instance=instance)
+
+    cli_run = instance.get_run_records(dg.RunsFilter(tags={"vector_sync/trigger": "cli"}))[0]
+    runs = [_what_the_run_did(instance, run_id) for run_id in (
+        cli_run.dagster_run.run_id, launched.run_id, sensed.run_id)]
+    expected_assets = {"source_snapshot", "changes/notes", "embeddings/notes", "qdrant/notes"}
+    for run in runs:  # only what "notes" feeds; the guard ran and passed, nothing else did
+        assert set(run["materialized"]) == expected_assets  # type: ignore[arg-type]
+        assert run["checks"] == {"changes/notes:mass_delete_guard": True}
+    assert runs[0]["materialized"] == runs[1]["materialized"] == runs[2]["materialized"]
+    assert {"updated", "points_written", "points_per_s", "duration_s"} <= \
+        runs[1]["materialized"]["qdrant/notes"]  # type: ignore[index]
+    assert "orchards" in project.points("notes")["a.md"][0]["text"]

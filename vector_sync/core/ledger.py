@@ -14,10 +14,10 @@ from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import islice, starmap
+from itertools import starmap
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, NamedTuple, TypeVar, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 from alembic import command
 from alembic.config import Config
@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Select, delete, distinct, func, select, text,
 from sqlalchemy.engine import URL, Result, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
+from vector_sync.core.batches import batched
 from vector_sync.core.ledger_db import (
     WRITE_OPTION,
     create_engine_for,
@@ -45,7 +46,6 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _BATCH = 5_000  # rows per executemany: bounds memory for huge iterables
 _DELETE_BATCH = 500  # ids per IN (...): far below every SQLite bound-parameter limit
 _PAGE = 5_000  # rows per keyset page in source_rows()
-_T = TypeVar("_T")
 
 
 class LedgerUnavailable(Exception):
@@ -221,7 +221,7 @@ class Ledger:
     def upsert(self, rows: Iterable[LedgerRow]) -> None:
         """Insert or fully replace rows, all in one transaction."""
         with self._writing() as conn:
-            for batch in _batches(rows, _BATCH):
+            for batch in batched(rows, _BATCH):
                 unique = _unique_in_key_order(batch)
                 parameters = _columns(unique) if self._postgresql else _records(unique)
                 conn.execute(self._upsert_ledger, parameters)
@@ -230,7 +230,7 @@ class Ledger:
         table = ledger_table
         scope = (table.c.source == source, table.c.collection == collection)
         with self._writing() as conn:
-            for batch in _batches(doc_ids, _DELETE_BATCH):
+            for batch in batched(doc_ids, _DELETE_BATCH):
                 conn.execute(delete(table).where(*scope, table.c.doc_id.in_(batch)))
 
     def update_expected(self, source: str, collection: str, changed: dict[str, Expected],
@@ -240,9 +240,9 @@ class Ledger:
         table = expected_table
         scope = (table.c.source == source, table.c.collection == collection)
         with self._writing() as conn:
-            for batch in _batches(removed, _DELETE_BATCH):
+            for batch in batched(removed, _DELETE_BATCH):
                 conn.execute(delete(table).where(*scope, table.c.doc_id.in_(batch)))
-            for items in _batches(sorted(changed.items()), _BATCH):
+            for items in batched(sorted(changed.items()), _BATCH):
                 conn.execute(self._upsert_expected, [
                     {"source": source, "collection": collection, "doc_id": doc_id,
                      "content_hash": e.content_hash, "payload_hash": e.payload_hash,
@@ -358,12 +358,6 @@ def _to_rows(result: Result[Any]) -> list[LedgerRow]:
 
 def _for_source(query: Select[Any], source: str | None) -> Select[Any]:
     return query if source is None else query.where(ledger_table.c.source == source)
-
-
-def _batches(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
 
 
 def open_ledger(state: StateConfig) -> Ledger:

@@ -90,30 +90,39 @@ def freshness_policy(sensors: SensorsConfig) -> dg.FreshnessPolicy:
                                           warn_window=every + timedelta(minutes=5))
 
 
+def _fed(context: dg.AssetExecutionContext, settings: VectorSyncConfig, collection: str) -> bool:
+    """Whether the run's source feeds `collection`. When it does not (a launchpad run of the
+    whole job, a backfill of one asset over every partition), the asset yields nothing: no
+    materialization, and what depends on it in the run is skipped."""
+    if collection in settings.sources[context.partition_key].collections:
+        return True
+    context.log.info("source %s does not feed collection %s", context.partition_key, collection)
+    return False
+
+
 def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
                       settings: VectorSyncConfig) -> list[dg.AssetsDefinition]:
     changes_key = dg.AssetKey(["changes", collection])
     embeddings_key = dg.AssetKey(["embeddings", collection])
     feeding = settings.sources_feeding(collection)
     common: dict[str, Any] = {"partitions_def": partitions, "group_name": "sync",
-                              "metadata": {"fed_by": ", ".join(feeding)}}
+                              "metadata": {"fed_by": ", ".join(feeding)},
+                              "output_required": False}
     fed_by = f" Fed by: {', '.join(feeding)}."
 
     @dg.asset(
-        key=changes_key, deps=[SNAPSHOT], kinds={"parquet"}, output_required=False, **common,
+        key=changes_key, deps=[SNAPSHOT], kinds={"parquet"}, **common,
         description=f"What must change in Qdrant collection {collection!r} (the dry-run "
         "preview: added, updated, payload-only, deleted), with the chunks to embed." + fed_by,
     )
     def changes(context: dg.AssetExecutionContext,
                 vector_sync: VectorSyncResource) -> Iterator[dg.MaterializeResult]:
         settings = vector_sync.load()
-        source = context.partition_key
-        if collection not in settings.sources[source].collections:
-            # nothing is materialized: the rest of this collection's chain is skipped too
-            context.log.info("source %s does not feed collection %s", source, collection)
+        if not _fed(context, settings, collection):
             return
         try:
-            yield dg.MaterializeResult(metadata=diff.changes(settings, source, collection))
+            yield dg.MaterializeResult(metadata=diff.changes(settings, context.partition_key,
+                                                             collection))
         except diff.ChunkBudgetError as error:
             raise dg.Failure(description=str(error)) from None
 
@@ -123,9 +132,11 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
         "identical earlier version are reused instead of re-embedded." + fed_by,
     )
     def embeddings(context: dg.AssetExecutionContext,
-                   vector_sync: VectorSyncResource) -> dg.MaterializeResult:
-        return dg.MaterializeResult(metadata=embed.embeddings(
-            vector_sync.load(), context.partition_key, collection))
+                   vector_sync: VectorSyncResource) -> Iterator[dg.MaterializeResult]:
+        settings = vector_sync.load()
+        if _fed(context, settings, collection):
+            yield dg.MaterializeResult(metadata=embed.embeddings(
+                settings, context.partition_key, collection))
 
     @dg.asset(
         key=dg.AssetKey(["qdrant", collection]), deps=[embeddings_key], kinds={"qdrant"},
@@ -136,8 +147,10 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
         + fed_by,
     )
     def qdrant(context: dg.AssetExecutionContext,
-               vector_sync: VectorSyncResource) -> dg.MaterializeResult:
+               vector_sync: VectorSyncResource) -> Iterator[dg.MaterializeResult]:
         settings = vector_sync.load()
+        if not _fed(context, settings, collection):
+            return
         last_attempt = context.retry_number >= settings.retry.step_retries
         try:
             report = apply.apply(settings, context.partition_key, collection,
@@ -148,7 +161,7 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
             context.log.warning("Qdrant step attempt %d failed (%s)%s", context.retry_number + 1,
                                 error, "" if last_attempt else "; retrying the step")
             raise
-        return dg.MaterializeResult(metadata={
+        yield dg.MaterializeResult(metadata={
             **report.as_dict(), "duration_s": report.seconds,
             "points_per_s": throughput(report.points_written, report.seconds),
         })

@@ -153,3 +153,21 @@ def test_cli_launchpad_and_sensor_syncs_are_the_same_run_of_the_same_assets(
     assert {"updated", "points_written", "points_per_s", "duration_s"} <= \
         runs[1]["materialized"]["qdrant/notes"]  # type: ignore[index]
     assert "orchards" in project.points("notes")["a.md"][0]["text"]
+
+
+def test_a_backfill_of_one_collection_over_every_partition_skips_sources_that_do_not_feed_it(
+        project):
+    _two_sources(project)
+    defs = build_definitions(str(project.config_file))
+    instance = dg.DagsterInstance.ephemeral()
+    chain = {dg.AssetKey(["changes", "other_notes"]), dg.AssetKey(["embeddings", "other_notes"]),
+             dg.AssetKey(["qdrant", "other_notes"])}
+    job = defs.resolve_implicit_global_asset_job_def()
+    fed = job.get_subset(asset_selection={dg.AssetKey("source_snapshot"), *chain}) \
+        .execute_in_process(partition_key="other", instance=instance)
+    assert {e.asset_key for e in fed.get_asset_materialization_events()} >= chain
+    for key in chain:  # each asset alone, for a source that does not feed it: nothing happens
+        alone = job.get_subset(asset_selection={key}).execute_in_process(
+            partition_key="notes", instance=instance)
+        assert alone.success and not alone.get_asset_materialization_events()
+    assert set(project.points("other_notes")) == {"x.md"}

@@ -1,7 +1,9 @@
-"""Stage 3, embed: vectors for the chunks of added and updated documents, nothing else.
+"""Stage 3, embed: vectors for the new chunk texts of added and updated documents only.
 
+An edited document's chunks whose text did not change keep their vectors: they are read
+from the points Qdrant holds for it (checked to come from the same model and chunker).
 Vectors of an identical earlier version of a document (the previous embeddings file of the
-same collection and source) are reused, so a retry after Qdrant was down embeds nothing.
+same collection and source) are reused too, so a retry after Qdrant was down embeds nothing.
 """
 
 from __future__ import annotations
@@ -9,17 +11,23 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Any
 
+from vector_sync.core.batches import batched
 from vector_sync.core.embedder import Embedder
+from vector_sync.core.hashing import point_id
+from vector_sync.core.ledger import open_ledger
 from vector_sync.core.settings import VectorSyncConfig
+from vector_sync.core.spec import spec_for
 from vector_sync.core.state_files import EMBEDDINGS, StateFiles, read_rows, write_rows
 from vector_sync.core.stats import throughput, timed
+from vector_sync.core.store import open_store
 
 log = logging.getLogger(__name__)
 
 EMBED_BATCH = 256  # texts handed to the model at once (it batches by embedding.batch_size)
+READ_BATCH = 512  # points read back from Qdrant per request
 
 
 def reusable_vectors(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], list[list[float]]]:
@@ -30,46 +38,81 @@ def reusable_vectors(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], li
     return found
 
 
+def held_chunks(config: VectorSyncConfig, source: str, collection: str,
+                doc_ids: Collection[str], with_vectors: bool = True
+                ) -> dict[str, list[float] | None]:
+    """Chunk text -> vector of the points Qdrant holds for these documents, where the ledger
+    says they were embedded by the collection's current model and chunker: an edited
+    document's unchanged chunks need no new vector. Reuse only saves work, so when Qdrant
+    cannot be read right now (down, or embedded storage held by another process) the answer
+    is empty and every chunk is embedded."""
+    if not doc_ids:
+        return {}
+    version = spec_for(config, collection).vector_version
+    with open_ledger(config.state) as ledger:
+        ids = [point_id(source, row.doc_id, index)
+               for row in ledger.rows_of(source, collection, doc_ids)
+               if row.vector_version == version for index in range(row.chunk_count)]
+    held: dict[str, list[float] | None] = {}
+    if not ids:
+        return held
+    try:
+        # no waiting for embedded storage another run holds: embedding is the fallback
+        qdrant = config.qdrant.model_copy(update={"lock_wait_s": 0})
+        with open_store(qdrant, config.state) as store:
+            if store.exists(collection):
+                for batch in batched(ids, READ_BATCH):
+                    held.update(store.chunks(collection, batch, with_vectors))
+    except Exception as error:  # noqa: BLE001 - reuse is an optimisation, never a failure
+        log.warning("%s: vectors of unchanged chunks cannot be read from Qdrant, so every "
+                    "chunk of the %d edited document(s) is embedded (%s: %s)", collection,
+                    len(doc_ids), type(error).__name__, error)
+        return {}
+    return held
+
+
 def embedding_rows(
     changes: Iterable[dict[str, Any]],
     embed: Callable[[list[str]], Any],
     reusable: dict[tuple[str, str], list[list[float]]],
+    held: dict[str, list[float] | None],
     stats: Counter[str],
 ) -> Iterator[dict[str, Any]]:
-    """Vectors for every chunk of added/updated documents, in change-set order; vectors of
-    an identical earlier version are reused (a retry after Qdrant was down embeds nothing)."""
-    pending: list[tuple[str, str, int, str]] = []
+    """Vectors for every chunk of added/updated documents, in change-set order. Only new
+    chunk texts are embedded: vectors of an identical earlier version of the document (an
+    earlier embeddings file, so a retry after Qdrant was down embeds nothing) and of chunk
+    texts Qdrant already holds for it (`held`) are reused."""
+    queued: list[tuple[str, str, int, str, list[float] | None]] = []
     last_report = time.monotonic()
 
     def flush() -> Iterator[dict[str, Any]]:
         nonlocal last_report
-        if not pending:
-            return
-        vectors = embed([text for *_, text in pending])
-        if time.monotonic() - last_report > 10:
-            log.info("embedded %d chunks so far", stats["chunks_embedded"] + len(pending))
-            last_report = time.monotonic()
-        for (doc_id, chash, index, _), vector in zip(pending, vectors, strict=True):
+        texts = [text for *_, text, vector in queued if vector is None]
+        fresh = iter(embed(texts)) if texts else iter(())
+        for doc_id, chash, index, _, vector in queued:
             yield {"doc_id": doc_id, "content_hash": chash, "chunk_index": index,
-                   "vector": [float(x) for x in vector]}
-        stats["chunks_embedded"] += len(pending)
-        pending.clear()
+                   "vector": vector if vector is not None else [float(x) for x in next(fresh)]}
+        stats["chunks_embedded"] += len(texts)
+        queued.clear()
+        if texts and time.monotonic() - last_report > 10:
+            log.info("embedded %d chunks so far", stats["chunks_embedded"])
+            last_report = time.monotonic()
 
+    waiting = 0  # queued chunks without a vector
     for change in changes:
         if change["action"] not in ("added", "updated"):
             continue
-        doc_id, chash, chunks = change["doc_id"], change["content_hash"], change["chunks"]
-        earlier = reusable.get((doc_id, chash))
-        if earlier is not None and len(earlier) == len(chunks):
-            yield from flush()  # keep change-set order
-            for index, vector in enumerate(earlier):
-                yield {"doc_id": doc_id, "content_hash": chash, "chunk_index": index,
-                       "vector": vector}
-            stats["chunks_reused"] += len(chunks)
-            continue
-        pending.extend((doc_id, chash, index, text) for index, text in enumerate(chunks))
-        if len(pending) >= EMBED_BATCH:
+        chunks = change["chunks"]
+        earlier = reusable.get((change["doc_id"], change["content_hash"]))
+        whole = earlier if earlier is not None and len(earlier) == len(chunks) else None
+        for index, text in enumerate(chunks):
+            vector = whole[index] if whole is not None else held.get(text)
+            stats["chunks_reused"] += vector is not None
+            waiting += vector is None
+            queued.append((change["doc_id"], change["content_hash"], index, text, vector))
+        if waiting >= EMBED_BATCH or len(queued) >= 8 * EMBED_BATCH:
             yield from flush()
+            waiting = 0
     yield from flush()
 
 
@@ -77,13 +120,17 @@ def embeddings(config: VectorSyncConfig, source: str, collection: str) -> dict[s
     """Write the embeddings file of `collection` from its change set; returns the metadata."""
     files = StateFiles(config.state.dir)
     path = files.embeddings(collection, source)
+    changes = files.changes(collection, source)
+    started = time.perf_counter()
     reusable = reusable_vectors(read_rows(path)) if path.exists() else {}
+    updated = {row["doc_id"] for row in read_rows(changes, ["doc_id", "action"])
+               if row["action"] == "updated"}
+    held = held_chunks(config, source, collection, updated)
     embedding = config.embedding_for(collection)
     embedder = Embedder(embedding)
     stats: Counter[str] = Counter()
-    started = time.perf_counter()
-    write_rows(path, EMBEDDINGS, embedding_rows(
-        read_rows(files.changes(collection, source)), embedder.embed, reusable, stats))
+    write_rows(path, EMBEDDINGS, embedding_rows(read_rows(changes), embedder.embed, reusable,
+                                                held, stats))
     seconds = timed(started)
     embedded = stats["chunks_embedded"]
     log.info("embedded %d chunks (%d reused) for %s in %.1f s", embedded,

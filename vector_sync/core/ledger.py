@@ -44,7 +44,7 @@ STATUSES: tuple[Status, ...] = get_args(Status)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _BATCH = 5_000  # rows per executemany: bounds memory for huge iterables
-_DELETE_BATCH = 500  # ids per IN (...): far below every SQLite bound-parameter limit
+_IN_BATCH = 500  # ids per IN (...): far below every SQLite bound-parameter limit
 _PAGE = 5_000  # rows per keyset page in source_rows()
 
 
@@ -115,6 +115,16 @@ class Ledger:
         )
         with self._engine.connect() as conn:
             return {row.doc_id: row for row in _to_rows(conn.execute(query))}
+
+    def rows_of(self, source: str, collection: str, doc_ids: Iterable[str]) -> list[LedgerRow]:
+        """The rows of these documents in one (source, collection), those that exist."""
+        table = ledger_table
+        found: list[LedgerRow] = []
+        for batch in batched(doc_ids, _IN_BATCH):
+            found += self._select_rows(select(*_ROW_COLUMNS).where(
+                table.c.source == source, table.c.collection == collection,
+                table.c.doc_id.in_(batch)))
+        return found
 
     def source_rows(self, source: str) -> Iterator[LedgerRow]:
         """Every row of a source, all collections, in key order. Pages by key so that no
@@ -230,7 +240,7 @@ class Ledger:
         table = ledger_table
         scope = (table.c.source == source, table.c.collection == collection)
         with self._writing() as conn:
-            for batch in batched(doc_ids, _DELETE_BATCH):
+            for batch in batched(doc_ids, _IN_BATCH):
                 conn.execute(delete(table).where(*scope, table.c.doc_id.in_(batch)))
 
     def update_expected(self, source: str, collection: str, changed: dict[str, Expected],
@@ -240,7 +250,7 @@ class Ledger:
         table = expected_table
         scope = (table.c.source == source, table.c.collection == collection)
         with self._writing() as conn:
-            for batch in batched(removed, _DELETE_BATCH):
+            for batch in batched(removed, _IN_BATCH):
                 conn.execute(delete(table).where(*scope, table.c.doc_id.in_(batch)))
             for items in batched(sorted(changed.items()), _BATCH):
                 conn.execute(self._upsert_expected, [

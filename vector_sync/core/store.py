@@ -112,6 +112,16 @@ class QdrantStore:
         return [record.payload or {} for record in self.client.retrieve(
             collection, ids=list(ids), with_payload=True, with_vectors=False)]
 
+    def chunks(self, collection: str, ids: Sequence[str],
+               with_vectors: bool) -> Iterator[tuple[str, list[float] | None]]:
+        """(text, vector or None) of the points with these ids that exist."""
+        for record in self.client.retrieve(collection, ids=list(ids), with_payload=["text"],
+                                           with_vectors=with_vectors):
+            text = (record.payload or {}).get("text")
+            vector = record.vector if isinstance(record.vector, list) else None
+            if isinstance(text, str):
+                yield text, vector  # type: ignore[misc]
+
     def count(self, collection: str, source: str) -> int:
         return int(self.client.count(collection, count_filter=_of_source(source),
                                      exact=True).count)

@@ -19,8 +19,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from qdrant_client import models
-
 from vector_sync.core import checkpoints
 from vector_sync.core.batches import batched
 from vector_sync.core.diff import OUTCOMES, QDRANT_WRITES
@@ -31,7 +29,17 @@ from vector_sync.core.source import SourceUnavailable, WritesBack, outcomes_from
 from vector_sync.core.spec import CollectionSpec, spec_for
 from vector_sync.core.state_files import StateFiles, read_rows, read_summary
 from vector_sync.core.stats import timed
-from vector_sync.core.store import CollectionMismatch, QdrantStore, QdrantUnavailable, open_store
+from vector_sync.core.store import (
+    CollectionMismatch,
+    Delete,
+    DeletePayload,
+    Operation,
+    Point,
+    QdrantStore,
+    QdrantUnavailable,
+    SetPayload,
+    open_store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +181,7 @@ class Applier:
         for change in changes:
             ids = self._ids(change["doc_id"], 0, self._held(change["doc_id"]))
             if ids and change["action"] == "deleted":
-                operations.append(models.DeleteOperation(delete=models.PointIdsList(points=ids)))
+                operations.append(Delete(ids))
                 deleting += len(ids)
             elif ids:
                 operations.extend(self._payload_operations(change, ids, synced_at))
@@ -197,13 +205,11 @@ class Applier:
     def _payload_operations(self, change: dict[str, Any], ids: list[str],
                             synced_at: str) -> list[Any]:
         payload = json.loads(change["payload_json"])
-        operations: list[Any] = [models.SetPayloadOperation(set_payload=models.SetPayload(
-            payload={**payload, "synced_at": synced_at}, points=ids))]
+        operations: list[Operation] = [SetPayload({**payload, "synced_at": synced_at}, ids)]
         # set_payload merges top-level keys: a field the document no longer has must go
         dropped = sorted({f.split(".", 1)[0] for f in self.spec.payload} - set(payload))
         if dropped:
-            operations.append(models.DeletePayloadOperation(
-                delete_payload=models.DeletePayload(keys=dropped, points=ids)))
+            operations.append(DeletePayload(dropped, ids))
         return operations
 
     def _held(self, doc_id: str) -> int:
@@ -248,10 +254,10 @@ class Applier:
             self.report.counts[change["action"]] += 1
 
     def _points(self, change: dict[str, Any], vectors: list[list[float]],
-                synced_at: str) -> Iterator[models.PointStruct]:
+                synced_at: str) -> Iterator[Point]:
         payload = json.loads(change["payload_json"])
         for index, (text, vector) in enumerate(zip(change["chunks"], vectors, strict=True)):
-            yield models.PointStruct(
+            yield Point(
                 id=point_id(self.source, change["doc_id"], index), vector=vector,
                 payload={**payload, "source": self.source, "doc_id": change["doc_id"],
                          "chunk_index": index, "chunk_count": len(vectors), "text": text,

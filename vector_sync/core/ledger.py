@@ -19,15 +19,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, NamedTuple, get_args
 
-from alembic import command
-from alembic.config import Config
-from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Select, delete, distinct, func, select, text, tuple_
 from sqlalchemy.engine import URL, Result, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from vector_sync.core.batches import batched
 from vector_sync.core.ledger_db import (
+    VERSION_TABLE,
     WRITE_OPTION,
     create_engine_for,
     expected_table,
@@ -43,9 +41,16 @@ Status = Literal["pending", "synced", "stale", "failed"]
 STATUSES: tuple[Status, ...] = get_args(Status)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# the newest migration (a test checks that Alembic agrees): a ledger already there is opened
+# without Alembic
+HEAD_REVISION = "0002"
 _BATCH = 5_000  # rows per executemany: bounds memory for huge iterables
 _IN_BATCH = 500  # ids per IN (...): far below every SQLite bound-parameter limit
 _PAGE = 5_000  # rows per keyset page in source_rows()
+
+
+class MigrationFailed(Exception):
+    """Alembic could not bring the schema to the current revision."""
 
 
 class LedgerUnavailable(Exception):
@@ -96,7 +101,7 @@ class Ledger:
         try:
             self._engine = create_engine_for(self._url)
             self._migrate()
-        except (DBAPIError, CommandError, ArgumentError, ImportError, OSError) as error:
+        except (DBAPIError, MigrationFailed, ArgumentError, ImportError, OSError) as error:
             self._dispose_if_created()
             raise LedgerUnavailable(
                 f"cannot open the ledger at {self._masked_url}: {self._reason(error)}"
@@ -284,6 +289,12 @@ class Ledger:
     # --- internals -------------------------------------------------------------------------
 
     def _migrate(self) -> None:
+        if self._revision() == HEAD_REVISION:
+            return  # the usual case: no Alembic to import, no migration scripts to read
+        from alembic import command
+        from alembic.config import Config
+        from alembic.util.exc import CommandError
+
         config = Config()
         # ConfigParser interpolates '%', which a folder name may contain
         config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
@@ -292,7 +303,19 @@ class Ledger:
                 # processes opening a fresh database at once must not both create the tables
                 conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('vector_sync.ledger'))"))
             config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+            try:
+                command.upgrade(config, "head")
+            except CommandError as error:
+                raise MigrationFailed(str(error)) from None
+
+    def _revision(self) -> str | None:
+        """The schema revision the database is at (None before the first migration)."""
+        try:
+            with self._engine.connect() as conn:
+                versions = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).all()
+        except DBAPIError:  # no version table yet
+            return None
+        return str(versions[0][0]) if len(versions) == 1 else None
 
     @contextmanager
     def _writing(self) -> Iterator[Connection]:

@@ -1,4 +1,9 @@
-"""The Qdrant side: embedded local storage or a server, behind one small class."""
+"""The Qdrant side: embedded local storage or a server, behind one small class.
+
+qdrant-client (and the fastembed it imports) is loaded only when Qdrant is opened: a run
+with nothing to write never pays for it. Callers describe points and operations with the
+plain types below; only this module speaks qdrant-client's models.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,13 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
-
-from qdrant_client import QdrantClient, models
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from vector_sync.core.settings import QdrantConfig, StateConfig
+
+if TYPE_CHECKING:
+    from qdrant_client import QdrantClient, models
 
 log = logging.getLogger(__name__)
 LOCK_POLL_S = 0.2
@@ -24,6 +31,44 @@ class CollectionMismatch(Exception):
     """The collection exists with vectors that the configured model cannot produce."""
 
 
+@dataclass(frozen=True)
+class Point:
+    id: str
+    vector: list[float]
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Delete:
+    ids: list[str]
+
+
+@dataclass(frozen=True)
+class SetPayload:
+    payload: dict[str, Any]
+    ids: list[str]
+
+
+@dataclass(frozen=True)
+class DeletePayload:
+    keys: list[str]
+    ids: list[str]
+
+
+Operation = Delete | SetPayload | DeletePayload
+
+
+@contextmanager
+def _reading() -> Iterator[None]:
+    """A read that a server refuses or drops is Qdrant being unavailable, said plainly."""
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    try:
+        yield
+    except (ResponseHandlingException, UnexpectedResponse) as error:
+        raise QdrantUnavailable(f"Qdrant could not be read: {error}") from None
+
+
 class QdrantStore:
     def __init__(self, client: QdrantClient, is_local: bool) -> None:
         self.client = client
@@ -32,18 +77,27 @@ class QdrantStore:
     # --- collections ---------------------------------------------------------------------
 
     def exists(self, collection: str) -> bool:
-        return bool(self.client.collection_exists(collection))
+        with _reading():
+            return bool(self.client.collection_exists(collection))
 
-    def vector_params(self, collection: str) -> Any:
-        """VectorParams of the single unnamed vector, or the named-vectors mapping."""
-        return self.client.get_collection(collection).config.params.vectors
+    def vectors(self, collection: str) -> tuple[int, str] | None:
+        """Size and distance ("Cosine", ...) of the collection's single unnamed vector; None
+        when it has named vectors."""
+        from qdrant_client import models
+
+        vectors = self.client.get_collection(collection).config.params.vectors
+        if not isinstance(vectors, models.VectorParams):
+            return None
+        return int(vectors.size), str(vectors.distance.value)
 
     def vector_size(self, collection: str) -> int | None:
         """The size of the collection's single unnamed vector (None for named vectors)."""
-        vectors = self.vector_params(collection)
-        return int(vectors.size) if isinstance(vectors, models.VectorParams) else None
+        vectors = self.vectors(collection)
+        return vectors[0] if vectors else None
 
     def ensure_collection(self, collection: str, dimension: int, model: str) -> None:
+        from qdrant_client import models
+
         if not self.exists(collection):
             self.client.create_collection(
                 collection,
@@ -78,18 +132,31 @@ class QdrantStore:
 
     # --- points ---------------------------------------------------------------------------
 
-    def upsert(self, collection: str, points: Sequence[models.PointStruct]) -> None:
-        self.client.upsert(collection, points=list(points), wait=True)
+    def upsert(self, collection: str, points: Sequence[Point]) -> None:
+        from qdrant_client import models
+
+        self.client.upsert(collection, wait=True, points=[
+            models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points])
 
     def delete(self, collection: str, ids: Sequence[str]) -> None:
         if ids and self.exists(collection):  # a missing collection holds nothing to delete
-            self.client.delete(collection, points_selector=models.PointIdsList(points=list(ids)),
-                               wait=True)
+            self.batch(collection, [Delete(list(ids))])
 
-    def batch(self, collection: str, operations: Sequence[Any]) -> None:
+    def batch(self, collection: str, operations: Sequence[Operation]) -> None:
         """Deletions and payload updates of many documents in one request."""
-        self.client.batch_update_points(collection, update_operations=list(operations),
-                                        wait=True)
+        from qdrant_client import models
+
+        def converted(operation: Operation) -> Any:
+            if isinstance(operation, Delete):
+                return models.DeleteOperation(delete=models.PointIdsList(points=operation.ids))
+            if isinstance(operation, SetPayload):
+                return models.SetPayloadOperation(set_payload=models.SetPayload(
+                    payload=operation.payload, points=operation.ids))
+            return models.DeletePayloadOperation(delete_payload=models.DeletePayload(
+                keys=operation.keys, points=operation.ids))
+
+        self.client.batch_update_points(
+            collection, update_operations=[converted(o) for o in operations], wait=True)
 
     def scroll(self, collection: str, source: str,
                with_payload: Any = True) -> Iterator[models.Record]:
@@ -100,17 +167,19 @@ class QdrantStore:
         page_size = 32_768 if self.is_local else 2_048
         offset = None
         while True:
-            records, offset = self.client.scroll(
-                collection, scroll_filter=_of_source(source), limit=page_size, offset=offset,
-                with_payload=with_payload, with_vectors=False)
+            with _reading():
+                records, offset = self.client.scroll(
+                    collection, scroll_filter=_of_source(source), limit=page_size,
+                    offset=offset, with_payload=with_payload, with_vectors=False)
             yield from records
             if offset is None:
                 return
 
     def payloads(self, collection: str, ids: Sequence[str]) -> list[dict[str, Any]]:
         """Payloads of the points with these ids that exist."""
-        return [record.payload or {} for record in self.client.retrieve(
-            collection, ids=list(ids), with_payload=True, with_vectors=False)]
+        with _reading():
+            return [record.payload or {} for record in self.client.retrieve(
+                collection, ids=list(ids), with_payload=True, with_vectors=False)]
 
     def chunks(self, collection: str, ids: Sequence[str],
                with_vectors: bool) -> Iterator[tuple[str, list[float] | None]]:
@@ -123,8 +192,9 @@ class QdrantStore:
                 yield text, vector  # type: ignore[misc]
 
     def count(self, collection: str, source: str) -> int:
-        return int(self.client.count(collection, count_filter=_of_source(source),
-                                     exact=True).count)
+        with _reading():
+            return int(self.client.count(collection, count_filter=_of_source(source),
+                                         exact=True).count)
 
     def search(self, collection: str, vector: Sequence[float], limit: int) -> list[Any]:
         return self.client.query_points(
@@ -133,6 +203,8 @@ class QdrantStore:
 
 
 def _of_source(source: str) -> models.Filter:
+    from qdrant_client import models
+
     return models.Filter(must=[models.FieldCondition(key="source",
                                                      match=models.MatchValue(value=source))])
 
@@ -140,6 +212,8 @@ def _of_source(source: str) -> models.Filter:
 @contextmanager
 def open_store(qdrant: QdrantConfig, state: StateConfig) -> Iterator[QdrantStore]:
     """Open Qdrant for the duration of a step; local storage admits one process at a time."""
+    from qdrant_client import QdrantClient
+
     if qdrant.url:
         client = QdrantClient(
             url=qdrant.url,
@@ -160,6 +234,8 @@ def open_store(qdrant: QdrantConfig, state: StateConfig) -> Iterator[QdrantStore
 def _open_local(state: StateConfig, wait_s: float) -> QdrantClient:
     """Embedded storage admits one process at a time: wait up to `wait_s` for another run or
     a CLI search to let go of it, then fail with a clear message."""
+    from qdrant_client import QdrantClient
+
     state.qdrant_path.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait_s
     while True:

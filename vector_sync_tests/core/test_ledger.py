@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError
 
 from vector_sync.core import ledger as ledger_module
 from vector_sync.core.ledger import (
+    HEAD_REVISION,
     MIGRATIONS_DIR,
     Expected,
     Ledger,
@@ -97,6 +98,11 @@ def head_revision() -> str | None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return ScriptDirectory.from_config(config).get_current_head()
+
+
+def test_the_head_revision_the_ledger_knows_is_alembics():
+    # a ledger already at HEAD_REVISION is opened without running Alembic
+    assert head_revision() == HEAD_REVISION
 
 
 def test_migrations_create_the_schema_from_empty(url: str) -> None:

@@ -81,8 +81,11 @@ class Applier:
                  spec: CollectionSpec, batch_points: int = 256,
                  now: Callable[[], datetime] | None = None,
                  retry: RetryConfig | None = None, may_retry_step: bool = False,
-                 unavailable: str | None = None) -> None:
+                 unavailable: str | None = None,
+                 doc_ids: Iterable[str] | None = None) -> None:
         """`store` may be None for a change set that writes nothing to Qdrant.
+        `doc_ids`: the documents of the change set, when known: only their ledger rows are
+        read (else every row of the collection).
         `may_retry_step`: a Qdrant error raises QdrantTransientError (the step is retried)
         rather than failing the documents; on the step's last attempt it is False.
         `unavailable`: why Qdrant could not be opened; every write is then marked failed."""
@@ -91,7 +94,8 @@ class Applier:
         self.retry = retry or RetryConfig()
         self.may_retry_step = may_retry_step
         self.now = now or (lambda: datetime.now(UTC))
-        self.rows = ledger.rows(source, spec.name)
+        self.rows = ledger.rows(source, spec.name) if doc_ids is None else {
+            row.doc_id: row for row in ledger.rows_of(source, spec.name, doc_ids)}
         self.report = ApplyReport()
         self._consecutive_errors = 0
         self._unavailable = unavailable
@@ -371,31 +375,32 @@ def apply(config: VectorSyncConfig, source: str, collection: str,
                 if may_retry_step:
                     raise
                 unavailable = str(error)  # last attempt: the documents are marked failed
+        changed = [row["doc_id"] for row in read_rows(files.changes(collection, source),
+                                                      ["doc_id"])]
         applier = Applier(store, ledger, source, spec, batch_points=config.qdrant.batch_size,
                           retry=config.retry, may_retry_step=may_retry_step,
-                          unavailable=unavailable)
+                          unavailable=unavailable, doc_ids=changed)
         report = applier.apply(read_rows(files.changes(collection, source)),
                                read_rows(files.embeddings(collection, source)), dimension)
         report.counts["unchanged"] = planned["unchanged"]
         checkpoints.record_config(ledger, source, spec)
         checkpoints.record_checkpoint(ledger, source, collection)
-        write_back(config, source, collection, ledger)
+        write_back(config, source, collection, ledger, changed)
     report.seconds = timed(started)
     for doc_id, reason in report.failures[:20]:
         log.warning("failed %s/%s: %s", source, doc_id, reason)
     return report
 
 
-def write_back(config: VectorSyncConfig, source: str, collection: str, ledger: Ledger) -> None:
+def write_back(config: VectorSyncConfig, source: str, collection: str, ledger: Ledger,
+               changed: list[str]) -> None:
     """Sources that record sync status in their own documents (the WritesBack capability)
     learn the outcome of every document of the change set."""
     target = config.open_source(source)
     if not (isinstance(target, WritesBack) and target.writes_back):
         return
-    changed = (row["doc_id"] for row in read_rows(
-        StateFiles(config.state.dir).changes(collection, source), ["doc_id"]))
+    rows = {row.doc_id: row for row in ledger.rows_of(source, collection, changed)}
     try:
-        target.write_back(outcomes_from_ledger(collection, changed,
-                                               ledger.rows(source, collection)))
+        target.write_back(outcomes_from_ledger(collection, changed, rows))
     except SourceUnavailable as error:  # Qdrant and the ledger are right already
         log.warning("could not write sync status back to %s: %s", source, error)

@@ -67,17 +67,21 @@ class Differ:
         self.expected: dict[str, Expected] = {}
 
     def changes(
-        self, snapshot: Iterable[dict[str, Any]], ledger_rows: dict[str, LedgerRow], diff: Diff
+        self, snapshot: Iterable[dict[str, Any]], ledger_rows: dict[str, LedgerRow], diff: Diff,
+        ledger_ids: Iterable[str] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Rows of the change set; `diff` is filled in as they are produced. Rows that need
         no Qdrant write are still emitted when the ledger must learn something (a new hint,
-        a failure) — as action "unchanged" or "failed"."""
-        remaining = dict(ledger_rows)
-        diff.documents_before = len(ledger_rows)
+        a failure) — as action "unchanged" or "failed". `ledger_ids`: every document the
+        ledger has for the collection, when `ledger_rows` holds only those the snapshot read
+        (or lacks an expectation for): a no-op diff then builds no ledger row at all."""
+        remaining = set(ledger_rows if ledger_ids is None else ledger_ids)
+        diff.documents_before = len(remaining)
         for row in snapshot:
             diff.documents_now += 1
             doc_id = row["doc_id"]
-            previous = remaining.pop(doc_id, None)
+            remaining.discard(doc_id)
+            previous = ledger_rows.get(doc_id)
             if row["state"] == "read":
                 change, self.expected[doc_id] = self._compare(row, previous)
             else:
@@ -182,12 +186,18 @@ def changes(config: VectorSyncConfig, source: str, collection: str) -> dict[str,
     files = StateFiles(config.state.dir)
     started = time.perf_counter()
     diff = Diff()
+    snapshot = files.snapshot(source)
     with open_ledger(config.state) as ledger:
-        rows = ledger.rows(source, collection)
         previous = ledger.expected(source, collection)
+        # ledger rows only where the decision needs them: documents read (or failed), and
+        # those without an expectation to carry forward
+        needed = [row["doc_id"] for row in read_rows(snapshot, ["doc_id", "state"])
+                  if row["state"] != "skipped" or row["doc_id"] not in previous]
+        rows = {row.doc_id: row for row in ledger.rows_of(source, collection, needed)}
         differ = differ_for(config, collection, previous)
         write_rows(files.changes(collection, source), CHANGES,
-                   differ.changes(read_rows(files.snapshot(source)), rows, diff),
+                   differ.changes(read_rows(snapshot), rows, diff,
+                                  ledger.doc_ids(source, collection)),
                    summary=diff.as_dict)
         ledger.update_expected(
             source, collection,

@@ -121,6 +121,14 @@ class Ledger:
         with self._engine.connect() as conn:
             return {row.doc_id: row for row in _to_rows(conn.execute(query))}
 
+    def doc_ids(self, source: str, collection: str) -> list[str]:
+        """The documents of one (source, collection), without building their rows."""
+        table = ledger_table
+        query = select(table.c.doc_id).where(table.c.source == source,
+                                             table.c.collection == collection)
+        with self._engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
     def rows_of(self, source: str, collection: str, doc_ids: Iterable[str]) -> list[LedgerRow]:
         """The rows of these documents in one (source, collection), those that exist."""
         table = ledger_table

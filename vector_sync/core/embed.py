@@ -26,7 +26,9 @@ from vector_sync.core.store import open_store
 
 log = logging.getLogger(__name__)
 
-EMBED_BATCH = 256  # texts handed to the model at once (it batches by embedding.batch_size)
+# texts handed to the model at once (it batches by embedding.batch_size), sorted by length:
+# a larger window groups lengths better; its vectors are held until written
+EMBED_BATCH = 1024
 READ_BATCH = 512  # points read back from Qdrant per request
 
 
@@ -71,6 +73,18 @@ def held_chunks(config: VectorSyncConfig, source: str, collection: str,
     return held
 
 
+def embed_by_length(embed: Callable[[list[str]], Any], texts: list[str]) -> list[Any]:
+    """`embed(texts)`, with the texts handed over shortest first: the model pads each of its
+    batches to the longest text in it, so texts of a similar length waste no padding. The
+    vectors come back in the order of `texts`."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    vectors = embed([texts[i] for i in order]) if texts else []
+    placed: list[Any] = [None] * len(texts)
+    for position, index in enumerate(order):
+        placed[index] = vectors[position]
+    return placed
+
+
 def embedding_rows(
     changes: Iterable[dict[str, Any]],
     embed: Callable[[list[str]], Any],
@@ -88,7 +102,7 @@ def embedding_rows(
     def flush() -> Iterator[dict[str, Any]]:
         nonlocal last_report
         texts = [text for *_, text, vector in queued if vector is None]
-        fresh = iter(embed(texts)) if texts else iter(())
+        fresh = iter(embed_by_length(embed, texts))
         for doc_id, chash, index, _, vector in queued:
             yield {"doc_id": doc_id, "content_hash": chash, "chunk_index": index,
                    "vector": vector if vector is not None else [float(x) for x in next(fresh)]}

@@ -40,6 +40,14 @@ def reusable_vectors(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], li
     return found
 
 
+def worth_reading_back(changes: Iterable[dict[str, Any]]) -> set[str]:
+    """The edited documents whose unchanged chunks could be reused: those cut into several
+    chunks (an edited one-chunk document has no unchanged chunk). Others need no Qdrant
+    read, which spares opening embedded storage for the common small edit."""
+    return {c["doc_id"] for c in changes
+            if c["action"] == "updated" and len(c["chunks"] or ()) > 1}
+
+
 def held_chunks(config: VectorSyncConfig, source: str, collection: str,
                 doc_ids: Collection[str], with_vectors: bool = True
                 ) -> dict[str, list[float] | None]:
@@ -137,9 +145,8 @@ def embeddings(config: VectorSyncConfig, source: str, collection: str) -> dict[s
     changes = files.changes(collection, source)
     started = time.perf_counter()
     reusable = reusable_vectors(read_rows(path)) if path.exists() else {}
-    updated = {row["doc_id"] for row in read_rows(changes, ["doc_id", "action"])
-               if row["action"] == "updated"}
-    held = held_chunks(config, source, collection, updated)
+    edited = worth_reading_back(read_rows(changes, ["doc_id", "action", "chunks"]))
+    held = held_chunks(config, source, collection, edited)
     embedding = config.embedding_for(collection)
     embedder = Embedder(embedding)
     stats: Counter[str] = Counter()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vector_sync.core.diff import OUTCOMES, Diff, differ_for, mass_delete
-from vector_sync.core.embed import held_chunks
+from vector_sync.core.embed import held_chunks, worth_reading_back
 from vector_sync.core.ledger import Expected, Ledger
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.core.snapshot import snapshot_rows
@@ -62,8 +62,8 @@ def dry_run(config: VectorSyncConfig, source_name: str, ledger: Ledger, full: bo
             if change["action"] in ("added", "updated")]
         # what the embed stage would reuse: an earlier embeddings file, chunks Qdrant holds
         reusable = _reusable_keys(files.embeddings(spec.name, source_name))
-        held = held_chunks(config, source_name, spec.name, [
-            c["doc_id"] for c in embedded if c["action"] == "updated"], with_vectors=False)
+        held = held_chunks(config, source_name, spec.name, worth_reading_back(embedded),
+                           with_vectors=False)
         result.to_embed[spec.name] = sum(
             0 if reusable.get((c["doc_id"], c["content_hash"])) == len(c["chunks"])
             else sum(text not in held for text in c["chunks"]) for c in embedded)

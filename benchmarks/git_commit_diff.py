@@ -7,7 +7,7 @@ modified, 2 added) and measures, on that new head:
 (a) detection by the source alone: GitSource.scan() (pin the head, ``git ls-tree`` of the
     whole tree, include/ignore rules) plus changed_since(<last synced commit>) (``git
     diff-tree``). Target: < 2 s.
-(b) the ``source_snapshot`` stage (vector_sync.core.stages.snapshot, no Dagster): (a) plus
+(b) the ``source_snapshot`` stage (vector_sync.core.snapshot.snapshot, no Dagster): (a) plus
     the ledger look-ups, the hint comparison of every file, reading the changed blobs and
     writing the snapshot Parquet. Counts the blobs actually taken from ``git cat-file``:
     it must be exactly the 10 changed files.
@@ -123,31 +123,32 @@ def write_config(root: Path) -> Path:
 
 @contextmanager
 def counted_blobs() -> Iterator[list[str]]:
-    """The blob ids the Git source takes from `git cat-file`, in order."""
-    from vector_sync.sources import git
+    """The blob ids the Git source takes from `git cat-file` (git_objects.Blobs.get), in
+    order: counted, then passed on to the real method."""
+    from vector_sync.sources.git_objects import Blobs
 
     taken: list[str] = []
-    original = git._Blobs.get
+    original = Blobs.get
 
     def get(self: Any, sha: str) -> bytes:
         taken.append(sha)
         return original(self, sha)
 
-    git._Blobs.get = get  # type: ignore[method-assign]
+    Blobs.get = get  # type: ignore[method-assign]
     try:
         yield taken
     finally:
-        git._Blobs.get = original  # type: ignore[method-assign]
+        Blobs.get = original  # type: ignore[method-assign]
 
 
 def detect(config: Any) -> tuple[float, int, set[str], dict[str, Any]]:
     """(a): seconds, files listed, paths to read, detection metadata."""
-    from vector_sync.core import engine, stages
-    from vector_sync.sources import build_source
+    from vector_sync.core.checkpoints import last_checkpoint
+    from vector_sync.core.ledger import open_ledger
 
-    with stages.open_ledger(config) as ledger:
-        last = engine.last_checkpoint(ledger, SOURCE, [COLLECTION])
-    source: Any = build_source(SOURCE, config.sources[SOURCE])
+    with open_ledger(config.state) as ledger:
+        last = last_checkpoint(ledger, SOURCE, [COLLECTION])
+    source: Any = config.open_source(SOURCE)
     started = time.perf_counter()
     listed = sum(1 for _ in source.scan())
     changed = source.changed_since(last)
@@ -156,11 +157,11 @@ def detect(config: Any) -> tuple[float, int, set[str], dict[str, Any]]:
 
 def snapshot_stage(config: Any) -> tuple[float, dict[str, Any], list[str]]:
     """(b): seconds, the stage's metadata, the blobs read."""
-    from vector_sync.core import stages
+    from vector_sync.core.snapshot import snapshot
 
     with counted_blobs() as taken:
         started = time.perf_counter()
-        metadata = stages.snapshot(config, SOURCE)
+        metadata = snapshot(config, SOURCE)
         seconds = time.perf_counter() - started
     return seconds, metadata, taken
 

@@ -3,7 +3,7 @@ changed" costs.
 
 The collection (seed 001's tools, ``--docs``) is fanned out to two Qdrant collections and
 already fully synced. Measured: the ``source_snapshot`` stage
-(vector_sync.core.stages.snapshot: source.scan, the ledger look-ups, the hint comparison,
+(vector_sync.core.snapshot.snapshot: source.scan, the ledger look-ups, the hint comparison,
 the snapshot Parquet), which is where a no-op run decides that nothing has to be read.
 
 (a) with ``updated_field``: scan() streams only ``_id`` and ``updatedAt`` (this pass is
@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _vault import WORDS, cheap_setup, sentence
+from _vault import WORDS, cheap_setup, dagster_log, sentence
 
 from vector_sync.sources.mongodb import ID_SCAN_BATCH_FACTOR
 
@@ -147,13 +147,18 @@ def write_config(root: Path, updated_field: str | None) -> Path:
 
 
 def setup_sync(config_file: Path, docs: int, what: str) -> bool:
+    """A sync as the CLI runs it (the Dagster asset job, in-process), with the stand-ins."""
     from vector_sync.config import load_config
-    from vector_sync.core import stages
+    from vector_sync.defs.run import sync_source
 
     started = time.perf_counter()
-    with cheap_setup():
-        counts = stages.sync(load_config(config_file), SOURCE)
+    with cheap_setup(), dagster_log(config_file.with_name("dagster.log")):
+        report = sync_source(config_file, load_config(config_file), SOURCE)
+    counts = report["collections"]
     print(f"setup: {what} in {time.perf_counter() - started:.1f} s, not measured: {counts}")
+    if report["error"]:
+        print(f"setup: the run failed: {report['error']}")
+        return False
     failed = sum(c["failed"] for c in counts.values())
     return not failed and all(
         c["added"] + c["unchanged"] + c["updated"] == docs for c in counts.values())
@@ -179,23 +184,25 @@ def timing() -> Iterator[Timing]:
 def detection(config_file: Path) -> tuple[Timing, dict[str, Any]]:
     """The source_snapshot stage, timed; its metadata (states counted)."""
     from vector_sync.config import load_config
-    from vector_sync.core import stages
+    from vector_sync.core.snapshot import snapshot
 
     config = load_config(config_file)
     with timing() as took:
-        metadata = stages.snapshot(config, SOURCE)
+        metadata = snapshot(config, SOURCE)
     return took, metadata
 
 
 def scan_only(config_file: Path) -> Timing:
     from vector_sync.config import load_config
-    from vector_sync.sources import build_source, source_fields
 
     config = load_config(config_file)
-    source = build_source(SOURCE, config.sources[SOURCE], source_fields(config, SOURCE))
-    with timing() as took:
-        for _ in source.scan():
-            pass
+    source = config.open_source(SOURCE)  # the stage opens it the same way
+    try:
+        with timing() as took:
+            for _ in source.scan():
+                pass
+    finally:
+        getattr(source, "close", lambda: None)()
     return took
 
 

@@ -4,9 +4,13 @@ Measures, on a generated vault of 20,000 Markdown notes (``--notes``) that is al
 fully synced:
 
 (a) scan + diff: what the ``source_snapshot`` and ``changes/<collection>`` assets run,
-    without Dagster: vector_sync.core.stages.snapshot and .changes (source.scan, the ledger
-    look-ups, the expected-state files, the snapshot Parquet, Differ.changes, the change-set
-    Parquet), with a breakdown. Target: >= 20,000 documents/s.
+    without Dagster: the config load each asset does, vector_sync.core.snapshot.snapshot
+    (source.scan, the ledger look-ups, the hint comparison, the snapshot Parquet) and
+    vector_sync.core.diff.changes (the ledger rows and expected state, Differ.changes, the
+    change-set Parquet, the expected state kept in the ledger). Target: >= 20,000
+    documents/s. The breakdown times the stages from the outside (nothing in them is
+    replaced), then the public calls they are made of, each on its own on the same state,
+    and one more run under cProfile, own time by module (``--no-profile`` skips it).
 (b) the whole ``vector-sync sync --config <cfg> --json`` process (Python start-up, imports,
     the Dagster run); its JSON must report nothing added/updated/payload_updated/deleted,
     0 chunks embedded and every note unchanged.
@@ -27,18 +31,21 @@ DAGSTER_HOME is unset, so runs use an ephemeral Dagster instance and leave no hi
 from __future__ import annotations
 
 import argparse
+import cProfile
 import gc
 import json
 import os
+import pstats
 import random
 import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -118,148 +125,124 @@ def generate_vault(vault: Path, notes: int, min_words: int, max_words: int,
     return size
 
 
-# --- (a) scan + diff, instrumented --------------------------------------------------------
-
-
-class Timers:
-    def __init__(self) -> None:
-        self.seconds: defaultdict[str, float] = defaultdict(float)
-
-    @contextmanager
-    def time(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] += time.perf_counter() - started
-
-    def call(self, name: str, function: Any, *args: Any) -> Any:
-        with self.time(name):
-            return function(*args)
-
-    def iterate(self, name: str, items: Iterable[Any]) -> Iterator[Any]:
-        """`items`, with the time spent producing them (not consuming them) added to name."""
-        iterator = iter(items)
-        while True:
-            started = time.perf_counter()
-            try:
-                item = next(iterator)
-            except StopIteration:
-                self.seconds[name] += time.perf_counter() - started
-                return
-            self.seconds[name] += time.perf_counter() - started
-            yield item
-
-    def wrap(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            with self.time(name):
-                return function(*args, **kwargs)
-        return timed
-
-
-LEDGER_OPEN, LEDGER_READ = "ledger open", "ledger read"
-EXPECTED_READ, EXPECTED_WRITE = "expected read", "expected write"
-
-
-class TimedSource:
-    """The real source, with the time spent in scan() and read() recorded."""
-
-    def __init__(self, source: Any, timers: Timers) -> None:
-        self._source, self._timers, self.name = source, timers, source.name
-
-    def scan(self) -> Iterator[Any]:
-        return self._timers.iterate("scan", self._source.scan())
-
-    def read(self, doc_ids: Iterable[str]) -> Iterator[Any]:
-        return self._timers.iterate("read", self._source.read(doc_ids))
-
-
-def timed_ledger(url: str, timers: Timers) -> Any:
-    from vector_sync.core.ledger import Ledger
-
-    with timers.time(LEDGER_OPEN):
-        ledger = Ledger(url)
-    ledger.get_state = timers.wrap(LEDGER_READ, ledger.get_state)  # type: ignore[method-assign]
-    ledger.rows = timers.wrap(LEDGER_READ, ledger.rows)  # type: ignore[method-assign]
-    synced_hints = ledger.synced_hints
-    ledger.synced_hints = (  # type: ignore[method-assign]
-        lambda source, collections: timers.call(LEDGER_READ, synced_hints, source, collections))
-    return ledger
-
-
-@contextmanager
-def instrumented(timers: Timers) -> Iterator[None]:
-    """vector_sync.core.stages with its source, ledger and expected-state files timed (only
-    the module's own names are replaced; the code that runs is the real one)."""
-    from vector_sync.core import stages
-
-    @contextmanager
-    def open_ledger(config: Any) -> Iterator[Any]:
-        ledger = timed_ledger(config.state.ledger_sqlalchemy_url(), timers)
-        try:
-            yield ledger
-        finally:
-            ledger.close()
-
-    names = ("open_ledger", "build_source", "read_expected", "write_expected")
-    originals = {name: getattr(stages, name) for name in names if hasattr(stages, name)}
-    build_source = originals["build_source"]
-    replacements: dict[str, Any] = {
-        "open_ledger": open_ledger,
-        "build_source": lambda *args, **kwargs: TimedSource(build_source(*args, **kwargs),
-                                                            timers),
-    }
-    for name, bucket in (("read_expected", EXPECTED_READ), ("write_expected", EXPECTED_WRITE)):
-        if name in originals:
-            replacements[name] = timers.wrap(bucket, originals[name])
-    for name, value in replacements.items():
-        setattr(stages, name, value)
-    try:
-        yield
-    finally:
-        for name, value in originals.items():
-            setattr(stages, name, value)
+# --- (a) scan + diff -----------------------------------------------------------------------
 
 
 def scan_and_diff(config_file: Path) -> tuple[float, dict[str, float], dict[str, Any]]:
     """What the source_snapshot and changes/<collection> assets run, without Dagster: the
-    config load each asset does, then vector_sync.core.stages.snapshot and .changes (they
-    write the snapshot, the change set and the expected state into the state dir, as a run
-    does). Returns (seconds, breakdown, the changes metadata + snapshot metadata)."""
+    config load each asset does, then vector_sync.core.snapshot.snapshot and
+    vector_sync.core.diff.changes (they write the snapshot and the change set into the state
+    dir and the expected state into the ledger, as a run does). Timed from the outside only:
+    nothing in them is replaced or wrapped. Returns (seconds, the stages' times, the changes
+    metadata + the snapshot metadata)."""
     from vector_sync.config import load_config
-    from vector_sync.core import stages
+    from vector_sync.core.diff import changes
+    from vector_sync.core.snapshot import snapshot
 
-    snap, chg = Timers(), Timers()  # one per asset
-    started = time.perf_counter()
+    times: dict[str, float] = {}
     with gc_pauses() as pauses:
-        with snap.time("total"), instrumented(snap):
-            with snap.time("config"):
-                settings = load_config(config_file)
-            snapshot = stages.snapshot(settings, SOURCE)
-        with chg.time("total"), instrumented(chg):
-            with chg.time("config"):
-                settings = load_config(config_file)
-            changes = stages.changes(settings, SOURCE, COLLECTION)
-    seconds = time.perf_counter() - started
-    s, c = snap.seconds, chg.seconds
-    breakdown = {
-        "scan (source.scan: list folders, stat files)": s["scan"],
-        "ledger read, snapshot (get_state, synced_hints)": s[LEDGER_READ],
-        "ledger read, changes (rows)": c[LEDGER_READ],
-        "ledger open x2 (engine + migration check)": s[LEDGER_OPEN] + c[LEDGER_OPEN],
-        "expected state: read x2, write": s[EXPECTED_READ] + c[EXPECTED_READ]
-        + c[EXPECTED_WRITE],
-        "config load x2": s["config"] + c["config"],
-        "snapshot rest (hint match, write snapshot parquet)": s["total"] - sum(
-            s[k] for k in ("config", LEDGER_OPEN, LEDGER_READ, "scan", "read", EXPECTED_READ)),
-        "diff (tokenizer, read snapshot, Differ, write change set)": c["total"] - sum(
-            c[k] for k in ("config", LEDGER_OPEN, LEDGER_READ, EXPECTED_READ, EXPECTED_WRITE)),
-        "read (notes whose hint changed: none expected)": s["read"],
+        started = time.perf_counter()
+        settings = load_config(config_file)
+        loaded = time.perf_counter()
+        snapshot_metadata = snapshot(settings, SOURCE)
+        snapshotted = time.perf_counter()
+        settings = load_config(config_file)
+        reloaded = time.perf_counter()
+        changes_metadata = changes(settings, SOURCE, COLLECTION)
+        done = time.perf_counter()
+    times[CONFIG] = (loaded - started) + (reloaded - snapshotted)
+    times[SNAPSHOT_STAGE] = snapshotted - loaded
+    times[CHANGES_STAGE] = done - reloaded
+    times[GC_PAUSES] = pauses["seconds"]
+    times[GC_FULL] = pauses["full"]
+    return done - started, times, {**changes_metadata, "snapshot": snapshot_metadata}
+
+
+CONFIG = "config load x2 (load_config, as each asset does)"
+SNAPSHOT_STAGE = "snapshot stage (vector_sync.core.snapshot.snapshot)"
+CHANGES_STAGE = "changes stage (vector_sync.core.diff.changes)"
+SCAN = "source.scan() alone (list folders, stat files)"
+LEDGER_OPEN = "open_ledger alone (engine, schema check)"
+
+
+def stage_parts(config_file: Path) -> dict[str, float]:
+    """What the source contract and the ledger cost on their own, on the state the stages
+    just left: source.scan() and open_ledger, each timed apart from the stages (which call
+    them once each). The stages themselves are not touched."""
+    from vector_sync.config import load_config
+    from vector_sync.core.ledger import open_ledger
+
+    config = load_config(config_file)
+    started = time.perf_counter()
+    listed = sum(1 for _ in config.open_source(SOURCE).scan())
+    scanned = time.perf_counter()
+    with open_ledger(config.state):
+        opened = time.perf_counter()
+    return {SCAN: scanned - started, LEDGER_OPEN: opened - scanned, "listed": listed}
+
+
+def breakdown_lines(times: dict[str, float], parts: dict[str, float]) -> list[str]:
+    """The stages' times (measured in the run) with, under each, the parts timed on their
+    own and the remainder (stage minus parts: an estimate, the parts ran separately)."""
+    lines = [f"{CONFIG:<72}{times[CONFIG]:8.3f} s"]
+    layout = {
+        SNAPSHOT_STAGE: ([SCAN, LEDGER_OPEN],
+                         "rest: ledger look-ups, hint comparison, snapshot Parquet"),
+        CHANGES_STAGE: ([LEDGER_OPEN],
+                        "rest: ledger reads, tokenizer, Differ, change-set Parquet"),
     }
-    breakdown["other"] = seconds - sum(breakdown.values())
-    breakdown[GC_PAUSES] = pauses["seconds"]
-    breakdown[GC_FULL] = pauses["full"]
-    return seconds, breakdown, {**changes, "snapshot": snapshot}
+    for stage, (names, rest) in layout.items():
+        lines.append(f"{stage:<72}{times[stage]:8.3f} s")
+        for name in names:
+            lines.append(f"  {name:<70}{parts[name]:8.3f} s")
+        remainder = times[stage] - sum(parts[name] for name in names)
+        lines.append(f"  {rest:<70}{remainder:8.3f} s")
+    lines.append(f"{GC_PAUSES:<72}{times[GC_PAUSES]:8.3f} s")
+    lines.append(f"{GC_FULL:<72}{int(times[GC_FULL]):8d}")
+    return lines
+
+
+def profile_by_module(config_file: Path, top: int = 14) -> tuple[float, list[tuple[str, float]]]:
+    """One more scan + diff under cProfile (not one of the measured runs): own time per
+    module, a C function's time counted in the module that called it. Returns (the
+    profiled run's seconds, [(module, seconds)] largest first)."""
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.runcall(scan_and_diff, config_file)
+    seconds = time.perf_counter() - started
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    by_module: defaultdict[str, float] = defaultdict(float)
+    for (filename, _, _), (_, _, own, _, callers) in stats.items():
+        if filename != "~":
+            by_module[module_of(filename)] += own
+            continue
+        for (caller_file, _, _), (_, _, own_from_caller, _) in callers.items():
+            by_module[module_of(caller_file) if caller_file != "~" else "C called by C"] \
+                += own_from_caller
+    ranked = sorted(by_module.items(), key=lambda item: -item[1])
+    return seconds, ranked[:top]
+
+
+_STDLIB = Path(sysconfig.get_paths()["stdlib"]).resolve()
+
+
+def module_of(filename: str) -> str:
+    """vector_sync modules by name, other packages by their top-level name."""
+    if filename.startswith("<"):  # <frozen ...>, <string>
+        return filename
+    path = Path(filename)
+    if "site-packages" in path.parts:
+        return path.parts[path.parts.index("site-packages") + 1].removesuffix(".py")
+    import vector_sync
+
+    for root in {Path(vector_sync.__file__).resolve().parent.parent,
+                 Path(__file__).resolve().parent.parent}:
+        if path.resolve().is_relative_to(root):
+            return ".".join(path.resolve().relative_to(root).with_suffix("").parts)
+    try:
+        return "stdlib " + path.resolve().relative_to(_STDLIB).parts[0].removesuffix(".py")
+    except ValueError:
+        return filename
 
 
 GC_PAUSES = "cyclic GC pauses (inside the figures above)"
@@ -348,6 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="smoke run: 500 notes, one run of each measurement")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder")
     parser.add_argument("--verbose", action="store_true", help="show the Dagster run logs")
+    parser.add_argument("--no-profile", dest="profile", action="store_false",
+                        help="skip the cProfile run of (a)")
     args = parser.parse_args(argv)
     if args.quick:
         args.notes, args.repeats = min(args.notes, 500), 1
@@ -401,16 +386,23 @@ def run(args: argparse.Namespace, root: Path, env: dict[str, str]) -> int:
     failures: list[str] = []
 
     # (a)
-    scan_runs = []
+    scan_runs, part_runs = [], []
     for _ in range(args.repeats):
-        seconds, breakdown, diff = scan_and_diff(config_file)
-        scan_runs.append((seconds, breakdown))
+        seconds, times, diff = scan_and_diff(config_file)
+        scan_runs.append((seconds, times))
         problems = check_noop({**diff, "chunks_embedded": diff["chunks_to_embed"]}, notes)
         if problems or diff["snapshot"]["skipped_unchanged"] != notes:
             failures.append(f"(a) the diff is not a no-op: {problems}, {diff}")
+        part_runs.append(stage_parts(config_file))
+        if part_runs[-1]["listed"] != notes:
+            failures.append(f"(a) source.scan() listed {part_runs[-1]['listed']} notes")
     median_a = statistics.median(s for s, _ in scan_runs)
-    median_breakdown = sorted(scan_runs, key=lambda r: r[0])[len(scan_runs) // 2][1]
+    median_times = {name: statistics.median(t[name] for _, t in scan_runs)
+                    for name in scan_runs[0][1]}
+    median_parts = {name: statistics.median(p[name] for p in part_runs)
+                    for name in part_runs[0]}
     docs_per_s = notes / median_a
+    profiled_s, modules = profile_by_module(config_file) if args.profile else (0.0, [])
 
     # (b)
     cli_runs, import_runs = [], []
@@ -446,10 +438,16 @@ def run(args: argparse.Namespace, root: Path, env: dict[str, str]) -> int:
     print(f"    {docs_per_s:,.0f} documents/s (median run)   target >= {TARGET_DOCS_PER_S:,}"
           f" documents/s: {verdict}"
           + ("" if notes >= 20_000 else " (the target is for vaults of 20,000 notes)"))
-    print("    breakdown (median run):")
-    for name, value in median_breakdown.items():
-        figure = f"{int(value):8d}" if name == GC_FULL else f"{value:8.3f} s"
-        print(f"      {name:<58}{figure}")
+    print("    breakdown (medians over the runs; the parts marked 'alone' are timed on their own"
+          " after each run):")
+    for line in breakdown_lines(median_times, median_parts):
+        print("      " + line)
+    if modules:
+        print(f"    own time by module, one more run under cProfile ({profiled_s:.3f} s with the "
+              "profiler's overhead; C calls and GC pauses counted in the module that was "
+              "running):")
+        for module, seconds in modules:
+            print(f"      {module:<50}{seconds:8.3f} s  {seconds / profiled_s:6.1%}")
     print(f"(b) `vector-sync sync --json` process: {_stats(cli_runs)}")
     print(f"    ({notes / median_b:,.0f} documents/s end to end)")
     print(f"    of which imports (a process that only imports vector_sync.cli and "

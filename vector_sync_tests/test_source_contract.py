@@ -131,3 +131,15 @@ def test_an_unknown_kind_is_a_config_error_naming_the_known_ones(project: Projec
     error = capsys.readouterr().err
     assert "sources.notes.kind: unknown source kind 'jsonl'" in error
     assert "markdown" in error and "mongodb" in error and "git" in error
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ({"collections": ["notes"]}, "sources.notes.kind: Field required"),
+    ({"kind": ["markdown"], "collections": ["notes"]}, "sources.notes.kind: Input should be"),
+])
+def test_a_missing_or_malformed_kind_is_a_config_error(source, message):
+    from vector_sync.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=message):
+        parse_config({"sources": {"notes": source},
+                      "collections": {"notes": {"embed": ["title"]}}}, Path("/base"))

@@ -258,8 +258,8 @@ def _kinds_used(data: dict[str, Any], registry: Registry) -> tuple[type[SourceCo
     used: dict[str, None] = {}
     for name, settings in sources.items():
         kind = settings.get("kind") if isinstance(settings, dict) else None
-        if kind is None:
-            continue  # pydantic says that `kind` is missing
+        if not isinstance(kind, str):
+            continue  # pydantic says what is wrong with `kind`
         if kind not in registry:
             raise ConfigError(f"invalid configuration:\n  sources.{name}.kind: unknown source "
                               f"kind {kind!r} (known: {', '.join(registry.names())})")

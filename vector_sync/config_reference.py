@@ -17,6 +17,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from vector_sync.core.settings import (
+    ChunkingConfig,
     CollectionConfig,
     EmbeddingConfig,
     QdrantConfig,
@@ -99,8 +100,7 @@ def render() -> str:
              _section("`qdrant`", QdrantConfig), _section("`state`", StateConfig),
              _section("`embedding`", EmbeddingConfig),
              _section("`collections.<name>`", CollectionConfig),
-             _section("`collections.<name>.chunking`",
-                      CollectionConfig.model_fields["chunking"].default.__class__),
+             _section("`collections.<name>.chunking`", ChunkingConfig),
              _section("`retry`", RetryConfig), _section("`sensors`", SensorsConfig),
              _section("`sources.<name>`: every kind", SourceConfig)]
     for kind in sorted(REGISTRY.names()):

@@ -14,6 +14,8 @@ import dagster as dg
 import pytest
 from pydantic import Field
 
+from vector_sync.cli import main
+from vector_sync.config import ConfigError, parse_config
 from vector_sync.core.documents import Document, ReadFailure, SourceEntry
 from vector_sync.core.source import Source, SourceConfig, SourceUnavailable
 from vector_sync.definitions import build_definitions
@@ -125,8 +127,6 @@ def test_an_unknown_kind_is_a_config_error_naming_the_known_ones(project: Projec
     project.config["sources"]["notes"]["kind"] = "jsonl"  # not registered here
     project.save()
     capsys.readouterr()
-    from vector_sync.cli import main
-
     assert main(["sync", "--config", str(project.config_file)]) == 2
     error = capsys.readouterr().err
     assert "sources.notes.kind: unknown source kind 'jsonl'" in error
@@ -138,8 +138,6 @@ def test_an_unknown_kind_is_a_config_error_naming_the_known_ones(project: Projec
     ({"kind": ["markdown"], "collections": ["notes"]}, "sources.notes.kind: Input should be"),
 ])
 def test_a_missing_or_malformed_kind_is_a_config_error(source, message):
-    from vector_sync.config import ConfigError, parse_config
-
     with pytest.raises(ConfigError, match=message):
         parse_config({"sources": {"notes": source},
                       "collections": {"notes": {"embed": ["title"]}}}, Path("/base"))

@@ -7,7 +7,11 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from qdrant_client import QdrantClient, models
 
+from vector_sync.config import load_config
+from vector_sync.core import embed
+from vector_sync.core.store import open_store
 from vector_sync_tests.conftest import Project, counts, long_note
 
 ZERO = {"added": 0, "updated": 0, "payload_updated": 0, "deleted": 0, "failed": 0,
@@ -261,8 +265,6 @@ def test_the_text_output_shows_the_counts_and_the_failed_documents(project, caps
 
 def _vectors(project: Project, doc_id: str) -> dict[str, list[float]]:
     """chunk text -> vector of the points Qdrant holds for `doc_id`."""
-    from qdrant_client import QdrantClient, models
-
     client = QdrantClient(path=str(project.root / "state" / "qdrant"))
     try:
         records, _ = client.scroll("notes", limit=100, with_vectors=True, scroll_filter=(
@@ -296,19 +298,14 @@ def test_an_edit_embeds_only_the_chunks_whose_text_changed(project, capsys):
     assert code == 0
 
 
-def test_when_qdrant_cannot_be_read_the_edit_reuses_nothing_and_embeds_every_chunk(project, capsys):
-    from vector_sync.config import load_config
-    from vector_sync.core.store import open_store
-
+def test_a_read_back_that_cannot_open_qdrant_reuses_nothing(project, capsys):
     project.note("long.md", long_note("Longform", sections=3))
     project.cli("sync", capsys=capsys)
     text = (project.vault / "long.md").read_text()
     project.note("long.md", text + "\nAppended.\n")
     config = load_config(project.config_file)
-    # another process would hold embedded storage; here this test holds it while the embed
-    # stage runs, so the reuse lookup cannot open it and falls back to embedding everything
-    from vector_sync.core import embed
-
+    # another process would hold embedded storage; here this test holds it, so the reuse
+    # lookup cannot open it and returns nothing: the embed stage then embeds every chunk
     with open_store(config.qdrant, config.state):
         held = embed.held_chunks(config, "notes", "notes", {"long.md"})
     assert held == {}

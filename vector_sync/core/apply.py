@@ -82,10 +82,9 @@ class Applier:
                  now: Callable[[], datetime] | None = None,
                  retry: RetryConfig | None = None, may_retry_step: bool = False,
                  unavailable: str | None = None,
-                 doc_ids: Iterable[str] | None = None) -> None:
+                 rows: dict[str, LedgerRow] | None = None) -> None:
         """`store` may be None for a change set that writes nothing to Qdrant.
-        `doc_ids`: the documents of the change set, when known: only their ledger rows are
-        read (else every row of the collection).
+        `rows`: the ledger rows of the change set's documents (others are never looked at).
         `may_retry_step`: a Qdrant error raises QdrantTransientError (the step is retried)
         rather than failing the documents; on the step's last attempt it is False.
         `unavailable`: why Qdrant could not be opened; every write is then marked failed."""
@@ -94,8 +93,7 @@ class Applier:
         self.retry = retry or RetryConfig()
         self.may_retry_step = may_retry_step
         self.now = now or (lambda: datetime.now(UTC))
-        self.rows = ledger.rows(source, spec.name) if doc_ids is None else {
-            row.doc_id: row for row in ledger.rows_of(source, spec.name, doc_ids)}
+        self.rows = rows if rows is not None else {}
         self.report = ApplyReport()
         self._consecutive_errors = 0
         self._unavailable = unavailable
@@ -377,9 +375,10 @@ def apply(config: VectorSyncConfig, source: str, collection: str,
                 unavailable = str(error)  # last attempt: the documents are marked failed
         changed = [row["doc_id"] for row in read_rows(files.changes(collection, source),
                                                       ["doc_id"])]
+        rows = {row.doc_id: row for row in ledger.rows_of(source, collection, changed)}
         applier = Applier(store, ledger, source, spec, batch_points=config.qdrant.batch_size,
                           retry=config.retry, may_retry_step=may_retry_step,
-                          unavailable=unavailable, doc_ids=changed)
+                          unavailable=unavailable, rows=rows)
         report = applier.apply(read_rows(files.changes(collection, source)),
                                read_rows(files.embeddings(collection, source)), dimension)
         report.counts["unchanged"] = planned["unchanged"]

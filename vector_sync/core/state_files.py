@@ -95,6 +95,3 @@ def read_summary(path: Path) -> dict[str, Any]:
     metadata = pq.read_metadata(path).metadata or {}
     return dict(json.loads(metadata[SUMMARY_KEY])) if SUMMARY_KEY in metadata else {}
 
-
-def row_count(path: Path) -> int:
-    return int(pq.read_metadata(path).num_rows)

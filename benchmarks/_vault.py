@@ -242,34 +242,14 @@ def fake_embed(self: Any, texts: Sequence[str]) -> np.ndarray:
 
 
 @contextmanager
-def unsynced_qdrant() -> Iterator[None]:
-    """Embedded Qdrant's SQLite without an fsync per point (it commits every point on its
-    own: tens of thousands of points would take minutes of fsyncs). Same data written."""
-    from qdrant_client.local.persistence import CollectionPersistence
-
-    original = CollectionPersistence._ensure_table
-
-    def unsynced_table(self: Any) -> None:
-        self.storage.execute("PRAGMA synchronous = OFF")
-        original(self)
-
-    CollectionPersistence._ensure_table = unsynced_table  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        CollectionPersistence._ensure_table = original  # type: ignore[method-assign]
-
-
-@contextmanager
 def cheap_setup() -> Iterator[None]:
-    """For the setup run only: the stand-in embedder and unsynced embedded Qdrant."""
+    """For the setup run only: the stand-in embedder."""
     from vector_sync.core.embedder import Embedder
 
     original_embed = Embedder.embed
     Embedder.embed = fake_embed  # type: ignore[method-assign]
     try:
-        with unsynced_qdrant():
-            yield
+        yield
     finally:
         Embedder.embed = original_embed  # type: ignore[method-assign]
 

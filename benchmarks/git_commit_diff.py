@@ -17,7 +17,7 @@ modified, 2 added) and measures, on that new head:
     by step, to show where the rest of (c) goes.
 
 Setup (not measured): the initial sync runs in-process with a stand-in embedder and
-embedded Qdrant without an fsync per point (benchmarks/_vault.py, cheap_setup), since the
+embedded Qdrant (benchmarks/_vault.py, cheap_setup), since the
 point here is detection, not embedding.
 
 Run: ``.venv/bin/python benchmarks/git_commit_diff.py [--files N] [--repeats R] [--quick]``.

@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import textwrap
 from collections import defaultdict
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from qdrant_client import QdrantClient
 
 from vector_sync.cli import main
+from vector_sync.config import QdrantConfig, StateConfig
+from vector_sync.core.store import QdrantStore, open_store
 
 
 @pytest.fixture(autouse=True)
@@ -68,22 +70,15 @@ class Project:
 
     def points(self, collection: str = "notes") -> dict[str, list[dict[str, Any]]]:
         """doc_id -> payloads of its points, sorted by chunk_index, read from Qdrant."""
-        client = QdrantClient(path=str(self.root / "state" / "qdrant"))
-        try:
-            if not client.collection_exists(collection):
-                return {}
-            found: dict[str, list[dict[str, Any]]] = defaultdict(list)
-            offset = None
-            while True:
-                records, offset = client.scroll(collection, limit=1000, offset=offset,
-                                                with_payload=True)
-                for record in records:
-                    found[record.payload["doc_id"]].append(record.payload)
-                if offset is None:
-                    break
-            return {d: sorted(p, key=lambda x: x["chunk_index"]) for d, p in found.items()}
-        finally:
-            client.close()
+        found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        with self.qdrant() as store:
+            for point in store.scroll(collection, None):
+                found[point.payload["doc_id"]].append(point.payload)
+        return {d: sorted(p, key=lambda x: x["chunk_index"]) for d, p in found.items()}
+
+    def qdrant(self) -> AbstractContextManager[QdrantStore]:
+        """The project's embedded Qdrant, opened the way a run opens it."""
+        return open_store(QdrantConfig(), StateConfig(dir=self.root / "state"))
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from vector_sync.core.ledger import Ledger
-from vector_sync.core.store import QdrantStore
+from vector_sync.core.store_embedded import EmbeddedStore
 from vector_sync_tests.conftest import Project, counts, long_note
 
 
@@ -48,7 +48,7 @@ def test_injected_qdrant_failure_on_one_batch_fails_only_that_batch(
     project.config["qdrant"] = {"batch_size": 2}  # 3 upsert batches of 2 documents
     project.config["retry"] = {"step_retries": 0}  # the step's last attempt
     project.save()
-    real_upsert = QdrantStore.upsert
+    real_upsert = EmbeddedStore.upsert
     calls = {"n": 0}
 
     def fail_second_batch(self, collection, points):
@@ -57,7 +57,7 @@ def test_injected_qdrant_failure_on_one_batch_fails_only_that_batch(
             raise ConnectionError("injected fault: Qdrant dropped the connection")
         real_upsert(self, collection, points)
 
-    monkeypatch.setattr(QdrantStore, "upsert", fail_second_batch)
+    monkeypatch.setattr(EmbeddedStore, "upsert", fail_second_batch)
     code, report = project.cli("sync", capsys=capsys)
     assert code == 1
     assert counts(report)["added"] == 4 and counts(report)["failed"] == 2
@@ -67,7 +67,7 @@ def test_injected_qdrant_failure_on_one_batch_fails_only_that_batch(
     assert all("injected fault" in row["error"] for row in status["failed"])
     assert all(row["attempts"] == 1 and row["next_attempt_at"] for row in status["failed"])
 
-    monkeypatch.setattr(QdrantStore, "upsert", real_upsert)
+    monkeypatch.setattr(EmbeddedStore, "upsert", real_upsert)
     code, report = project.cli("sync", capsys=capsys)
     assert code == 0
     assert counts(report)["added"] == 2 and counts(report)["chunks_embedded"] == 0  # reused
@@ -87,7 +87,7 @@ def test_injected_transient_qdrant_fault_is_retried_by_the_step_without_rewritin
     project.config["qdrant"] = {"batch_size": 2}
     project.config["retry"] = {"step_retries": 2, "step_delay_s": 0.1}
     project.save()
-    real_upsert = QdrantStore.upsert
+    real_upsert = EmbeddedStore.upsert
     written: list[str] = []
 
     def fail_second_batch_once(self, collection, points):
@@ -97,7 +97,7 @@ def test_injected_transient_qdrant_fault_is_retried_by_the_step_without_rewritin
         written.extend(p.payload["doc_id"] for p in points)
         real_upsert(self, collection, points)
 
-    monkeypatch.setattr(QdrantStore, "upsert", fail_second_batch_once)
+    monkeypatch.setattr(EmbeddedStore, "upsert", fail_second_batch_once)
     code, report = project.cli("sync", capsys=capsys)
     assert code == 0 and counts(report)["added"] == 6 and counts(report)["failed"] == 0
     # the retried step did not write the two documents Qdrant had acknowledged again

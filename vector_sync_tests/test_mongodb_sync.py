@@ -18,7 +18,6 @@ import pytest
 from bson import ObjectId
 from pymongo import MongoClient
 from pymongo.collection import Collection
-from qdrant_client import QdrantClient
 
 from vector_sync.cli import main
 from vector_sync_tests.conftest import Project, counts
@@ -90,15 +89,10 @@ def tool(rng: random.Random, index: int, clock: Clock) -> dict[str, Any]:
 
 def qdrant_state(project: Project, collection: str) -> dict[str, Any]:
     """point id -> (payload without synced_at, vector), read from Qdrant."""
-    client = QdrantClient(path=str(project.root / "state" / "qdrant"))
-    try:
-        records, _ = client.scroll(collection, limit=10_000, with_payload=True,
-                                   with_vectors=True)
-        return {str(r.id): ({k: v for k, v in (r.payload or {}).items() if k != "synced_at"},
-                            [round(x, 5) for x in r.vector])  # type: ignore[union-attr]
-                for r in records}
-    finally:
-        client.close()
+    with project.qdrant() as store:
+        return {p.id: ({k: v for k, v in p.payload.items() if k != "synced_at"},
+                       [round(x, 5) for x in p.vector or []])
+                for p in store.scroll(collection, None, with_vectors=True)}
 
 
 def _subset(report_counts: dict[str, int], expected: dict[str, int]) -> dict[str, int]:

@@ -7,7 +7,6 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from qdrant_client import QdrantClient, models
 
 from vector_sync.config import load_config
 from vector_sync.core import embed
@@ -28,7 +27,7 @@ def _seed(project: Project) -> None:
 def _storage_digest(project: Project) -> str:
     digest = hashlib.sha256()
     for file in sorted((project.root / "state" / "qdrant").rglob("*")):
-        if file.is_file() and file.name != ".lock":
+        if file.is_file() and file.suffix != ".lock":
             digest.update(file.read_bytes())
     return digest.hexdigest()
 
@@ -265,14 +264,9 @@ def test_the_text_output_shows_the_counts_and_the_failed_documents(project, caps
 
 def _vectors(project: Project, doc_id: str) -> dict[str, list[float]]:
     """chunk text -> vector of the points Qdrant holds for `doc_id`."""
-    client = QdrantClient(path=str(project.root / "state" / "qdrant"))
-    try:
-        records, _ = client.scroll("notes", limit=100, with_vectors=True, scroll_filter=(
-            models.Filter(must=[models.FieldCondition(
-                key="doc_id", match=models.MatchValue(value=doc_id))])))
-        return {r.payload["text"]: list(r.vector) for r in records}  # type: ignore[index, arg-type]
-    finally:
-        client.close()
+    with project.qdrant() as store:
+        return {p.payload["text"]: p.vector or [] for p in store.scroll(
+            "notes", None, with_vectors=True) if p.payload["doc_id"] == doc_id}
 
 
 def test_an_edit_embeds_only_the_chunks_whose_text_changed(project, capsys):

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import dagster as dg
-from qdrant_client import QdrantClient, models
 
 from vector_sync.core.hashing import point_id
+from vector_sync.core.store import Point, SetPayload
 from vector_sync.definitions import build_definitions
 from vector_sync.defs.jobs import SYNC_JOB, VERIFY_JOB
 from vector_sync_tests.conftest import Project, counts, long_note
@@ -23,15 +21,6 @@ def _seed(project: Project) -> None:
         project.note(f"n{i}.md", f"---\ntags: [t{i}]\n---\n# Note {i}\n\nNote {i} is short.\n")
     project.note("long.md", long_note("Longform"))
     project.note("long2.md", long_note("Second", sections=3))
-
-
-@contextmanager
-def _qdrant(project: Project) -> Iterator[QdrantClient]:
-    client = QdrantClient(path=str(project.root / "state" / "qdrant"))
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def _ids(doc_id: str, indexes: range) -> list[str]:
@@ -69,20 +58,17 @@ def test_faults_injected_into_qdrant_are_found_exactly_and_repair_converges(
     _seed(project)
     project.cli("sync", capsys=capsys)
     long_chunks = len(project.points()["long.md"])
-    with _qdrant(project) as client:
-        client.delete("notes", points_selector=models.PointIdsList(points=_ids("n0.md", range(1))))
-        client.delete("notes", points_selector=models.PointIdsList(
-            points=_ids("long.md", range(1, 2))))  # one chunk of a multi-chunk document
+    with project.qdrant() as store:
+        store.delete("notes", _ids("n0.md", range(1)))
+        store.delete("notes", _ids("long.md", range(1, 2)))  # one chunk of a multi-chunk document
         orphan = {"source": "notes", "doc_id": "ghost.md", "chunk_index": 0, "chunk_count": 1,
                   "text": "boo", "content_hash": "x", "synced_at": "2026-01-01T00:00:00Z"}
-        client.upsert("notes", points=[models.PointStruct(
-            id=point_id("notes", "ghost.md", 0), vector=[0.1] * 384, payload=orphan)])
-        client.upsert("notes", points=[models.PointStruct(  # a surplus chunk of a live doc
-            id=point_id("notes", "n1.md", 5), vector=[0.1] * 384,
-            payload={**orphan, "doc_id": "n1.md", "chunk_index": 5})])
-        client.set_payload("notes", payload={"tags": ["tampered"]}, points=_ids("n2.md", range(1)))
-        client.set_payload("notes", payload={"content_hash": "old"},
-                           points=_ids("n3.md", range(1)))
+        store.upsert("notes", [
+            Point(point_id("notes", "ghost.md", 0), [0.1] * 384, orphan),
+            Point(point_id("notes", "n1.md", 5), [0.1] * 384,  # a surplus chunk of a live doc
+                  {**orphan, "doc_id": "n1.md", "chunk_index": 5})])
+        store.batch("notes", [SetPayload({"tags": ["tampered"]}, _ids("n2.md", range(1))),
+                              SetPayload({"content_hash": "old"}, _ids("n3.md", range(1)))])
     code, found = _verify(project, capsys)
     assert code == 1
     assert _problems(found) == {"missing": 2, "orphans": 2, "stale": 2,
@@ -124,18 +110,17 @@ def test_a_collection_recreated_with_another_vector_size_is_rebuilt_by_repair(
         project: Project, capsys):
     _seed(project)
     project.cli("sync", capsys=capsys)
-    with _qdrant(project) as client:
-        client.delete_collection("notes")
-        client.create_collection("notes", vectors_config=models.VectorParams(
-            size=8, distance=models.Distance.DOT))
+    with project.qdrant() as store:
+        store.drop("notes")
+        store.create("notes", 8, "Dot")
     code, found = _verify(project, capsys)
     assert code == 1 and found["missing"] == 8
     assert any("vector size 8" in p for p in found["config_problems"])
     assert any("distance Dot" in p for p in found["config_problems"])
     code, report = project.cli("repair", capsys=capsys)
     assert code == 0 and report["ok"], report
-    with _qdrant(project) as client:
-        assert client.get_collection("notes").config.params.vectors.size == 384
+    with project.qdrant() as store:
+        assert store.vector_size("notes") == 384
     assert len(project.points()) == 8
 
 
@@ -165,8 +150,8 @@ def test_the_checks_run_in_dagster_per_source_partition_with_a_table_of_offender
         project: Project, capsys):
     _seed(project)
     project.cli("sync", capsys=capsys)
-    with _qdrant(project) as client:
-        client.delete("notes", points_selector=models.PointIdsList(points=_ids("n0.md", range(1))))
+    with project.qdrant() as store:
+        store.delete("notes", _ids("n0.md", range(1)))
     defs = build_definitions(str(project.config_file))
     ledger_before = _ledger_rows(project)
     result = defs.resolve_job_def(VERIFY_JOB).execute_in_process(
@@ -203,9 +188,8 @@ def _ledger_rows_from(content: bytes, project: Project) -> list[tuple]:
 def test_a_repair_run_of_the_sync_job_in_dagster_converges(project: Project, capsys):
     _seed(project)
     project.cli("sync", capsys=capsys)
-    with _qdrant(project) as client:
-        client.delete("notes", points_selector=models.PointIdsList(
-            points=_ids("long.md", range(1, 2))))
+    with project.qdrant() as store:
+        store.delete("notes", _ids("long.md", range(1, 2)))
     defs = build_definitions(str(project.config_file))
     result = defs.resolve_job_def(SYNC_JOB).execute_in_process(
         instance=dg.DagsterInstance.ephemeral(), partition_key="notes",
@@ -222,20 +206,17 @@ def test_sampling_mode_checks_documents_by_point_id_and_counts_surplus_points(
         project: Project, capsys):
     _seed(project)
     project.cli("sync", capsys=capsys)
-    with _qdrant(project) as client:
-        client.delete("notes", points_selector=models.PointIdsList(
-            points=_ids("long.md", range(1, 2))))
-        client.upsert("notes", points=[models.PointStruct(
-            id=point_id("notes", "ghost.md", 0), vector=[0.1] * 384,
-            payload={"source": "notes", "doc_id": "ghost.md", "chunk_index": 0})])
+    with project.qdrant() as store:
+        store.delete("notes", _ids("long.md", range(1, 2)))
+        store.upsert("notes", [Point(point_id("notes", "ghost.md", 0), [0.1] * 384,
+                                     {"source": "notes", "doc_id": "ghost.md", "chunk_index": 0})])
     code, report = project.cli("verify", "--sample", "1.0", capsys=capsys)
     found = report["collections"]["notes"]["sources"]["notes"]
     assert code == 1 and found["missing"] == 1 and found["surplus_points"] == 0
     assert "8 of 8 documents by point id" in found["sampled"]
-    with _qdrant(project) as client:
-        client.upsert("notes", points=[models.PointStruct(
-            id=point_id("notes", "long.md", 1), vector=[0.1] * 384,
-            payload={"source": "notes", "doc_id": "long.md", "chunk_index": 1})])
+    with project.qdrant() as store:
+        store.upsert("notes", [Point(point_id("notes", "long.md", 1), [0.1] * 384,
+                                     {"source": "notes", "doc_id": "long.md", "chunk_index": 1})])
     code, report = project.cli("verify", "--sample", "0.5", capsys=capsys)
     found = report["collections"]["notes"]["sources"]["notes"]
     assert code == 1 and found["surplus_points"] == 1  # ghost.md: not sampled, but counted

@@ -46,8 +46,9 @@ class Strict(BaseModel):
 class QdrantConfig(Strict):
     """Where the vectors go."""
 
-    url: str | None = Field(None, description="a Qdrant server URL; null: embedded local "
-                            "storage under `state.dir`/qdrant (one process at a time)")
+    url: str | None = Field(None, description="a Qdrant server URL; null: Qdrant embedded "
+                            "in the process, storage under `state.dir`/qdrant (one process "
+                            "at a time)")
     api_key: SecretStr | None = Field(None, description="the server's API key, from the "
                                       "environment (`${QDRANT_API_KEY}`)")
     timeout_s: int = Field(60, gt=0, description="seconds a request to a server may take")

@@ -1,26 +1,28 @@
-"""The Qdrant side: embedded local storage or a server, behind one small class.
+"""The Qdrant side, behind one small interface with two engines.
 
-qdrant-client (and the fastembed it imports) is loaded only when Qdrant is opened: a run
-with nothing to write never pays for it. Callers describe points and operations with the
-plain types below; only this module speaks qdrant-client's models.
+- Embedded (the default, `qdrant.url` null): Qdrant's own engine in this process through
+  qdrant-edge (`store_embedded.py`), one shard per collection under `state.dir`/qdrant.
+- A server (`qdrant.url`): qdrant-client over HTTP (`store_server.py`).
+
+Callers describe points and operations with the plain types below and get plain records
+back; only the two engine modules speak a Qdrant library, and each is imported only when a
+run opens Qdrant: a run with nothing to write never pays for either.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 from vector_sync.core.settings import QdrantConfig, StateConfig
 
-if TYPE_CHECKING:
-    from qdrant_client import QdrantClient, models
-
 log = logging.getLogger(__name__)
-LOCK_POLL_S = 0.2
+MODEL_KEY = "vector_sync"  # collection metadata: {"vector_sync": {"model": ..., "dimension": ...}}
+INDEXED_KEYS = ("source", "doc_id")  # keyword indexes: every scroll and count filters on them
 
 
 class QdrantUnavailable(Exception):
@@ -35,6 +37,22 @@ class CollectionMismatch(Exception):
 class Point:
     id: str
     vector: list[float]
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StoredPoint:
+    """A point as Qdrant holds it (vector only when asked for)."""
+
+    id: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    vector: list[float] | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
     payload: dict[str, Any]
 
 
@@ -56,58 +74,73 @@ class DeletePayload:
 
 
 Operation = Delete | SetPayload | DeletePayload
+WithPayload = bool | list[str]
 
 
-@contextmanager
-def _reading() -> Iterator[None]:
-    """A read that a server refuses or drops is Qdrant being unavailable, said plainly."""
-    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+class QdrantStore(ABC):
+    """What the stages need of Qdrant. Every write returns once it is durable: the ledger
+    is written after it, so an acknowledged write must survive a crash."""
 
-    try:
-        yield
-    except (ResponseHandlingException, UnexpectedResponse) as error:
-        raise QdrantUnavailable(f"Qdrant could not be read: {error}") from None
+    # --- what each engine implements -------------------------------------------------
 
+    @abstractmethod
+    def exists(self, collection: str) -> bool: ...
 
-class QdrantStore:
-    def __init__(self, client: QdrantClient, is_local: bool) -> None:
-        self.client = client
-        self.is_local = is_local
-
-    # --- collections ---------------------------------------------------------------------
-
-    def exists(self, collection: str) -> bool:
-        with _reading():
-            return bool(self.client.collection_exists(collection))
-
+    @abstractmethod
     def vectors(self, collection: str) -> tuple[int, str] | None:
         """Size and distance ("Cosine", ...) of the collection's single unnamed vector; None
         when it has named vectors."""
-        from qdrant_client import models
 
-        vectors = self.client.get_collection(collection).config.params.vectors
-        if not isinstance(vectors, models.VectorParams):
-            return None
-        return int(vectors.size), str(vectors.distance.value)
+    @abstractmethod
+    def create(self, collection: str, dimension: int, distance: str = "Cosine",
+               metadata: dict[str, Any] | None = None) -> None:
+        """A new collection with keyword indexes on `source` and `doc_id`."""
+
+    @abstractmethod
+    def metadata(self, collection: str) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def set_metadata(self, collection: str, metadata: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def drop(self, collection: str) -> None: ...
+
+    @abstractmethod
+    def upsert(self, collection: str, points: Sequence[Point]) -> None: ...
+
+    @abstractmethod
+    def batch(self, collection: str, operations: Sequence[Operation]) -> None:
+        """Deletions and payload updates of many documents in one request."""
+
+    @abstractmethod
+    def scroll(self, collection: str, source: str | None, with_payload: WithPayload = True,
+               with_vectors: bool = False) -> Iterator[StoredPoint]:
+        """Every point of one source (or of the collection, for None)."""
+
+    @abstractmethod
+    def retrieve(self, collection: str, ids: Sequence[str], with_payload: WithPayload,
+                 with_vectors: bool) -> list[StoredPoint]:
+        """The points with these ids that exist."""
+
+    @abstractmethod
+    def count(self, collection: str, source: str | None) -> int: ...
+
+    @abstractmethod
+    def search(self, collection: str, vector: Sequence[float], limit: int) -> list[Hit]: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # --- shared by both ----------------------------------------------------------------
 
     def vector_size(self, collection: str) -> int | None:
-        """The size of the collection's single unnamed vector (None for named vectors)."""
         vectors = self.vectors(collection)
         return vectors[0] if vectors else None
 
     def ensure_collection(self, collection: str, dimension: int, model: str) -> None:
-        from qdrant_client import models
-
         if not self.exists(collection):
-            self.client.create_collection(
-                collection,
-                vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE),
-                metadata={"vector_sync": {"model": model, "dimension": dimension}},
-            )
-            if not self.is_local:  # local mode ignores payload indexes (and warns)
-                for key in ("source", "doc_id"):
-                    self.client.create_payload_index(
-                        collection, key, models.PayloadSchemaType.KEYWORD, wait=True)
+            self.create(collection, dimension,
+                        metadata={MODEL_KEY: {"model": model, "dimension": dimension}})
             log.info("created collection %s (%d dimensions, cosine)", collection, dimension)
             return
         size = self.vector_size(collection)
@@ -120,134 +153,41 @@ class QdrantStore:
 
     def record_model(self, collection: str, model: str, dimension: int) -> None:
         """Stamp the collection with the model its vectors come from (the check compares)."""
-        self.client.update_collection(
-            collection, metadata={"vector_sync": {"model": model, "dimension": dimension}})
+        self.set_metadata(collection, {MODEL_KEY: {"model": model, "dimension": dimension}})
 
     def model(self, collection: str) -> str | None:
-        metadata = self.client.get_collection(collection).config.metadata or {}
-        return (metadata.get("vector_sync") or {}).get("model")
-
-    def drop(self, collection: str) -> None:
-        self.client.delete_collection(collection)
-
-    # --- points ---------------------------------------------------------------------------
-
-    def upsert(self, collection: str, points: Sequence[Point]) -> None:
-        from qdrant_client import models
-
-        self.client.upsert(collection, wait=True, points=[
-            models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points])
+        return (self.metadata(collection).get(MODEL_KEY) or {}).get("model")
 
     def delete(self, collection: str, ids: Sequence[str]) -> None:
         if ids and self.exists(collection):  # a missing collection holds nothing to delete
             self.batch(collection, [Delete(list(ids))])
 
-    def batch(self, collection: str, operations: Sequence[Operation]) -> None:
-        """Deletions and payload updates of many documents in one request."""
-        from qdrant_client import models
-
-        def converted(operation: Operation) -> Any:
-            if isinstance(operation, Delete):
-                return models.DeleteOperation(delete=models.PointIdsList(points=operation.ids))
-            if isinstance(operation, SetPayload):
-                return models.SetPayloadOperation(set_payload=models.SetPayload(
-                    payload=operation.payload, points=operation.ids))
-            return models.DeletePayloadOperation(delete_payload=models.DeletePayload(
-                keys=operation.keys, points=operation.ids))
-
-        self.client.batch_update_points(
-            collection, update_operations=[converted(o) for o in operations], wait=True)
-
-    def scroll(self, collection: str, source: str,
-               with_payload: Any = True) -> Iterator[models.Record]:
-        """Every point of one source (payloads only, never vectors)."""
-        if not self.exists(collection):
-            return
-        # embedded Qdrant re-sorts and re-filters every point on each page: few large pages
-        page_size = 32_768 if self.is_local else 2_048
-        offset = None
-        while True:
-            with _reading():
-                records, offset = self.client.scroll(
-                    collection, scroll_filter=_of_source(source), limit=page_size,
-                    offset=offset, with_payload=with_payload, with_vectors=False)
-            yield from records
-            if offset is None:
-                return
-
     def payloads(self, collection: str, ids: Sequence[str]) -> list[dict[str, Any]]:
-        """Payloads of the points with these ids that exist."""
-        with _reading():
-            return [record.payload or {} for record in self.client.retrieve(
-                collection, ids=list(ids), with_payload=True, with_vectors=False)]
+        return [p.payload for p in self.retrieve(collection, ids, True, False)]
 
     def chunks(self, collection: str, ids: Sequence[str],
                with_vectors: bool) -> Iterator[tuple[str, list[float] | None]]:
         """(text, vector or None) of the points with these ids that exist."""
-        for record in self.client.retrieve(collection, ids=list(ids), with_payload=["text"],
-                                           with_vectors=with_vectors):
-            text = (record.payload or {}).get("text")
-            vector = record.vector if isinstance(record.vector, list) else None
+        for point in self.retrieve(collection, ids, ["text"], with_vectors):
+            text = point.payload.get("text")
             if isinstance(text, str):
-                yield text, vector  # type: ignore[misc]
-
-    def count(self, collection: str, source: str) -> int:
-        with _reading():
-            return int(self.client.count(collection, count_filter=_of_source(source),
-                                         exact=True).count)
-
-    def search(self, collection: str, vector: Sequence[float], limit: int) -> list[Any]:
-        return self.client.query_points(
-            collection, query=list(vector), limit=limit, with_payload=True
-        ).points
-
-
-def _of_source(source: str) -> models.Filter:
-    from qdrant_client import models
-
-    return models.Filter(must=[models.FieldCondition(key="source",
-                                                     match=models.MatchValue(value=source))])
+                yield text, point.vector
 
 
 @contextmanager
 def open_store(qdrant: QdrantConfig, state: StateConfig) -> Iterator[QdrantStore]:
-    """Open Qdrant for the duration of a step; local storage admits one process at a time."""
-    from qdrant_client import QdrantClient
-
+    """Open Qdrant for the duration of a step; embedded storage admits one process at a
+    time (the opener waits up to `qdrant.lock_wait_s` for it)."""
+    store: QdrantStore
     if qdrant.url:
-        client = QdrantClient(
-            url=qdrant.url,
-            api_key=qdrant.api_key.get_secret_value() if qdrant.api_key else None,
-            timeout=qdrant.timeout_s,
-            check_compatibility=False,  # the probe warns and stalls when Qdrant is down
-        )
-        store = QdrantStore(client, is_local=False)
+        from vector_sync.core.store_server import ServerStore
+
+        store = ServerStore.connect(qdrant)
     else:
-        client = _open_local(state, qdrant.lock_wait_s)
-        store = QdrantStore(client, is_local=True)
+        from vector_sync.core.store_embedded import EmbeddedStore
+
+        store = EmbeddedStore.open(state.qdrant_path, qdrant.lock_wait_s)
     try:
         yield store
     finally:
-        client.close()
-
-
-def _open_local(state: StateConfig, wait_s: float) -> QdrantClient:
-    """Embedded storage admits one process at a time: wait up to `wait_s` for another run or
-    a CLI search to let go of it, then fail with a clear message."""
-    from qdrant_client import QdrantClient
-
-    state.qdrant_path.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            return QdrantClient(path=str(state.qdrant_path))
-        except RuntimeError as error:
-            if "already accessed" not in str(error):
-                raise
-            if time.monotonic() >= deadline:
-                raise QdrantUnavailable(
-                    f"the embedded Qdrant storage at {state.qdrant_path} is in use by another "
-                    f"process (waited {wait_s:g} s; embedded storage admits one process at a "
-                    "time: wait for the other run to finish, or set qdrant.url to a Qdrant "
-                    "server for concurrent access)") from None
-            time.sleep(LOCK_POLL_S)
+        store.close()

@@ -177,14 +177,22 @@ class Verifier:
 
     def _points(self) -> Iterator[tuple[str, int, str, str, int]]:
         keys = ["doc_id", "chunk_index", "chunk_count", "content_hash", *self._payload_keys]
-        for record in self.store.scroll(self.spec.name, self.source, with_payload=keys):
-            yield self._describe(record.payload or {})
+        hashed: dict[str, tuple[dict[str, Any], str]] = {}
+        for point in self.store.scroll(self.spec.name, self.source, with_payload=keys):
+            yield self._describe(point.payload, hashed)
 
-    def _describe(self, payload: dict[str, Any]) -> tuple[str, int, str, str, int]:
-        return (str(payload.get("doc_id")), int(payload.get("chunk_index", -1)),
-                str(payload.get("content_hash")),
-                payload_hash(nested_subset(payload, self.spec.payload)),
-                int(payload.get("chunk_count", -1)))
+    def _describe(self, payload: dict[str, Any], hashed: dict[str, tuple[dict[str, Any], str]]
+                  ) -> tuple[str, int, str, str, int]:
+        """(doc_id, chunk index, content hash, payload hash, chunk count) of a point. The
+        chunks of a document normally carry one payload, so `hashed` keeps its hash per
+        document: comparing dicts is far cheaper than canonical JSON plus a digest."""
+        doc_id = str(payload.get("doc_id"))
+        subset = nested_subset(payload, self.spec.payload)
+        known = hashed.get(doc_id)
+        if known is None or known[0] != subset:
+            known = hashed[doc_id] = (subset, payload_hash(subset))
+        return (doc_id, int(payload.get("chunk_index", -1)), str(payload.get("content_hash")),
+                known[1], int(payload.get("chunk_count", -1)))
 
     @staticmethod
     def _classify(result: Verification, doc_id: str, want: Expected | None,
@@ -211,7 +219,7 @@ class Verifier:
                 ids = [point_id(self.source, doc_id, i) for i in range(count + 1)]
                 held = Held()
                 for payload in self.store.payloads(self.spec.name, ids):
-                    held.add(*self._describe(payload)[1:])
+                    held.add(*self._describe(payload, {})[1:])
                 result.held[doc_id] = held
                 self._classify(result, doc_id, expected[doc_id],
                                held if held.indexes else None)

@@ -1,0 +1,220 @@
+"""Embedded Qdrant: the server's own engine in this process, through qdrant-edge.
+
+Layout under `state.dir`/qdrant:
+
+    embedded.lock             held by the one process that has the storage open
+    shards/<collection>/      one qdrant-edge shard per collection (the server's data format)
+    shards/<collection>.json  the collection's metadata (qdrant-edge shards keep none)
+
+A shard opens in about half a second at 100,000 points and is opened only when a step first
+touches its collection. qdrant-edge's `update()` does not fsync, so every write ends with a
+`flush()`: the ledger is written after a write returns, and must never claim a point a crash
+could still take back.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import qdrant_edge as edge
+
+from vector_sync.core.store import (
+    INDEXED_KEYS,
+    Delete,
+    Hit,
+    Operation,
+    Point,
+    QdrantStore,
+    QdrantUnavailable,
+    SetPayload,
+    StoredPoint,
+    WithPayload,
+)
+
+log = logging.getLogger(__name__)
+LOCK_POLL_S = 0.2
+PAGE = 8_192
+_DISTANCES = {"Cosine": edge.Distance.Cosine, "Dot": edge.Distance.Dot,
+              "Euclid": edge.Distance.Euclid, "Manhattan": edge.Distance.Manhattan}
+
+
+class EmbeddedStore(QdrantStore):
+    def __init__(self, shards_dir: Path, lock: IO[bytes] | None = None) -> None:
+        self.shards_dir = shards_dir
+        self._lock = lock
+        self._open: dict[str, edge.EdgeShard] = {}
+
+    @classmethod
+    def open(cls, root: Path, wait_s: float) -> EmbeddedStore:
+        root.mkdir(parents=True, exist_ok=True)
+        lock = _acquire(root / "embedded.lock", wait_s)
+        try:
+            from vector_sync.core.store_migration import migrate_if_local_mode
+
+            migrate_if_local_mode(root, root / "shards")
+        except BaseException:
+            lock.close()
+            raise
+        return cls(root / "shards", lock)
+
+    def close(self) -> None:
+        try:
+            for shard in self._open.values():
+                shard.close()  # flushes
+        finally:
+            self._open.clear()
+            if self._lock:
+                self._lock.close()  # releases the lock
+
+    # --- collections ---------------------------------------------------------------------
+
+    def collections(self) -> list[str]:
+        if not self.shards_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.shards_dir.iterdir() if self._is_shard(p))
+
+    def exists(self, collection: str) -> bool:
+        return collection in self._open or self._is_shard(self.shards_dir / collection)
+
+    @staticmethod
+    def _is_shard(path: Path) -> bool:
+        return (path / "edge_config.json").is_file()
+
+    def vectors(self, collection: str) -> tuple[int, str] | None:
+        config = json.loads((self.shards_dir / collection / "edge_config.json").read_text())
+        vectors = config.get("vectors") or {}
+        if set(vectors) != {""}:
+            return None
+        return int(vectors[""]["size"]), str(vectors[""]["distance"])
+
+    def create(self, collection: str, dimension: int, distance: str = "Cosine",
+               metadata: dict[str, Any] | None = None) -> None:
+        self.set_metadata(collection, metadata or {})
+        shard = edge.EdgeShard.create(str(self.shards_dir / collection), edge.EdgeConfig(
+            vectors=edge.EdgeVectorParams(size=dimension, distance=_DISTANCES[distance])))
+        for key in INDEXED_KEYS:
+            shard.update(edge.UpdateOperation.create_field_index(
+                key, edge.PayloadSchemaType.Keyword))
+        shard.flush()
+        self._open[collection] = shard
+
+    def metadata(self, collection: str) -> dict[str, Any]:
+        path = self._metadata_path(collection)
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def set_metadata(self, collection: str, metadata: dict[str, Any]) -> None:
+        path = self._metadata_path(collection)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".json.partial")
+        partial.write_text(json.dumps(metadata, indent=2))
+        os.replace(partial, path)
+
+    def _metadata_path(self, collection: str) -> Path:
+        return self.shards_dir / f"{collection}.json"
+
+    def drop(self, collection: str) -> None:
+        if shard := self._open.pop(collection, None):
+            shard.close()
+        shutil.rmtree(self.shards_dir / collection, ignore_errors=True)
+        self._metadata_path(collection).unlink(missing_ok=True)
+
+    def _shard(self, collection: str) -> edge.EdgeShard:
+        if collection not in self._open:
+            started = time.perf_counter()
+            self._open[collection] = edge.EdgeShard.load(str(self.shards_dir / collection))
+            log.debug("opened embedded collection %s in %.2f s", collection,
+                      time.perf_counter() - started)
+        return self._open[collection]
+
+    # --- points ---------------------------------------------------------------------------
+
+    def upsert(self, collection: str, points: Sequence[Point]) -> None:
+        shard = self._shard(collection)
+        shard.update(edge.UpdateOperation.upsert_points(
+            [edge.Point(p.id, p.vector, p.payload) for p in points]))
+        shard.flush()
+
+    def batch(self, collection: str, operations: Sequence[Operation]) -> None:
+        shard = self._shard(collection)
+        for operation in operations:
+            if isinstance(operation, Delete):
+                shard.update(edge.UpdateOperation.delete_points(list(operation.ids)))
+            elif isinstance(operation, SetPayload):
+                shard.update(edge.UpdateOperation.set_payload(
+                    list(operation.ids), operation.payload))
+            else:
+                shard.update(edge.UpdateOperation.delete_payload(
+                    list(operation.ids), list(operation.keys)))
+        shard.flush()
+
+    def scroll(self, collection: str, source: str | None, with_payload: WithPayload = True,
+               with_vectors: bool = False) -> Iterator[StoredPoint]:
+        if not self.exists(collection):
+            return
+        shard, offset = self._shard(collection), None
+        while True:
+            records, offset = shard.scroll(edge.ScrollRequest(
+                offset=offset, limit=PAGE, filter=_of_source(source),
+                with_payload=_payload_selector(with_payload), with_vector=with_vectors))
+            yield from map(_stored, records)
+            if offset is None:
+                return
+
+    def retrieve(self, collection: str, ids: Sequence[str], with_payload: WithPayload,
+                 with_vectors: bool) -> list[StoredPoint]:
+        return [_stored(r) for r in self._shard(collection).retrieve(
+            list(ids), with_payload=_payload_selector(with_payload), with_vector=with_vectors)]
+
+    def count(self, collection: str, source: str | None) -> int:
+        return int(self._shard(collection).count(
+            edge.CountRequest(exact=True, filter=_of_source(source))))
+
+    def search(self, collection: str, vector: Sequence[float], limit: int) -> list[Hit]:
+        points = self._shard(collection).query(edge.QueryRequest(
+            limit=limit, query=edge.Query.Nearest(list(vector)), with_payload=True))
+        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
+
+
+def _acquire(path: Path, wait_s: float) -> IO[bytes]:
+    """One process at a time: wait up to `wait_s` for another run or a CLI search to let
+    go of the storage, then fail with a clear message."""
+    handle = path.open("ab")
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                handle.close()
+                raise QdrantUnavailable(
+                    f"the embedded Qdrant storage at {path.parent} is in use by another "
+                    f"process (waited {wait_s:g} s; embedded storage admits one process at a "
+                    "time: wait for the other run to finish, or set qdrant.url to a Qdrant "
+                    "server for concurrent access)") from None
+            time.sleep(LOCK_POLL_S)
+
+
+def _payload_selector(with_payload: WithPayload) -> Any:
+    if isinstance(with_payload, bool):
+        return with_payload
+    return edge.PayloadSelector.Include(list(with_payload))
+
+
+def _of_source(source: str | None) -> edge.Filter | None:
+    if source is None:
+        return None
+    return edge.Filter(must=[edge.FieldCondition(key="source", match=edge.MatchValue(source))])
+
+
+def _stored(record: Any) -> StoredPoint:
+    vector = record.vector if isinstance(record.vector, list) else None
+    return StoredPoint(str(record.id), record.payload or {}, vector)

@@ -1,0 +1,143 @@
+"""A Qdrant server through qdrant-client (and, for migrating old embedded storage, the
+client's local mode, which speaks the same API)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from vector_sync.core.settings import QdrantConfig
+from vector_sync.core.store import (
+    INDEXED_KEYS,
+    Delete,
+    Hit,
+    Operation,
+    Point,
+    QdrantStore,
+    QdrantUnavailable,
+    SetPayload,
+    StoredPoint,
+    WithPayload,
+)
+
+PAGE = 2_048
+
+
+@contextmanager
+def _reading() -> Iterator[None]:
+    """A read that a server refuses or drops is Qdrant being unavailable, said plainly."""
+    try:
+        yield
+    except (ResponseHandlingException, UnexpectedResponse) as error:
+        raise QdrantUnavailable(f"Qdrant could not be read: {error}") from None
+
+
+class ServerStore(QdrantStore):
+    def __init__(self, client: QdrantClient) -> None:
+        self.client = client
+
+    @classmethod
+    def connect(cls, qdrant: QdrantConfig) -> ServerStore:
+        return cls(QdrantClient(
+            url=qdrant.url,
+            api_key=qdrant.api_key.get_secret_value() if qdrant.api_key else None,
+            timeout=qdrant.timeout_s,
+            check_compatibility=False,  # the probe warns and stalls when Qdrant is down
+        ))
+
+    def close(self) -> None:
+        self.client.close()
+
+    def collections(self) -> list[str]:
+        return [c.name for c in self.client.get_collections().collections]
+
+    def exists(self, collection: str) -> bool:
+        with _reading():
+            return bool(self.client.collection_exists(collection))
+
+    def vectors(self, collection: str) -> tuple[int, str] | None:
+        vectors = self.client.get_collection(collection).config.params.vectors
+        if not isinstance(vectors, models.VectorParams):
+            return None
+        return int(vectors.size), str(vectors.distance.value)
+
+    def create(self, collection: str, dimension: int, distance: str = "Cosine",
+               metadata: dict[str, Any] | None = None) -> None:
+        self.client.create_collection(
+            collection, metadata=metadata,
+            vectors_config=models.VectorParams(size=dimension, distance=models.Distance(distance)))
+        for key in INDEXED_KEYS:
+            self.client.create_payload_index(
+                collection, key, models.PayloadSchemaType.KEYWORD, wait=True)
+
+    def metadata(self, collection: str) -> dict[str, Any]:
+        return dict(self.client.get_collection(collection).config.metadata or {})
+
+    def set_metadata(self, collection: str, metadata: dict[str, Any]) -> None:
+        self.client.update_collection(collection, metadata=metadata)
+
+    def drop(self, collection: str) -> None:
+        self.client.delete_collection(collection)
+
+    def upsert(self, collection: str, points: Sequence[Point]) -> None:
+        self.client.upsert(collection, wait=True, points=[
+            models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points])
+
+    def batch(self, collection: str, operations: Sequence[Operation]) -> None:
+        def converted(operation: Operation) -> Any:
+            if isinstance(operation, Delete):
+                return models.DeleteOperation(delete=models.PointIdsList(points=operation.ids))
+            if isinstance(operation, SetPayload):
+                return models.SetPayloadOperation(set_payload=models.SetPayload(
+                    payload=operation.payload, points=operation.ids))
+            return models.DeletePayloadOperation(delete_payload=models.DeletePayload(
+                keys=operation.keys, points=operation.ids))
+
+        self.client.batch_update_points(
+            collection, update_operations=[converted(o) for o in operations], wait=True)
+
+    def scroll(self, collection: str, source: str | None, with_payload: WithPayload = True,
+               with_vectors: bool = False) -> Iterator[StoredPoint]:
+        if not self.exists(collection):
+            return
+        offset = None
+        while True:
+            with _reading():
+                records, offset = self.client.scroll(
+                    collection, scroll_filter=_of_source(source), limit=PAGE, offset=offset,
+                    with_payload=with_payload, with_vectors=with_vectors)
+            yield from map(_stored, records)
+            if offset is None:
+                return
+
+    def retrieve(self, collection: str, ids: Sequence[str], with_payload: WithPayload,
+                 with_vectors: bool) -> list[StoredPoint]:
+        with _reading():
+            return [_stored(r) for r in self.client.retrieve(
+                collection, ids=list(ids), with_payload=with_payload, with_vectors=with_vectors)]
+
+    def count(self, collection: str, source: str | None) -> int:
+        with _reading():
+            return int(self.client.count(collection, count_filter=_of_source(source),
+                                         exact=True).count)
+
+    def search(self, collection: str, vector: Sequence[float], limit: int) -> list[Hit]:
+        points = self.client.query_points(
+            collection, query=list(vector), limit=limit, with_payload=True).points
+        return [Hit(str(p.id), float(p.score), p.payload or {}) for p in points]
+
+
+def _stored(record: models.Record) -> StoredPoint:
+    vector = record.vector if isinstance(record.vector, list) else None
+    return StoredPoint(str(record.id), record.payload or {}, vector)  # type: ignore[arg-type]
+
+
+def _of_source(source: str | None) -> models.Filter | None:
+    if source is None:
+        return None
+    return models.Filter(must=[models.FieldCondition(key="source",
+                                                     match=models.MatchValue(value=source))])

@@ -14,6 +14,8 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Any
 
+import numpy as np
+
 from vector_sync.core.batches import batched
 from vector_sync.core.embedder import Embedder
 from vector_sync.core.hashing import point_id
@@ -32,11 +34,15 @@ EMBED_BATCH = 1024
 READ_BATCH = 512  # points read back from Qdrant per request
 
 
-def reusable_vectors(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], list[list[float]]]:
-    """Vectors of an earlier embeddings file, by (doc_id, content_hash), in chunk order."""
-    found: dict[tuple[str, str], list[list[float]]] = {}
+def reusable_vectors(rows: Iterable[dict[str, Any]], wanted: Collection[tuple[str, str]]
+                     ) -> dict[tuple[str, str], list[Any]]:
+    """Vectors of an earlier embeddings file, by (doc_id, content_hash), in chunk order, for
+    the `wanted` versions only, held as float32 arrays (a quarter of a float list's memory)."""
+    found: dict[tuple[str, str], list[Any]] = {}
     for row in rows:
-        found.setdefault((row["doc_id"], row["content_hash"]), []).append(row["vector"])
+        key = (row["doc_id"], row["content_hash"])
+        if key in wanted:
+            found.setdefault(key, []).append(np.asarray(row["vector"], dtype=np.float32))
     return found
 
 
@@ -96,7 +102,7 @@ def embed_by_length(embed: Callable[[list[str]], Any], texts: list[str]) -> list
 def embedding_rows(
     changes: Iterable[dict[str, Any]],
     embed: Callable[[list[str]], Any],
-    reusable: dict[tuple[str, str], list[list[float]]],
+    reusable: dict[tuple[str, str], list[Any]],
     held: dict[str, list[float] | None],
     stats: Counter[str],
 ) -> Iterator[dict[str, Any]]:
@@ -104,7 +110,7 @@ def embedding_rows(
     chunk texts are embedded: vectors of an identical earlier version of the document (an
     earlier embeddings file, so a retry after Qdrant was down embeds nothing) and of chunk
     texts Qdrant already holds for it (`held`) are reused."""
-    queued: list[tuple[str, str, int, str, list[float] | None]] = []
+    queued: list[tuple[str, str, int, str, Any]] = []
     last_report = time.monotonic()
 
     def flush() -> Iterator[dict[str, Any]]:
@@ -113,7 +119,7 @@ def embedding_rows(
         fresh = iter(embed_by_length(embed, texts))
         for doc_id, chash, index, _, vector in queued:
             yield {"doc_id": doc_id, "content_hash": chash, "chunk_index": index,
-                   "vector": vector if vector is not None else [float(x) for x in next(fresh)]}
+                   "vector": next(fresh) if vector is None else vector}
         stats["chunks_embedded"] += len(texts)
         queued.clear()
         if texts and time.monotonic() - last_report > 10:
@@ -144,7 +150,9 @@ def embeddings(config: VectorSyncConfig, source: str, collection: str) -> dict[s
     path = files.embeddings(collection, source)
     changes = files.changes(collection, source)
     started = time.perf_counter()
-    reusable = reusable_vectors(read_rows(path)) if path.exists() else {}
+    needed = {(c["doc_id"], c["content_hash"]) for c in read_rows(
+        changes, ["doc_id", "action", "content_hash"]) if c["action"] in ("added", "updated")}
+    reusable = reusable_vectors(read_rows(path), needed) if path.exists() else {}
     edited = worth_reading_back(read_rows(changes, ["doc_id", "action", "chunks"]))
     held = held_chunks(config, source, collection, edited)
     embedding = config.embedding_for(collection)

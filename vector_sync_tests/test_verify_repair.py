@@ -89,6 +89,37 @@ def test_faults_injected_into_qdrant_are_found_exactly_and_repair_converges(
     assert counts(report)["unchanged"] == 8 and counts(report)["chunks_embedded"] == 0
 
 
+def test_points_under_foreign_ids_are_orphans_and_repair_deletes_exactly_those_ids(
+        project: Project, capsys):
+    _seed(project)
+    project.cli("sync", capsys=capsys)
+    with project.qdrant() as store:
+        ours = {p.id: p for p in store.scroll("notes", None, with_vectors=True)}
+        copy_of = {p.payload["doc_id"]: p for p in ours.values() if p.payload["chunk_index"] == 0}
+        foreign = [  # as another tool, an older id scheme or a hand-made copy would write them
+            Point(str(uuid.uuid4()), [0.1] * 384, {**copy_of["n0.md"].payload,
+                                                   "doc_id": "ghost.md"}),
+            Point(str(uuid.uuid4()), copy_of["n1.md"].vector or [], copy_of["n1.md"].payload),
+            # three identical copies: digests that cancel in pairs must still be caught
+            *[Point(str(uuid.uuid4()), copy_of["n2.md"].vector or [], copy_of["n2.md"].payload)
+              for _ in range(3)]]
+        store.upsert("notes", foreign)
+    code, found = _verify(project, capsys)
+    assert code == 1 and found["points"] == len(ours) + 5
+    assert {o["doc_id"] for o in found["offenders"] if o["problem"] == "orphan"} == {
+        "ghost.md", "n1.md", "n2.md"}
+    assert found["missing"] == 0 and found["stale"] == 0
+
+    code, report = project.cli("repair", capsys=capsys)
+    assert code == 0 and report["ok"], report
+    with project.qdrant() as store:
+        after = {p.id for p in store.scroll("notes", None)}
+    assert after == set(ours)  # every foreign id gone, every point of ours kept
+    code, found = _verify(project, capsys)
+    assert code == 0 and _problems(found) == {"missing": 0, "orphans": 0, "stale": 0,
+                                              "ledger_disagreements": 0}
+
+
 def test_faults_injected_into_the_ledger_are_warnings_that_repair_fixes(
         project: Project, capsys):
     _seed(project)

@@ -12,8 +12,15 @@ from typing import Any
 NAMESPACE = uuid.UUID("0b9c6a3e-52f1-4c1e-9a57-7d3c2f6b8e41")
 
 
+_NAMESPACE_BYTES = NAMESPACE.bytes
+
+
 def point_id(source: str, doc_id: str, chunk_index: int) -> str:
-    return str(uuid.uuid5(NAMESPACE, f"{source}/{doc_id}#{chunk_index}"))
+    """`str(uuid.uuid5(NAMESPACE, name))`, formatted from the SHA-1 hex digest directly:
+    verify computes one per point held, and this is twice as fast as going through UUID.
+    (The version nibble is 5; the variant's top two bits are 10.)"""
+    h = hashlib.sha1(_NAMESPACE_BYTES + f"{source}/{doc_id}#{chunk_index}".encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
 
 
 def stable_json(value: Any) -> str:

@@ -28,6 +28,7 @@ def prepare_repair(config: VectorSyncConfig, source: str) -> set[str]:
     synced (the source, and every other source feeding a dropped collection)."""
     to_sync = {source}
     for result in verify_source(config, source):
+        delete_foreign_points(config, result)
         if result.config_problems:
             drop_collection(config, result.collection)
             to_sync.update(config.sources_feeding(result.collection))
@@ -57,6 +58,18 @@ def repair(config: VectorSyncConfig, sources: list[str],
     results = [result for source in sources if source not in errors
                for result in verify_source(config, source)]
     return results, errors
+
+
+def delete_foreign_points(config: VectorSyncConfig, result: Verification) -> None:
+    """Points claiming a document under ids vector_sync never computes: no sync would ever
+    address them, so repair deletes exactly the ids Qdrant holds."""
+    foreign = [i for held in result.held.values() for i in held.foreign]
+    if not foreign:
+        return
+    with open_store(config.qdrant, config.state) as store:
+        store.delete(result.collection, foreign)
+    log.warning("repair %s/%s: deleted %d point(s) under ids vector_sync does not compute",
+                result.source, result.collection, len(foreign))
 
 
 def reconcile(config: VectorSyncConfig, verification: Verification) -> int:
@@ -90,6 +103,8 @@ def reconcile_ledger(rows: dict[str, LedgerRow], result: Verification,
     upserts = []
     for doc_id in sorted(suspects):
         held = result.held.get(doc_id)
+        if held is not None and not held.indexes:
+            held = None  # only foreign points, deleted already
         if held is None and doc_id not in rows:
             continue  # nothing anywhere: the next sync simply adds it
         if held is None:

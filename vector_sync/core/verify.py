@@ -53,6 +53,9 @@ class Held:
     """What Qdrant holds for one document: chunk index -> (content, payload hash, count)."""
 
     chunks: dict[int, tuple[str, str, int]] = field(default_factory=dict)
+    # points claiming this doc_id under ids vector_sync would not compute (another tool, an
+    # older id scheme, a hand-made copy): always orphans, deleted by repair by these ids
+    foreign: list[str] = field(default_factory=list)
 
     def add(self, index: int, chash: str, phash: str, count: int) -> None:
         self.chunks[index] = (chash, phash, count)
@@ -155,17 +158,23 @@ class Verifier:
         for doc_id, row in ledger_rows.items():
             _fold_expected(ledger_digests, doc_id, _claim(row))
         held_digests = [0] * BUCKETS
-        for doc_id, index, chash, phash, count in self._points():
-            held_digests[bucket_of(doc_id)] ^= _point_digest(doc_id, index, chash, phash, count)
+        for doc_id, index, chash, phash, count, foreign in self._points():
+            # a foreign point folds in its own id, so it can never cancel or match anything
+            held_digests[bucket_of(doc_id)] ^= _point_digest(
+                doc_id, index, chash if foreign is None else foreign, phash, count)
             result.points += 1
         differing = {b for b in range(BUCKETS) if held_digests[b] != expected_digests[b]
                      or held_digests[b] != ledger_digests[b]}
         result.buckets_differing = len(differing)
         if not differing:
             return
-        for doc_id, index, chash, phash, count in self._points():
+        for doc_id, index, chash, phash, count, foreign in self._points():
             if bucket_of(doc_id) in differing:
-                result.held.setdefault(doc_id, Held()).add(index, chash, phash, count)
+                held = result.held.setdefault(doc_id, Held())
+                if foreign is None:
+                    held.add(index, chash, phash, count)
+                else:
+                    held.foreign.append(foreign)
         suspects = set(result.held) | {d for d in expected if bucket_of(d) in differing} | {
             d for d in ledger_rows if bucket_of(d) in differing}
         for doc_id in sorted(suspects):
@@ -175,11 +184,14 @@ class Verifier:
                 if not _holds_exactly(result.held.get(doc_id), claim):
                     result.ledger_disagrees.append(doc_id)
 
-    def _points(self) -> Iterator[tuple[str, int, str, str, int]]:
+    def _points(self) -> Iterator[tuple[str, int, str, str, int, str | None]]:
+        """Every point of the source, described, with its id when it is foreign."""
         keys = ["doc_id", "chunk_index", "chunk_count", "content_hash", *self._payload_keys]
         hashed: dict[str, tuple[dict[str, Any], str]] = {}
         for point in self.store.scroll(self.spec.name, self.source, with_payload=keys):
-            yield self._describe(point.payload, hashed)
+            described = self._describe(point.payload, hashed)
+            ours = point_id(self.source, described[0], described[1])
+            yield *described, (None if point.id == ours else point.id)
 
     def _describe(self, payload: dict[str, Any], hashed: dict[str, tuple[dict[str, Any], str]]
                   ) -> tuple[str, int, str, str, int]:
@@ -201,8 +213,10 @@ class Verifier:
         complete = held is not None and set(range(count)) <= held.indexes
         if count and not complete:
             result.missing.append(doc_id)
-        if held is not None and (not count or max(held.indexes) >= count):
-            result.orphans.append(doc_id)  # gone from the source, or surplus chunks
+        surplus = held is not None and bool(held.indexes) and (
+            not count or max(held.indexes) >= count)  # gone from the source, or extra chunks
+        if surplus or (held is not None and held.foreign):
+            result.orphans.append(doc_id)
         if want and count and complete and held and not held.matches(want, range(count)):
             result.stale.append(doc_id)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 
 from vector_sync.core.documents import MISSING, get_path, nested_subset
@@ -14,6 +15,16 @@ def test_point_ids_follow_the_documented_uuid5_formula():
     assert str(NAMESPACE) == "0b9c6a3e-52f1-4c1e-9a57-7d3c2f6b8e41"  # never changes
     assert point_id("notes", "a.md", 0) != point_id("notes", "a.md", 1)
     assert point_id("notes", "a.md", 0) != point_id("other", "a.md", 0)
+
+
+def test_point_ids_equal_uuid5_for_every_variant_nibble_and_any_name():
+    rng = random.Random(7)
+    alphabet = "ab/. #é日\n,|\"-"
+    names = [("notes", "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))),
+              rng.randint(0, 10_000)) for _ in range(5_000)]
+    assert {point_id(*n)[19] for n in names} == set("89ab")  # every variant digit was tried
+    assert all(point_id(s, d, i) == str(uuid.uuid5(NAMESPACE, f"{s}/{d}#{i}"))
+               for s, d, i in names)
 
 
 def test_content_hash_covers_text_model_and_chunker():

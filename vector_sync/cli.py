@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
                                  help="make Qdrant match the source; rewrites only what differs")
     repair.add_argument("--source")
     repair.add_argument("--allow-mass-delete", action="store_true")
+    repair.add_argument("--prune", action="store_true",
+                        help="also delete points of sources and collections the config no "
+                        "longer names")
     repair.set_defaults(handler=cmd_repair)
 
     status = commands.add_parser("status", parents=[common],
@@ -179,7 +182,14 @@ def cmd_verify(args: argparse.Namespace, config: VectorSyncConfig) -> int:
             results += verify_source(config, source, sample=args.sample)
         except SourceUnavailable as error:
             errors[source] = str(error)
-    return _print_verification(args, results, errors)
+    return _print_verification(args, results, errors, _unmanaged(args, config))
+
+
+def _unmanaged(args: argparse.Namespace, config: VectorSyncConfig) -> Any:
+    """Qdrant's content no source accounts for; looked for when every source is checked."""
+    from vector_sync.core.unmanaged import Unmanaged, find_unmanaged
+
+    return Unmanaged() if args.source else find_unmanaged(config)
 
 
 def cmd_repair(args: argparse.Namespace, config: VectorSyncConfig) -> int:
@@ -190,14 +200,21 @@ def cmd_repair(args: argparse.Namespace, config: VectorSyncConfig) -> int:
         return sync_source(config_path(args.config).resolve(), config, source,
                            allow_mass_delete=args.allow_mass_delete, trigger="repair")["error"]
 
+    unmanaged = _unmanaged(args, config)
+    if unmanaged and args.prune:
+        from vector_sync.core.unmanaged import prune
+
+        prune(config, unmanaged)
+        unmanaged = _unmanaged(args, config)
     results, errors = repair(config, _sources(args, config), sync_in_dagster)
-    return _print_verification(args, results, errors)
+    return _print_verification(args, results, errors, unmanaged)
 
 
 def _print_verification(args: argparse.Namespace, results: list[Any],
-                        errors: dict[str, str]) -> int:
-    ok = not errors and all(r.consistent for r in results)
-    report: dict[str, Any] = {"ok": ok, "collections": {}, "errors": errors}
+                        errors: dict[str, str], unmanaged: Any) -> int:
+    ok = not errors and not unmanaged and all(r.consistent for r in results)
+    report: dict[str, Any] = {"ok": ok, "collections": {}, "errors": errors,
+                              "unmanaged": unmanaged.summary()}
     for r in results:
         entry = report["collections"].setdefault(r.collection, {"sources": {}})
         entry["sources"][r.source] = {**r.summary(), "offenders": [
@@ -208,6 +225,10 @@ def _print_verification(args: argparse.Namespace, results: list[Any],
     print("consistent" if ok else "NOT consistent")
     for source, error in errors.items():
         print(f"{source:<14}error: {error}")
+    for entry in unmanaged.summary():
+        print(f"unmanaged     {entry['collection']:<18}{entry['points']} point(s): "
+              f"{entry['what']}{'' if entry['source'] is None else ' ' + repr(entry['source'])}"
+              " (`vector-sync repair --prune` deletes them)")
     for r in results:
         s = r.summary()
         print(f"{r.source:<14}{r.collection:<18}checked {s['checked']}, points {s['points']}: "

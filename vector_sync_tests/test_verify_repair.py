@@ -12,7 +12,7 @@ from vector_sync.core.hashing import point_id
 from vector_sync.core.store import Point, SetPayload
 from vector_sync.definitions import build_definitions
 from vector_sync.defs.jobs import SYNC_JOB, VERIFY_JOB
-from vector_sync_tests.conftest import Project, counts, long_note
+from vector_sync_tests.conftest import Project, counts, long_note, write_note
 from vector_sync_tests.test_sync import _storage_digest
 
 
@@ -251,3 +251,43 @@ def test_sampling_mode_checks_documents_by_point_id_and_counts_surplus_points(
     code, report = project.cli("verify", "--sample", "0.5", capsys=capsys)
     found = report["collections"]["notes"]["sources"]["notes"]
     assert code == 1 and found["surplus_points"] == 1  # ghost.md: not sampled, but counted
+
+
+def test_sources_and_collections_the_config_dropped_are_reported_and_pruned_only_on_request(
+        project: Project, capsys):
+    _seed(project)
+    write_note(project.root / "old", "a.md", "# Old\n\nA note of a source about to go.\n")
+    project.config["sources"]["old"] = {"kind": "markdown", "path": "old",
+                                        "collections": ["notes", "retired"]}
+    project.config["collections"]["retired"] = {"embed": ["body"]}
+    project.save()
+    code, _ = project.cli("sync", capsys=capsys)
+    assert code == 0
+    notes_points = {p.id for p in _scroll(project, "notes") if p.payload["source"] == "notes"}
+    with project.qdrant() as store:
+        store.upsert("notes", [Point(str(uuid.uuid4()), [0.1] * 384, {"doc_id": "by-hand"})])
+    del project.config["sources"]["old"], project.config["collections"]["retired"]
+    project.save()
+
+    code, report = project.cli("verify", capsys=capsys)
+    assert code == 1 and not report["ok"]
+    assert {(u["collection"], u["source"], u["points"]) for u in report["unmanaged"]} == {
+        ("retired", None, 1), ("notes", "old", 1), ("notes", None, 1)}
+    code, report = project.cli("repair", capsys=capsys)  # without --prune: reported, kept
+    assert code == 1 and len(report["unmanaged"]) == 3
+    assert len(_scroll(project, "notes")) == len(notes_points) + 2
+
+    code, report = project.cli("repair", "--prune", capsys=capsys)
+    assert code == 0 and report["ok"] and report["unmanaged"] == []
+    with project.qdrant() as store:
+        assert store.collections() == ["notes"]
+    assert {p.id for p in _scroll(project, "notes")} == notes_points
+    with sqlite3.connect(project.root / "state" / "ledger.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM ledger WHERE source = 'old'").fetchone()[0] == 0
+    code, _ = project.cli("verify", capsys=capsys)
+    assert code == 0
+
+
+def _scroll(project: Project, collection: str) -> list:
+    with project.qdrant() as store:
+        return list(store.scroll(collection, None))

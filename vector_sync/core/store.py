@@ -84,6 +84,9 @@ class QdrantStore(ABC):
     # --- what each engine implements -------------------------------------------------
 
     @abstractmethod
+    def collections(self) -> list[str]: ...
+
+    @abstractmethod
     def exists(self, collection: str) -> bool: ...
 
     @abstractmethod
@@ -127,6 +130,14 @@ class QdrantStore(ABC):
 
     @abstractmethod
     def search(self, collection: str, vector: Sequence[float], limit: int) -> list[Hit]: ...
+
+    @abstractmethod
+    def sources(self, collection: str) -> dict[str | None, int]:
+        """Points per value of the `source` key (None: points without one)."""
+
+    @abstractmethod
+    def delete_source(self, collection: str, source: str | None) -> None:
+        """Delete every point of one `source` value (None: points without one)."""
 
     @abstractmethod
     def close(self) -> None: ...

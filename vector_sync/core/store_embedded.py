@@ -42,6 +42,7 @@ from vector_sync.core.store import (
 log = logging.getLogger(__name__)
 LOCK_POLL_S = 0.2
 PAGE = 8_192
+FACET_LIMIT = 100_000  # distinct sources per collection; a handful in practice
 _DISTANCES = {"Cosine": edge.Distance.Cosine, "Dot": edge.Distance.Dot,
               "Euclid": edge.Distance.Euclid, "Manhattan": edge.Distance.Manhattan}
 
@@ -183,6 +184,22 @@ class EmbeddedStore(QdrantStore):
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
 
 
+    def sources(self, collection: str) -> dict[str | None, int]:
+        shard = self._shard(collection)
+        facets = shard.facet(edge.FacetRequest(key="source", limit=FACET_LIMIT, exact=True))
+        found: dict[str | None, int] = {  # a value whose points were all deleted counts 0
+            str(hit.value): int(hit.count) for hit in facets.hits if hit.count}
+        if unlabelled := shard.count(edge.CountRequest(exact=True, filter=_without_source())):
+            found[None] = int(unlabelled)
+        return found
+
+    def delete_source(self, collection: str, source: str | None) -> None:
+        shard = self._shard(collection)
+        shard.update(edge.UpdateOperation.delete_points_by_filter(
+            _without_source() if source is None else _source_is(source)))
+        shard.flush()
+
+
 def _acquire(path: Path, wait_s: float) -> IO[bytes]:
     """One process at a time: wait up to `wait_s` for another run or a CLI search to let
     go of the storage, then fail with a clear message."""
@@ -210,9 +227,15 @@ def _payload_selector(with_payload: WithPayload) -> Any:
 
 
 def _of_source(source: str | None) -> edge.Filter | None:
-    if source is None:
-        return None
+    return None if source is None else _source_is(source)
+
+
+def _source_is(source: str) -> edge.Filter:
     return edge.Filter(must=[edge.FieldCondition(key="source", match=edge.MatchValue(source))])
+
+
+def _without_source() -> edge.Filter:
+    return edge.Filter(must=[edge.IsEmptyCondition("source")])
 
 
 def _stored(record: Any) -> StoredPoint:

@@ -25,6 +25,7 @@ from vector_sync.core.store import (
 )
 
 PAGE = 2_048
+FACET_LIMIT = 100_000  # distinct sources per collection; a handful in practice
 
 
 @contextmanager
@@ -129,6 +130,25 @@ class ServerStore(QdrantStore):
         points = self.client.query_points(
             collection, query=list(vector), limit=limit, with_payload=True).points
         return [Hit(str(p.id), float(p.score), p.payload or {}) for p in points]
+
+    def sources(self, collection: str) -> dict[str | None, int]:
+        with _reading():
+            facets = self.client.facet(collection, key="source", limit=FACET_LIMIT, exact=True)
+            found: dict[str | None, int] = {str(h.value): int(h.count) for h in facets.hits}
+            unlabelled = self.client.count(collection, count_filter=_without_source(),
+                                           exact=True).count
+        if unlabelled:
+            found[None] = int(unlabelled)
+        return found
+
+    def delete_source(self, collection: str, source: str | None) -> None:
+        self.client.delete(collection, wait=True, points_selector=models.FilterSelector(
+            filter=_of_source(source) if source is not None else _without_source()))
+
+
+def _without_source() -> models.Filter:
+    return models.Filter(must=[models.IsEmptyCondition(is_empty=models.PayloadField(
+        key="source"))])
 
 
 def _stored(record: models.Record) -> StoredPoint:

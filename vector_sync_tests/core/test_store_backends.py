@@ -76,6 +76,13 @@ def test_each_engine_creates_writes_reads_filters_and_drops_alike(store: QdrantS
     assert len(vector) == 4 and vector[1] == pytest.approx(vector[0])  # cosine: normalised
     assert list(store.chunks("c", ids, with_vectors=False)) == [("text 1", None)]
 
+    unlabelled = Point("00000000-0000-0000-0001-000000000000", _vector(7), {"doc_id": "x"})
+    store.upsert("c", [unlabelled])
+    assert store.sources("c") == {"a": 4, "b": 1, None: 1}
+    store.delete_source("c", None)
+    store.delete_source("c", "b")
+    assert store.sources("c") == {"a": 4} and store.collections() == ["c"]
+
     hits = store.search("c", _vector(4), limit=2)
     assert hits[0].payload["doc_id"] == "d4" and hits[0].score == pytest.approx(1.0)
     store.drop("c")

@@ -1,0 +1,67 @@
+"""What Qdrant holds that the config does not account for: collections it no longer names,
+and points of a named collection whose `source` is not a source feeding it (a source removed
+from the config, another tool's points, points with no `source` at all).
+
+A sync never touches them: it only ever addresses its own sources' points. `verify` reports
+them and fails; only `repair --prune` deletes them, and says what it deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from vector_sync.core.ledger import open_ledger
+from vector_sync.core.settings import VectorSyncConfig
+from vector_sync.core.store import open_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Unmanaged:
+    collections: dict[str, int] = field(default_factory=dict)  # collection -> points
+    # (collection, source or None for points without one) -> points
+    sources: dict[tuple[str, str | None], int] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.collections or self.sources)
+
+    def summary(self) -> list[dict[str, Any]]:
+        return [{"collection": c, "source": None, "points": n, "what": "collection not in "
+                 "the config"} for c, n in sorted(self.collections.items())] + [
+            {"collection": c, "source": s, "points": n,
+             "what": "points without a source" if s is None else "source not feeding it"}
+            for (c, s), n in sorted(self.sources.items(), key=lambda kv: (kv[0][0],
+                                                                         kv[0][1] or ""))]
+
+
+def find_unmanaged(config: VectorSyncConfig) -> Unmanaged:
+    found = Unmanaged()
+    with open_store(config.qdrant, config.state) as store:
+        for collection in store.collections():
+            if collection not in config.collections:
+                found.collections[collection] = store.count(collection, None)
+                continue
+            feeding = set(config.sources_feeding(collection))
+            for source, points in store.sources(collection).items():
+                if source not in feeding:
+                    found.sources[(collection, source)] = points
+    return found
+
+
+def prune(config: VectorSyncConfig, found: Unmanaged) -> None:
+    """Delete what `find_unmanaged` found, and the ledger rows that described it."""
+    with open_store(config.qdrant, config.state) as store, open_ledger(config.state) as ledger:
+        for collection, points in found.collections.items():
+            store.drop(collection)
+            log.warning("prune: dropped collection %s (%d points; not in the config)",
+                        collection, points)
+        for (collection, source), points in found.sources.items():
+            store.delete_source(collection, source)
+            log.warning("prune: deleted %d point(s) of %s from %s", points,
+                        f"source {source!r}" if source else "no source", collection)
+        for source, collection in list(ledger.counts()):
+            if collection in found.collections or (collection, source) in found.sources:
+                ledger.delete(source, collection, list(ledger.rows(source, collection)))

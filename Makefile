@@ -37,8 +37,8 @@ docs: install
 	$(BIN)/python -m vector_sync.config_reference
 
 bench: install
-	$(BIN)/python benchmarks/noop_resync.py
-	$(BIN)/python benchmarks/initial_sync.py
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python benchmarks/run.py
 
 clean:
 	rm -rf .vector_sync $(DAGSTER_HOME)

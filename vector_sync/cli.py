@@ -112,7 +112,7 @@ def _print_json(value: Any) -> None:
 # --- sync / plan ----------------------------------------------------------------------------
 
 COLUMNS = ("added", "updated", "payload_updated", "deleted", "unchanged", "failed",
-           "chunks_embedded")
+           "chunks_embedded", "chunks_reused")
 
 
 def cmd_sync(args: argparse.Namespace, config: VectorSyncConfig) -> int:
@@ -154,7 +154,8 @@ def _print_counts(args: argparse.Namespace, report: dict[str, Any], verb: str) -
     if args.json:
         _print_json(report)
         return
-    labels = ("added", "updated", "payload", "deleted", "unchanged", "failed", "embedded")
+    labels = ("added", "updated", "payload", "deleted", "unchanged", "failed", "embedded",
+              "reused")
     print(f"{verb}: " + ("dry run, nothing written" if verb == "plan" else "applied to Qdrant"))
     print(f"{'source':<14}{'collection':<18}" + "".join(f"{label:>10}" for label in labels))
     for source, result in report["sources"].items():
@@ -162,11 +163,12 @@ def _print_counts(args: argparse.Namespace, report: dict[str, Any], verb: str) -
             print(f"{source:<14}error: {result['error']}")
         for collection, counts in result["collections"].items():
             print(f"{source:<14}{collection:<18}"
-                  + "".join(f"{counts.get(c, 0):>10}" for c in COLUMNS))
+                  + "".join(f"{counts.get(c, '-'):>10}" for c in COLUMNS))
             if counts.get("mass_delete_guard"):
                 print(f"{'':<14}sync would stop: {counts['mass_delete_guard']} "
                       "(--allow-mass-delete to proceed)")
-    print("(documents; 'payload' = payload-only updates, 'embedded' = chunks embedded)")
+    print("(documents; 'payload' = payload-only updates; chunks 'embedded' by the model and "
+          "'reused' from vectors already made)")
 
 
 # --- verify / repair -----------------------------------------------------------------------

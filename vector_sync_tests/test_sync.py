@@ -253,7 +253,7 @@ def test_the_text_output_shows_the_counts_and_the_failed_documents(project, caps
     assert code == 1
     row = next(line for line in out.splitlines() if line.startswith("notes"))
     assert row.split()[2:] == ["4", "0", "0", "0", "0", "1", str(
-        sum(len(p) for p in project.points().values()))]
+        sum(len(p) for p in project.points().values())), "0"]
     code = main(["status", "--config", str(project.config_file)])
     out = capsys.readouterr().out
     assert code == 0 and "notes/empty.md [notes] empty:" in out

@@ -42,6 +42,7 @@ class DryRun:
 
     diffs: dict[str, Diff] = field(default_factory=dict)
     to_embed: dict[str, int] = field(default_factory=dict)
+    to_reuse: dict[str, int] = field(default_factory=dict)  # chunks given an existing vector
     expected: dict[str, dict[str, Expected]] = field(default_factory=dict)
 
 
@@ -67,6 +68,8 @@ def dry_run(config: VectorSyncConfig, source_name: str, ledger: Ledger, full: bo
         result.to_embed[spec.name] = sum(
             0 if reusable.get((c["doc_id"], c["content_hash"])) == len(c["chunks"])
             else sum(text not in held for text in c["chunks"]) for c in embedded)
+        result.to_reuse[spec.name] = sum(len(c["chunks"]) for c in embedded) - \
+            result.to_embed[spec.name]
         result.expected[spec.name] = differ.expected
     return result
 
@@ -78,7 +81,8 @@ def plan_source(config: VectorSyncConfig, source_name: str, ledger: Ledger,
     result: dict[str, dict[str, Any]] = {}
     for collection, diff in run.diffs.items():
         counts: dict[str, Any] = {**{k: diff.counts[k] for k in OUTCOMES},
-                                  "chunks_embedded": run.to_embed[collection]}
+                                  "chunks_embedded": run.to_embed[collection],
+                                  "chunks_reused": run.to_reuse[collection]}
         guard = mass_delete(diff.as_dict(), config.sources[source_name].max_delete_fraction)
         if guard:  # sync would stop here unless --allow-mass-delete
             counts["mass_delete_guard"] = guard

@@ -64,7 +64,8 @@ def collection_counts(result: dg.ExecuteInProcessResult,
         applied = metadata.get(("qdrant", collection), {})
         embedded = metadata.get(("embeddings", collection), {})
         counts[collection] = {**{k: int(applied.get(k, 0)) for k in OUTCOMES},
-                              "chunks_embedded": int(embedded.get("chunks_embedded", 0))}
+                              **{k: int(embedded.get(k, 0))
+                                 for k in ("chunks_embedded", "chunks_reused")}}
     return counts
 
 

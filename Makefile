@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install run test lint dev bench docs clean
+.PHONY: install run test test-slow lint dev bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: install
 
 test: install lint
 	$(BIN)/pytest -q
+
+# the kill-anywhere harness and other long suites (CI runs them after `make test`)
+test-slow: install
+	$(BIN)/pytest -q -m slow
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	VECTOR_SYNC_CONFIG=$(CURDIR)/vector_sync.yaml $(BIN)/dagster dev -w workspace.yaml

@@ -121,7 +121,7 @@ def frontmatter(rng: random.Random, title: str) -> list[str]:
             "---", ""]
 
 
-def write_config(root: Path, batch_size: int = 32, state: str = "state",
+def write_config(root: Path, batch_size: int = 16, state: str = "state",
                  name: str = "vector_sync.yaml") -> Path:
     """The repository's quick-start config (vector_sync.yaml) for the vault in root/vault,
     with the state (ledger, embedded Qdrant, Parquet files) in root/<state>."""

@@ -56,6 +56,15 @@ class Project:
         }
         self.save()
 
+    @classmethod
+    def at(cls, root: Path) -> Project:
+        """A project already on disk, e.g. a copy of another one taken after a sync."""
+        project = cls.__new__(cls)
+        project.root, project.vault = root, root / "vault"
+        project.config_file = root / "vector_sync.yaml"
+        project.config = yaml.safe_load(project.config_file.read_text())
+        return project
+
     def save(self) -> None:
         self.config_file.write_text(yaml.safe_dump(self.config))
 

@@ -111,7 +111,7 @@ def test_uncommitted_edits_change_nothing_until_committed(project, capsys):
     repo.git("commit", "--quiet", "-m", "bravo")
     code, report = project.sync(capsys)
     assert report["collections"]["docs"] == {**NOTHING, "updated": 1, "unchanged": 3,
-                                             "chunks_embedded": 1}
+                                             "chunks_embedded": 1, "chunks_reused": 0}
     assert "cakes" in project.points("docs")["b.md"][0]["text"]
 
 

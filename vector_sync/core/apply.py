@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from vector_sync.core import checkpoints
+from vector_sync.core import checkpoints, faults
 from vector_sync.core.batches import batched
 from vector_sync.core.diff import OUTCOMES, QDRANT_WRITES
 from vector_sync.core.hashing import point_id
@@ -27,7 +27,13 @@ from vector_sync.core.ledger import Ledger, LedgerRow, open_ledger
 from vector_sync.core.settings import RetryConfig, VectorSyncConfig
 from vector_sync.core.source import SourceUnavailable, WritesBack, outcomes_from_ledger
 from vector_sync.core.spec import CollectionSpec, spec_for
-from vector_sync.core.state_files import StateFiles, read_rows, read_summary
+from vector_sync.core.state_files import (
+    StateFiles,
+    read_json,
+    read_rows,
+    read_summary,
+    write_json,
+)
 from vector_sync.core.stats import timed
 from vector_sync.core.store import (
     CollectionMismatch,
@@ -199,6 +205,7 @@ class Applier:
         self.report.points_deleted += deleting
         gone = [c["doc_id"] for c in changes if c.get("content_hash") is None]
         self.ledger.delete(self.source, self.spec.name, gone)
+        faults.reached("ledger.deletions_recorded")
         self.ledger.upsert([self._synced_row(c, self.rows.get(c["doc_id"]), 0)
                             for c in changes if c.get("content_hash") is not None])
         for change in changes:
@@ -235,6 +242,7 @@ class Applier:
         if growing:
             self.ledger.upsert(growing)
             self.rows.update({r.doc_id: r for r in growing})
+            faults.reached("apply.write_ahead")
         try:
             points = [p for change, vectors in group
                       for p in self._points(change, vectors, synced_at)]
@@ -244,6 +252,7 @@ class Applier:
                 change["doc_id"], len(vectors), self._held(change["doc_id"]))]
             self.store.delete(self.spec.name, surplus)
             self.report.points_deleted += len(surplus)
+            faults.reached("apply.group_acknowledged")
         except Exception as error:  # noqa: BLE001 - the group fails, the run goes on
             self._qdrant_failed(changes, error)
             return
@@ -252,6 +261,7 @@ class Applier:
         self.ledger.upsert([
             self._synced_row(c, self.rows.get(c["doc_id"]), chunk_count=len(v)) for c, v in group
         ])
+        faults.reached("ledger.group_synced")
         for change in changes:
             self.report.counts[change["action"]] += 1
 
@@ -384,6 +394,7 @@ def apply(config: VectorSyncConfig, source: str, collection: str,
         report.counts["unchanged"] = planned["unchanged"]
         checkpoints.record_config(ledger, source, spec)
         checkpoints.record_checkpoint(ledger, source, collection)
+        faults.reached("apply.checkpoint_recorded")
         write_back(config, source, collection, ledger, changed)
     report.seconds = timed(started)
     for doc_id, reason in report.failures[:20]:
@@ -394,12 +405,22 @@ def apply(config: VectorSyncConfig, source: str, collection: str,
 def write_back(config: VectorSyncConfig, source: str, collection: str, ledger: Ledger,
                changed: list[str]) -> None:
     """Sources that record sync status in their own documents (the WritesBack capability)
-    learn the outcome of every document of the change set."""
+    learn the outcome of every document of the change set. What is owed is noted in a file
+    first and cleared only once written, so a run killed or refused half-way is made up for
+    by the next one, even when that one finds nothing changed."""
     target = config.open_source(source)
     if not (isinstance(target, WritesBack) and target.writes_back):
         return
-    rows = {row.doc_id: row for row in ledger.rows_of(source, collection, changed)}
+    owed_file = StateFiles(config.state.dir).write_back(collection, source)
+    owed = sorted(set(changed) | set(read_json(owed_file, [])))
+    if not owed:
+        return
+    write_json(owed_file, owed)
+    rows = {row.doc_id: row for row in ledger.rows_of(source, collection, owed)}
     try:
-        target.write_back(outcomes_from_ledger(collection, changed, rows))
+        target.write_back(outcomes_from_ledger(collection, owed, rows))
     except SourceUnavailable as error:  # Qdrant and the ledger are right already
-        log.warning("could not write sync status back to %s: %s", source, error)
+        log.warning("could not write sync status back to %s (%d document(s) owed, written by "
+                    "the next run): %s", source, len(owed), error)
+        return
+    owed_file.unlink()

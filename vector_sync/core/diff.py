@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from vector_sync.core import faults
 from vector_sync.core.chunking import chunk_document
 from vector_sync.core.documents import nested_subset
 from vector_sync.core.embedder import Embedder
@@ -203,5 +204,6 @@ def changes(config: VectorSyncConfig, source: str, collection: str) -> dict[str,
             source, collection,
             {d: e for d, e in differ.expected.items() if previous.get(d) != e},
             previous.keys() - differ.expected.keys())
+    faults.reached("changes.expected_saved")
     log.info("changes for %s from %s: %s", collection, source, diff.as_dict())
     return {**diff.as_dict(), "duration_s": timed(started)}

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from vector_sync.core import faults
 from vector_sync.core.batches import batched
 from vector_sync.core.embedder import Embedder
 from vector_sync.core.hashing import point_id
@@ -122,6 +123,7 @@ def embedding_rows(
                    "vector": next(fresh) if vector is None else vector}
         stats["chunks_embedded"] += len(texts)
         queued.clear()
+        faults.reached("embed.batch")
         if texts and time.monotonic() - last_report > 10:
             log.info("embedded %d chunks so far", stats["chunks_embedded"])
             last_report = time.monotonic()

@@ -83,8 +83,8 @@ class EmbeddingConfig(Strict):
                        "offline from files installed with the package")
     model_path: Path | None = Field(
         None, description="local folder with model.onnx and tokenizer files for a custom model")
-    batch_size: int = Field(32, gt=0, description="texts per model call (16-32 is fastest "
-                            "on CPU)")
+    batch_size: int = Field(16, gt=0, description="texts per model call: on CPU, 16 embeds "
+                            "256-token chunks as fast as 32 with two thirds of the memory")
     threads: int | None = Field(None, gt=0, description="ONNX Runtime threads; null: one "
                                 "per core")
 

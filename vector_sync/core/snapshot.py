@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from vector_sync.core import checkpoints
+from vector_sync.core import checkpoints, faults
 from vector_sync.core.batches import batched
 from vector_sync.core.documents import Document, ReadFailure, SourceEntry
 from vector_sync.core.hashing import stable_json
@@ -56,6 +56,7 @@ def snapshot_rows(source: Source, ledger: Ledger, specs: list[CollectionSpec],
     for ids in batched(to_read, READ_BATCH):
         for result in source.read(ids):
             yield _snapshot_row(result)
+        faults.reached("snapshot.read_batch")
 
 
 def targeted_snapshot_rows(source: Source, ledger: Ledger,

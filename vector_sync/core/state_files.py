@@ -1,7 +1,8 @@
 """The Parquet files one stage hands to the next, under the state dir, written and read in
-bounded batches: snapshot (per source) -> changes -> embeddings (per collection and source).
+bounded batches: snapshot (per source) -> changes -> embeddings (per collection and source);
+and the list of sync statuses still owed to a source that writes them back.
 A file may carry a small summary in its footer (the change set's counts), so the stage that
-reads it needs nothing else. State that outlives a run is in the ledger, not here."""
+reads it needs nothing else. State that outlives a run is in the ledger, except that list."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from vector_sync.core import faults
 
 BATCH_ROWS = 2000
 
@@ -32,6 +35,9 @@ EMBEDDINGS = pa.schema([
 ])
 
 
+_KINDS = {SNAPSHOT: "snapshot", CHANGES: "changes", EMBEDDINGS: "embeddings"}  # kill points
+
+
 class StateFiles:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -45,6 +51,10 @@ class StateFiles:
     def embeddings(self, collection: str, source: str) -> Path:
         return self.root / "embeddings" / collection / f"{source}.parquet"
 
+    def write_back(self, collection: str, source: str) -> Path:
+        """Documents whose sync status is still owed to a source that writes it back."""
+        return self.root / "write_back" / collection / f"{source}.json"
+
 
 SUMMARY_KEY = b"vector_sync.summary"
 
@@ -55,18 +65,22 @@ def write_rows(path: Path, schema: pa.Schema, rows: Iterable[dict[str, Any]],
     `summary`, called once every row is written, is stored in the footer (`read_summary`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    kind = _KINDS.get(schema, "parquet")
     written = 0
     try:
         with pq.ParquetWriter(partial, schema) as writer:
             for batch in _chunks(rows):
                 writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
                 written += len(batch)
+                faults.reached(f"{kind}.writing")
             if summary is not None:
                 writer.add_key_value_metadata({SUMMARY_KEY: json.dumps(summary())})
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+    faults.reached(f"{kind}.before_rename")
     os.replace(partial, path)
+    faults.reached(f"{kind}.renamed")
     return written
 
 
@@ -95,3 +109,15 @@ def read_summary(path: Path) -> dict[str, Any]:
     metadata = pq.read_metadata(path).metadata or {}
     return dict(json.loads(metadata[SUMMARY_KEY])) if SUMMARY_KEY in metadata else {}
 
+
+
+def write_json(path: Path, value: Any) -> None:
+    """A small JSON state file, replaced atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps(value))
+    os.replace(partial, path)
+
+
+def read_json(path: Path, default: Any) -> Any:
+    return json.loads(path.read_text()) if path.exists() else default

@@ -26,6 +26,7 @@ from typing import IO, Any
 
 import qdrant_edge as edge
 
+from vector_sync.core import faults
 from vector_sync.core.store import (
     INDEXED_KEYS,
     Delete,
@@ -141,7 +142,9 @@ class EmbeddedStore(QdrantStore):
         shard = self._shard(collection)
         shard.update(edge.UpdateOperation.upsert_points(
             [edge.Point(p.id, p.vector, p.payload) for p in points]))
+        faults.reached("qdrant.upsert.unflushed")  # inside one write: applied, not flushed
         shard.flush()
+        faults.reached("qdrant.upsert.flushed")
 
     def batch(self, collection: str, operations: Sequence[Operation]) -> None:
         shard = self._shard(collection)
@@ -154,7 +157,9 @@ class EmbeddedStore(QdrantStore):
             else:
                 shard.update(edge.UpdateOperation.delete_payload(
                     list(operation.ids), list(operation.keys)))
+            faults.reached("qdrant.batch.operation")  # part of the operations applied
         shard.flush()
+        faults.reached("qdrant.batch.flushed")
 
     def scroll(self, collection: str, source: str | None, with_payload: WithPayload = True,
                with_vectors: bool = False) -> Iterator[StoredPoint]:

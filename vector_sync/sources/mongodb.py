@@ -41,6 +41,7 @@ from pymongo.errors import (
     PyMongoError,
 )
 
+from vector_sync.core import faults
 from vector_sync.core.batches import batched
 from vector_sync.core.documents import MISSING, Document, ReadFailure, SourceEntry, get_path
 from vector_sync.core.hashing import stable_json
@@ -288,6 +289,7 @@ class MongoSource:
         collection = self._collection()
         for batch in batched(outcomes, self.config.batch_size):
             modified += self._bulk_update(collection, [_status_update(o, moment) for o in batch])
+            faults.reached("writeback.batch")
         return modified
 
     def _bulk_update(self, collection: Collection[dict[str, Any]],

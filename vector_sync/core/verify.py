@@ -44,8 +44,9 @@ def _point_digest(doc_id: str, index: int, chash: str, phash: str, count: int) -
 
 def _fold_expected(digests: list[int], doc_id: str, state: Expected) -> None:
     chash, phash, count = state
+    bucket = bucket_of(doc_id)
     for index in range(count):
-        digests[bucket_of(doc_id)] ^= _point_digest(doc_id, index, chash, phash, count)
+        digests[bucket] ^= _point_digest(doc_id, index, chash, phash, count)
 
 
 @dataclass
@@ -158,9 +159,12 @@ class Verifier:
         for doc_id, row in ledger_rows.items():
             _fold_expected(ledger_digests, doc_id, _claim(row))
         held_digests = [0] * BUCKETS
+        buckets: dict[str, int] = {}  # a document's chunks are many points: hash it once
         for doc_id, index, chash, phash, count, foreign in self._points():
+            if (bucket := buckets.get(doc_id)) is None:
+                bucket = buckets[doc_id] = bucket_of(doc_id)
             # a foreign point folds in its own id, so it can never cancel or match anything
-            held_digests[bucket_of(doc_id)] ^= _point_digest(
+            held_digests[bucket] ^= _point_digest(
                 doc_id, index, chash if foreign is None else foreign, phash, count)
             result.points += 1
         differing = {b for b in range(BUCKETS) if held_digests[b] != expected_digests[b]

@@ -35,18 +35,20 @@ def sync_source(config_file: Path, config: VectorSyncConfig, source: str, full: 
     job = defs.resolve_job_def(SYNC_JOB).get_subset(
         asset_selection=set(sync_assets(config, source)),
         asset_check_selection=set(sync_checks(config, source)))
-    result = job.execute_in_process(
-        partition_key=source,
-        instance=instance(),
-        run_config=dg.RunConfig(
-            ops={"source_snapshot": SnapshotConfig(full=full), **{
-                defs.get_asset_checks_def(guard_key(c)).op.name: guard for c in collections}},
-            # progress comes from vector_sync's own logger; Dagster's only for problems
-            loggers={"console": {"config": {"log_level": "WARNING"}}},
-        ),
-        tags={"vector_sync/source": source, "vector_sync/trigger": trigger},
-        raise_on_error=False,
-    )
+    with instance() as dagster_instance:  # disposed here: the CLI exits without teardown
+        result = job.execute_in_process(
+            partition_key=source,
+            instance=dagster_instance,
+            run_config=dg.RunConfig(
+                ops={"source_snapshot": SnapshotConfig(full=full), **{
+                    defs.get_asset_checks_def(guard_key(c)).op.name: guard
+                    for c in collections}},
+                # progress comes from vector_sync's own logger; Dagster's only for problems
+                loggers={"console": {"config": {"log_level": "WARNING"}}},
+            ),
+            tags={"vector_sync/source": source, "vector_sync/trigger": trigger},
+            raise_on_error=False,
+        )
     return {"collections": collection_counts(result, collections),
             "error": None if result.success else failure_message(result)}
 

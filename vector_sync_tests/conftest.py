@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 import textwrap
+import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import OperationalError
 
 from vector_sync.cli import main
 from vector_sync.config import QdrantConfig, StateConfig
@@ -98,3 +102,34 @@ def project(tmp_path: Path) -> Project:
 def counts(report: dict[str, Any], source: str = "notes",
            collection: str = "notes") -> dict[str, int]:
     return report["sources"][source]["collections"][collection]
+
+
+# --- a real PostgreSQL server (running on every machine here, CI included) -----------------
+
+PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[Engine]:
+    engine = create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as error:
+        engine.dispose()
+        pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432 ({error.orig})")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_admin: Engine) -> Iterator[str]:
+    """A fresh, empty database, dropped afterwards."""
+    name = f"vector_sync_test_{uuid.uuid4().hex[:12]}"
+    with postgres_admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with postgres_admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

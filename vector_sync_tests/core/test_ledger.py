@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
@@ -17,7 +16,6 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, inspect, make_url, text
-from sqlalchemy.exc import OperationalError
 
 from vector_sync.core import ledger as ledger_module
 from vector_sync.core.ledger import (
@@ -30,37 +28,10 @@ from vector_sync.core.ledger import (
 )
 from vector_sync.core.ledger_db import VERSION_TABLE, metadata
 
-PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
 
 # --- fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def postgres_admin() -> Iterator[Engine]:
-    engine = create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect():
-            pass
-    except OperationalError as error:
-        engine.dispose()
-        pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432 ({error.orig})")
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def postgres_url(postgres_admin: Engine) -> Iterator[str]:
-    """A fresh, empty database, dropped afterwards."""
-    name = f"vector_sync_test_{uuid.uuid4().hex[:12]}"
-    with postgres_admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with postgres_admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

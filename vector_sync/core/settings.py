@@ -65,6 +65,8 @@ class StateConfig(Strict):
                       "ledger and the Parquet files handed from stage to stage")
     ledger_url: SecretStr | None = Field(None, description="a SQLAlchemy URL for the ledger "
                                          "(postgresql://...); null: SQLite in `dir`")
+    lock_wait_s: float = Field(60, ge=0, description="how long a sync waits while another "
+                               "process syncs the same source, before it stops with an error")
 
     @property
     def qdrant_path(self) -> Path:

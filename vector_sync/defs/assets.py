@@ -10,6 +10,7 @@ Dagster's view of it. A collection's chain materializes only for the sources tha
 
 
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ import dagster as dg
 from vector_sync.core import apply, diff, embed, repair, snapshot
 from vector_sync.core.apply import QdrantTransientError
 from vector_sync.core.ledger import open_ledger
+from vector_sync.core.locks import SourceBusy, source_lock
 from vector_sync.core.settings import RetryConfig, SensorsConfig, VectorSyncConfig
 from vector_sync.core.source import SourceUnavailable
 from vector_sync.core.stats import throughput
@@ -55,15 +57,30 @@ def source_snapshot_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefin
                         vector_sync: VectorSyncResource) -> dg.MaterializeResult:
         settings, source = vector_sync.load(), context.partition_key
         try:
-            repaired = _repair(context, settings, source) if config.repair else {}
-            metadata = snapshot.snapshot(settings, source, config.full,
-                                         config.targets(settings, source))
+            with _one_sync_at_a_time(context, settings):
+                repaired = _repair(context, settings, source) if config.repair else {}
+                metadata = snapshot.snapshot(settings, source, config.full,
+                                             config.targets(settings, source))
         except SourceUnavailable as error:
             raise dg.Failure(description=str(error)) from None
         metadata["path"] = dg.MetadataValue.path(metadata["path"])
         return dg.MaterializeResult(metadata={**metadata, **repaired})
 
     return source_snapshot
+
+
+@contextmanager
+def _one_sync_at_a_time(context: dg.AssetExecutionContext,
+                        settings: VectorSyncConfig) -> Iterator[None]:
+    """The step holds its source's lock (core/locks.py): a CLI sync of the same source in
+    another process runs between steps, never inside one."""
+    with ExitStack() as held:
+        try:
+            held.enter_context(source_lock(settings.state, context.partition_key,
+                                           settings.state.lock_wait_s))
+        except SourceBusy as error:
+            raise dg.Failure(description=str(error)) from None
+        yield
 
 
 def _repair(context: dg.AssetExecutionContext, settings: VectorSyncConfig,
@@ -121,8 +138,9 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
         if not _fed(context, settings, collection):
             return
         try:
-            yield dg.MaterializeResult(metadata=diff.changes(settings, context.partition_key,
-                                                             collection))
+            with _one_sync_at_a_time(context, settings):
+                metadata = diff.changes(settings, context.partition_key, collection)
+            yield dg.MaterializeResult(metadata=metadata)
         except diff.ChunkBudgetError as error:
             raise dg.Failure(description=str(error)) from None
 
@@ -135,8 +153,9 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
                    vector_sync: VectorSyncResource) -> Iterator[dg.MaterializeResult]:
         settings = vector_sync.load()
         if _fed(context, settings, collection):
-            yield dg.MaterializeResult(metadata=embed.embeddings(
-                settings, context.partition_key, collection))
+            with _one_sync_at_a_time(context, settings):
+                metadata = embed.embeddings(settings, context.partition_key, collection)
+            yield dg.MaterializeResult(metadata=metadata)
 
     @dg.asset(
         key=dg.AssetKey(["qdrant", collection]), deps=[embeddings_key], kinds={"qdrant"},
@@ -153,8 +172,9 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
             return
         last_attempt = context.retry_number >= settings.retry.step_retries
         try:
-            report = apply.apply(settings, context.partition_key, collection,
-                                 may_retry_step=not last_attempt)
+            with _one_sync_at_a_time(context, settings):
+                report = apply.apply(settings, context.partition_key, collection,
+                                     may_retry_step=not last_attempt)
         except CollectionMismatch as error:  # configuration, not a transient fault
             raise dg.Failure(description=str(error), allow_retries=False) from None
         except (QdrantTransientError, QdrantUnavailable) as error:

@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 
 from vector_sync.core.diff import OUTCOMES
+from vector_sync.core.locks import SourceBusy, source_lock
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.definitions import build_definitions
 from vector_sync.defs.assets import SnapshotConfig
@@ -35,20 +36,26 @@ def sync_source(config_file: Path, config: VectorSyncConfig, source: str, full: 
     job = defs.resolve_job_def(SYNC_JOB).get_subset(
         asset_selection=set(sync_assets(config, source)),
         asset_check_selection=set(sync_checks(config, source)))
-    with instance() as dagster_instance:  # disposed here: the CLI exits without teardown
-        result = job.execute_in_process(
-            partition_key=source,
-            instance=dagster_instance,
-            run_config=dg.RunConfig(
-                ops={"source_snapshot": SnapshotConfig(full=full), **{
-                    defs.get_asset_checks_def(guard_key(c)).op.name: guard
-                    for c in collections}},
-                # progress comes from vector_sync's own logger; Dagster's only for problems
-                loggers={"console": {"config": {"log_level": "WARNING"}}},
-            ),
-            tags={"vector_sync/source": source, "vector_sync/trigger": trigger},
-            raise_on_error=False,
-        )
+    try:
+        # one sync of a source at a time; the instance is disposed here because the CLI
+        # exits without the interpreter's teardown
+        with source_lock(config.state, source, config.state.lock_wait_s), \
+                instance() as dagster_instance:
+            result = job.execute_in_process(
+                partition_key=source,
+                instance=dagster_instance,
+                run_config=dg.RunConfig(
+                    ops={"source_snapshot": SnapshotConfig(full=full), **{
+                        defs.get_asset_checks_def(guard_key(c)).op.name: guard
+                        for c in collections}},
+                    # progress comes from vector_sync's own logger; Dagster's for problems
+                    loggers={"console": {"config": {"log_level": "WARNING"}}},
+                ),
+                tags={"vector_sync/source": source, "vector_sync/trigger": trigger},
+                raise_on_error=False,
+            )
+    except SourceBusy as error:
+        return {"collections": {}, "error": str(error)}
     return {"collections": collection_counts(result, collections),
             "error": None if result.success else failure_message(result)}
 

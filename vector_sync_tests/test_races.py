@@ -1,0 +1,79 @@
+"""Two syncs of one source at once: the second waits for the first (or, past
+`state.lock_wait_s`, stops with a clear error) and never interleaves with it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+
+from vector_sync.definitions import build_definitions
+from vector_sync.defs.jobs import SYNC_JOB
+from vector_sync_tests.conftest import Project, counts, long_note
+
+
+def _cli_sync(project: Project) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    return subprocess.Popen([sys.executable, "-m", "vector_sync.cli", "sync", "--config",
+                             str(project.config_file), "--json"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+@contextmanager
+def _held_by_another_process(project: Project) -> Iterator[None]:
+    """The source's lock, held by a process that is not this one (flock is per process)."""
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from vector_sync.config import StateConfig
+        from vector_sync.core.locks import source_lock
+        with source_lock(StateConfig(dir=Path({str(project.root / "state")!r})), "notes", 0):
+            print("held", flush=True)
+            sys.stdin.read()
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.communicate("")
+
+
+def test_two_cli_syncs_started_together_add_each_document_once(project: Project, capsys):
+    for i in range(4):
+        project.note(f"long{i}.md", long_note(f"Long {i}"))
+    first, second = _cli_sync(project), _cli_sync(project)
+    reports = []
+    for process in (first, second):
+        out, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err[-3000:]
+        reports.append(json.loads(out)["sources"]["notes"]["collections"]["notes"])
+    assert sorted(r["added"] for r in reports) == [0, 4]  # one did it all, the other nothing
+    assert sorted(r["unchanged"] for r in reports) == [0, 4]
+    points = project.points()
+    assert sum(r["chunks_embedded"] for r in reports) == sum(len(p) for p in points.values())
+    code, report = project.cli("verify", capsys=capsys)
+    assert code == 0 and report["ok"]
+
+
+def test_a_sync_that_cannot_get_the_source_stops_with_a_clear_error_and_writes_nothing(
+        project: Project, capsys):
+    project.note("a.md", "# A\n\nApples.\n")
+    project.config["state"]["lock_wait_s"] = 0.5
+    project.save()
+    with _held_by_another_process(project):
+        code, report = project.cli("sync", capsys=capsys)
+        assert code == 1
+        assert "source 'notes' is being synced by process" in report["sources"]["notes"]["error"]
+        result = build_definitions(str(project.config_file)).resolve_job_def(
+            SYNC_JOB).execute_in_process(partition_key="notes", raise_on_error=False,
+                                         instance=dg.DagsterInstance.ephemeral())
+        assert not result.success  # a run from the UI or a sensor fails its step the same way
+    assert project.points() == {}
+    code, report = project.cli("sync", capsys=capsys)  # once it is free, the sync goes through
+    assert code == 0 and counts(report)["added"] == 1

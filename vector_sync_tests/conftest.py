@@ -91,7 +91,7 @@ class Project:
 
     def qdrant(self) -> AbstractContextManager[QdrantStore]:
         """The project's embedded Qdrant, opened the way a run opens it."""
-        return open_store(QdrantConfig(), StateConfig(dir=self.root / "state"))
+        return open_store(QdrantConfig(), StateConfig(dir=self.root / self.config["state"]["dir"]))
 
 
 @pytest.fixture

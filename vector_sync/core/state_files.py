@@ -75,6 +75,10 @@ def write_rows(path: Path, schema: pa.Schema, rows: Iterable[dict[str, Any]],
                 faults.reached(f"{kind}.writing")
             if summary is not None:
                 writer.add_key_value_metadata({SUMMARY_KEY: json.dumps(summary())})
+    except OSError as error:  # a full disk, above all: say which file, keep the old one
+        partial.unlink(missing_ok=True)
+        raise OSError(error.errno, f"cannot write {path} ({error}); the previous file is "
+                      "kept") from None
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

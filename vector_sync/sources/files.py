@@ -27,6 +27,18 @@ from vector_sync.core.settings import ConfigError
 # tag and link scanners see the backslash.
 _MARKDOWN = MarkdownIt("commonmark").enable("table").disable("text_join")
 _YAML = YAMLHandler()
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader without aliases: frontmatter has no use for them, and aliases of aliases
+    expand exponentially once the fields are copied (the "billion laughs" bomb)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in frontmatter",
+                self.peek_event().start_mark)
+        return super().compose_node(parent, index)
 _INLINE_TAG = re.compile(r"(?<!\S)#([\w/-]+)")
 _WIKILINK = re.compile(r"\[\[([^\[\]]+)\]\]")
 _TAG_SEPARATORS = re.compile(r"[,\s]+")
@@ -141,7 +153,7 @@ def _split_frontmatter(text: str) -> tuple[dict[Any, Any], str]:
         return {}, text
     first_line = text.count("\n", 0, text.find(block)) + 1
     try:
-        data = _YAML.load(block)
+        data = _YAML.load(block, Loader=_NoAliasLoader)
     except (yaml.YAMLError, ValueError) as error:  # ValueError: dates such as 2026-02-30
         raise BadDocument("bad_frontmatter", _describe_yaml_error(error, first_line)) from None
     if data is None:

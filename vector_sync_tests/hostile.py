@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import unicodedata
 from pathlib import Path
@@ -58,6 +59,13 @@ def write_hostile_vault(root: Path) -> dict[str, str]:
     outcomes["sparse 1 GB.md"] = "too_large"
     note("becomes a folder.md", BODY)
     return outcomes
+
+
+def remove_deep_folders(root: Path) -> None:
+    """Delete the 1,000-level chain with `rm -rf`, which walks it without recursing:
+    shutil.rmtree (and so pytest's own clean-up of old temporary folders) recurses once per
+    level and overflows Python's stack."""
+    subprocess.run(["rm", "-rf", str(root / "d")], check=True)
 
 
 def replace_file_by_folder(root: Path) -> None:

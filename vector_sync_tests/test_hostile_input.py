@@ -12,8 +12,14 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
+
 from vector_sync_tests.conftest import Project
-from vector_sync_tests.hostile import replace_file_by_folder, write_hostile_vault
+from vector_sync_tests.hostile import (
+    remove_deep_folders,
+    replace_file_by_folder,
+    write_hostile_vault,
+)
 
 MEMORY_CAP = 4 << 30
 
@@ -31,8 +37,9 @@ def _cli(project: Project, *args: str) -> tuple[int, Any, str]:
 
 
 def test_a_hostile_vault_fails_each_bad_document_alone_and_syncs_the_rest(
-        project: Project) -> None:
+        project: Project, request: pytest.FixtureRequest) -> None:
     outcomes = write_hostile_vault(project.vault)
+    request.addfinalizer(lambda: remove_deep_folders(project.vault))
     good = {doc_id for doc_id, outcome in outcomes.items() if outcome == "synced"}
     bad = {doc_id: outcome for doc_id, outcome in outcomes.items() if outcome != "synced"}
 

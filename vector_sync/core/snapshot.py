@@ -37,6 +37,7 @@ def snapshot_rows(source: Source, ledger: Ledger, specs: list[CollectionSpec],
     after a collection's config changed. Raises SourceUnavailable before yielding anything
     if the source is down."""
     entries: list[SourceEntry] = list(source.scan())
+    faults.reached("snapshot.scanned")
     names = [s.name for s in specs]
     clean: dict[str, str] = {}
     if not full and not checkpoints.config_changed(ledger, source.name, specs):

@@ -1,0 +1,75 @@
+"""MongoDB stopped in the middle of a sync: the sync process is stopped by the fault hook
+(VECTOR_SYNC_FAULT_STOP_AT) after it listed the collection and before it read the changed
+documents, the server goes down, and the sync goes on. It fails naming the server and the
+collection, and deletes and rewrites nothing; with the server back, the next sync converges."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pymongo import MongoClient
+
+from vector_sync.core.faults import STOP_ENV
+from vector_sync_tests.conftest import Project
+from vector_sync_tests.mongo_server import running_server
+from vector_sync_tests.test_ledger_outages import _stopped
+from vector_sync_tests.test_mongodb_sync import COLLECTIONS, Clock, mongo_project, tool
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _sync(project: Project, stop_at: str | None = None) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    if stop_at:
+        env[STOP_ENV] = stop_at
+    return subprocess.Popen([sys.executable, "-m", "vector_sync.cli", "sync", "--config",
+                             str(project.config_file), "--json"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_mongodb_going_down_mid_sync_deletes_nothing_and_the_next_sync_converges(
+        tmp_path: Path, monkeypatch, capsys) -> None:
+    port, storage = _free_port(), tmp_path / "mongo"
+    monkeypatch.setenv("MONGODB_URI", f"mongodb://127.0.0.1:{port}/")
+    rng, clock = random.Random(5), Clock()
+    with running_server(storage, port=port) as server, MongoClient(server.uri) as client:
+        tools = client["outage"]["tools"]
+        tools.insert_many([tool(rng, i, clock) for i in range(20)])
+        project = mongo_project(tmp_path / "p", "outage")
+        first = _sync(project)
+        assert first.wait(300) == 0, first.communicate()[1][-3000:]
+        held = {c: project.points(c) for c in COLLECTIONS}
+        for i in range(5):
+            tools.update_one({"name": {"$regex": f" {i}$"}},
+                             {"$set": {"description": f"rewritten {i}", "updatedAt": clock.tick()}})
+        second = _sync(project, "snapshot.scanned")
+        deadline = time.monotonic() + 300
+        while not _stopped(second.pid):
+            assert second.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+    # the server is down now, with the sync stopped between listing and reading
+    second.send_signal(signal.SIGCONT)
+    out, err = second.communicate(timeout=300)
+    assert second.returncode == 1 and "Traceback" not in err
+    error = json.loads(out)["sources"]["tools"]["error"]
+    assert f"127.0.0.1:{port}" in error and "outage.tools" in error
+    assert {c: project.points(c) for c in COLLECTIONS} == held  # nothing deleted or rewritten
+
+    with running_server(storage, port=port):
+        code, report = project.cli("sync", capsys=capsys)
+        assert code == 0
+        assert report["sources"]["tools"]["collections"]["tools"]["updated"] == 5
+        code, found = project.cli("verify", capsys=capsys)
+        assert code == 0 and found["ok"]

@@ -6,6 +6,7 @@ could apply one run's change set with the other's embeddings. A sync holds the s
 file (`<state.dir>/locks/<source>.lock`, flock: released by the kernel if the process dies)
 for the whole run when it starts from the CLI, and for each step when Dagster runs the steps.
 The lock is re-entrant within a process: the CLI's run executes the steps in-process.
+`hold_file_lock` is the primitive, also guarding embedded Qdrant's storage.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO
 
 from vector_sync.core.settings import StateConfig
@@ -36,7 +38,12 @@ def source_lock(state: StateConfig, source: str, wait_s: float) -> Iterator[None
         handle, depth = _held[key]
         _held[key] = (handle, depth + 1)
     else:
-        _held[key] = (_acquire(path, source, wait_s), 1)
+        try:
+            _held[key] = (hold_file_lock(path, wait_s), 1)
+        except LockHeld as busy:
+            raise SourceBusy(f"source {source!r} is being synced by {busy.holder}; waited "
+                             f"{wait_s:g} s (state.lock_wait_s): try again when it has "
+                             "finished") from None
     try:
         yield
     finally:
@@ -48,9 +55,19 @@ def source_lock(state: StateConfig, source: str, wait_s: float) -> Iterator[None
             _held[key] = (handle, depth - 1)
 
 
-def _acquire(path: os.PathLike[str], source: str, wait_s: float) -> IO[str]:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    handle = open(path, "a+")  # noqa: SIM115 - held open as long as the lock is held
+class LockHeld(Exception):
+    """`hold_file_lock` waited in vain; `holder` says who has the lock."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(holder)
+        self.holder = holder
+
+
+def hold_file_lock(path: Path, wait_s: float) -> IO[str]:
+    """An exclusive flock on `path`, waiting up to `wait_s` for its holder to let go; the
+    file then says who holds it. Closing the returned file releases the lock."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+")
     deadline = time.monotonic() + wait_s
     while True:
         try:
@@ -61,9 +78,7 @@ def _acquire(path: os.PathLike[str], source: str, wait_s: float) -> IO[str]:
                 handle.seek(0)
                 holder = handle.read().strip() or "another process"
                 handle.close()
-                raise SourceBusy(f"source {source!r} is being synced by {holder}; waited "
-                                 f"{wait_s:g} s (state.lock_wait_s): try again when it has "
-                                 "finished") from None
+                raise LockHeld(holder) from None
             time.sleep(POLL_S)
     handle.seek(0)
     handle.truncate()

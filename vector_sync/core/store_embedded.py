@@ -14,7 +14,6 @@ could still take back.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ from typing import IO, Any
 import qdrant_edge as edge
 
 from vector_sync.core import faults
+from vector_sync.core.locks import LockHeld, hold_file_lock
 from vector_sync.core.store import (
     INDEXED_KEYS,
     Delete,
@@ -41,7 +41,6 @@ from vector_sync.core.store import (
 )
 
 log = logging.getLogger(__name__)
-LOCK_POLL_S = 0.2
 PAGE = 8_192
 FACET_LIMIT = 100_000  # distinct sources per collection; a handful in practice
 _DISTANCES = {"Cosine": edge.Distance.Cosine, "Dot": edge.Distance.Dot,
@@ -49,7 +48,7 @@ _DISTANCES = {"Cosine": edge.Distance.Cosine, "Dot": edge.Distance.Dot,
 
 
 class EmbeddedStore(QdrantStore):
-    def __init__(self, shards_dir: Path, lock: IO[bytes] | None = None) -> None:
+    def __init__(self, shards_dir: Path, lock: IO[str] | None = None) -> None:
         self.shards_dir = shards_dir
         self._lock = lock
         self._open: dict[str, edge.EdgeShard] = {}
@@ -57,7 +56,14 @@ class EmbeddedStore(QdrantStore):
     @classmethod
     def open(cls, root: Path, wait_s: float) -> EmbeddedStore:
         root.mkdir(parents=True, exist_ok=True)
-        lock = _acquire(root / "embedded.lock", wait_s)
+        try:  # one process at a time: wait for another run or a CLI search to let go
+            lock = hold_file_lock(root / "embedded.lock", wait_s)
+        except LockHeld as busy:
+            raise QdrantUnavailable(
+                f"the embedded Qdrant storage at {root} is in use by another process "
+                f"({busy.holder}; waited {wait_s:g} s; embedded storage admits one process "
+                "at a time: wait for the other run to finish, or set qdrant.url to a Qdrant "
+                "server for concurrent access)") from None
         try:
             from vector_sync.core.store_migration import migrate_if_local_mode
 
@@ -203,26 +209,6 @@ class EmbeddedStore(QdrantStore):
         shard.update(edge.UpdateOperation.delete_points_by_filter(
             _without_source() if source is None else _source_is(source)))
         shard.flush()
-
-
-def _acquire(path: Path, wait_s: float) -> IO[bytes]:
-    """One process at a time: wait up to `wait_s` for another run or a CLI search to let
-    go of the storage, then fail with a clear message."""
-    handle = path.open("ab")
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return handle
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                handle.close()
-                raise QdrantUnavailable(
-                    f"the embedded Qdrant storage at {path.parent} is in use by another "
-                    f"process (waited {wait_s:g} s; embedded storage admits one process at a "
-                    "time: wait for the other run to finish, or set qdrant.url to a Qdrant "
-                    "server for concurrent access)") from None
-            time.sleep(LOCK_POLL_S)
 
 
 def _payload_selector(with_payload: WithPayload) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -56,6 +57,6 @@ def test_opener_gives_up_after_lock_wait_with_a_clear_message(tmp_path: Path) ->
     state = StateConfig(dir=tmp_path)
     with open_store(QdrantConfig(), state), pytest.raises(
         QdrantUnavailable,
-        match=r"in use by another process \(waited 0.5 s",
+        match=rf"in use by another process \(process {os.getpid()} since .*; waited 0.5 s",
     ), open_store(QdrantConfig(lock_wait_s=0.5), state):
         pass

@@ -133,3 +133,8 @@ def postgres_url(postgres_admin: Engine) -> Iterator[str]:
     finally:
         with postgres_admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def is_stopped(pid: int) -> bool:
+    """Whether the process is stopped (SIGSTOP, e.g. by VECTOR_SYNC_FAULT_STOP_AT)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"

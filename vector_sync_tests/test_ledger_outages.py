@@ -12,18 +12,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
 from vector_sync.core.faults import STOP_ENV
 from vector_sync.core.ledger_db import with_installed_driver
-from vector_sync_tests.conftest import Project, long_note
-
-
-def _stopped(pid: int) -> bool:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+from vector_sync_tests.conftest import Project, is_stopped, long_note
 
 
 def _terminate_connections(url: str) -> int:
@@ -52,7 +47,7 @@ def test_ledger_connections_killed_mid_sync_then_the_next_sync_converges(
          "--json"], env={**env, STOP_ENV: point}, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
-    while not _stopped(sync.pid):
+    while not is_stopped(sync.pid):
         assert sync.poll() is None and time.monotonic() < deadline, "never reached " + point
         time.sleep(0.1)
     assert _terminate_connections(postgres_url) >= 1  # the sync's own connection went

@@ -18,9 +18,8 @@ from pathlib import Path
 from pymongo import MongoClient
 
 from vector_sync.core.faults import STOP_ENV
-from vector_sync_tests.conftest import Project
+from vector_sync_tests.conftest import Project, is_stopped
 from vector_sync_tests.mongo_server import running_server
-from vector_sync_tests.test_ledger_outages import _stopped
 from vector_sync_tests.test_mongodb_sync import COLLECTIONS, Clock, mongo_project, tool
 
 
@@ -56,7 +55,7 @@ def test_mongodb_going_down_mid_sync_deletes_nothing_and_the_next_sync_converges
                              {"$set": {"description": f"rewritten {i}", "updatedAt": clock.tick()}})
         second = _sync(project, "snapshot.scanned")
         deadline = time.monotonic() + 300
-        while not _stopped(second.pid):
+        while not is_stopped(second.pid):
             assert second.poll() is None and time.monotonic() < deadline
             time.sleep(0.1)
     # the server is down now, with the sync stopped between listing and reading

@@ -1,21 +1,26 @@
 """Two syncs of one source at once: the second waits for the first (or, past
-`state.lock_wait_s`, stops with a clear error) and never interleaves with it."""
+`state.lock_wait_s`, stops with a clear error) and never interleaves with it. And a note
+edited or deleted while a sync runs, between listing and reading: the next sync has it."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
+import pytest
 
+from vector_sync.core.faults import STOP_ENV
 from vector_sync.definitions import build_definitions
 from vector_sync.defs.jobs import SYNC_JOB
-from vector_sync_tests.conftest import Project, counts, long_note
+from vector_sync_tests.conftest import Project, counts, is_stopped, long_note
 
 
 def _cli_sync(project: Project) -> subprocess.Popen[str]:
@@ -77,3 +82,43 @@ def test_a_sync_that_cannot_get_the_source_stops_with_a_clear_error_and_writes_n
     assert project.points() == {}
     code, report = project.cli("sync", capsys=capsys)  # once it is free, the sync goes through
     assert code == 0 and counts(report)["added"] == 1
+
+
+@pytest.mark.parametrize("change", ["edited", "deleted"])
+def test_a_note_changed_between_listing_and_reading_is_picked_up_by_the_next_sync(
+        project: Project, capsys, change: str) -> None:
+    for i in range(3):
+        project.note(f"n{i}.md", f"# Note {i}\n\nThe first words of note {i}.\n")
+    code, _ = project.cli("sync", capsys=capsys)
+    assert code == 0
+    for i in range(3):
+        project.note(f"n{i}.md", f"# Note {i}\n\nThe second words of note {i}.\n")
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    sync = subprocess.Popen([sys.executable, "-m", "vector_sync.cli", "sync", "--config",
+                             str(project.config_file), "--json"], text=True,
+                            env={**env, STOP_ENV: "snapshot.scanned"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not is_stopped(sync.pid):
+        assert sync.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    if change == "edited":  # listed with one version, read with another
+        project.note("n0.md", "# Note 0\n\nThe third words of note 0.\n")
+    else:
+        (project.vault / "n0.md").unlink()
+    sync.send_signal(signal.SIGCONT)
+    _, err = sync.communicate(timeout=300)
+    assert "Traceback" not in err
+
+    code, report = project.cli("sync", capsys=capsys)
+    assert code == 0
+    points = project.points()
+    if change == "edited":
+        assert "third words" in points["n0.md"][0]["text"]
+    else:
+        assert "n0.md" not in points
+    assert all("second words" in points[f"n{i}.md"][0]["text"] for i in (1, 2))
+    code, _ = project.cli("sync", capsys=capsys)  # and then it stays put
+    assert code == 0
+    code, found = project.cli("verify", capsys=capsys)
+    assert code == 0 and found["ok"]

@@ -18,11 +18,10 @@ own process as mongod would be; it, not the client, dominates both figures.
 
 Setup (not measured): the documents are inserted, then one real sync runs with a stand-in
 embedder (deterministic normalized random vectors seeded by each text) because embedding
-200,000 chunks with the real model would take hours; embedded Qdrant's SQLite runs without
-an fsync per point during setup. Everything else in that sync is real (MongoDB over the
-wire, the SQLite ledger, embedded Qdrant), and both stand-ins are removed before anything is
-measured. Switching to (b) takes one more sync (every hint changes form; nothing is
-embedded or written to Qdrant), also not measured.
+200,000 chunks with the real model would take hours. Everything else in that sync is real
+(MongoDB over the wire, the SQLite ledger, embedded Qdrant), and the stand-in is removed
+before anything is measured. Switching to (b) takes one more sync (every hint changes form;
+nothing is embedded or written to Qdrant), also not measured.
 
 Run: ``.venv/bin/python benchmarks/mongo_noop.py [--docs N] [--repeats R] [--quick]``.
 """

@@ -375,8 +375,7 @@ def run(args: argparse.Namespace, root: Path, env: dict[str, str]) -> int:
     counts = initial["collections"][COLLECTION]
     print(f"setup: initial sync with a stand-in embedder, not measured "
           f"({time.perf_counter() - started:.1f} s: {counts['added']} added, "
-          f"{counts['chunks_embedded']} chunks given stand-in vectors; embedded Qdrant's "
-          "SQLite without an fsync per point during the setup only)")
+          f"{counts['chunks_embedded']} chunks given stand-in vectors)")
     if initial["error"] or counts["added"] != notes or counts["failed"]:
         print(f"setup failed: {initial}")
         if log_file.exists():

@@ -40,9 +40,12 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 docs: install
 	$(BIN)/python -m vector_sync.config_reference
 
+# benchmarks/run.py: one table of figures with their baselines (docs/benchmarks.md);
+# e.g. make bench BENCH_ARGS="--quick" or BENCH_ARGS="--only noop,edit --json bench.json"
+BENCH_ARGS ?=
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .vector_sync $(DAGSTER_HOME)

@@ -12,9 +12,12 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vector_sync.config import ConfigError, VectorSyncConfig, config_path, load_config
+
+if TYPE_CHECKING:
+    from vector_sync.core.unmanaged import Unmanaged
 
 BAD_CONFIG = 2
 
@@ -187,7 +190,7 @@ def cmd_verify(args: argparse.Namespace, config: VectorSyncConfig) -> int:
     return _print_verification(args, results, errors, _unmanaged(args, config))
 
 
-def _unmanaged(args: argparse.Namespace, config: VectorSyncConfig) -> Any:
+def _unmanaged(args: argparse.Namespace, config: VectorSyncConfig) -> Unmanaged:
     """Qdrant's content no source accounts for; looked for when every source is checked."""
     from vector_sync.core.unmanaged import Unmanaged, find_unmanaged
 
@@ -213,7 +216,7 @@ def cmd_repair(args: argparse.Namespace, config: VectorSyncConfig) -> int:
 
 
 def _print_verification(args: argparse.Namespace, results: list[Any],
-                        errors: dict[str, str], unmanaged: Any) -> int:
+                        errors: dict[str, str], unmanaged: Unmanaged) -> int:
     ok = not errors and not unmanaged and all(r.consistent for r in results)
     report: dict[str, Any] = {"ok": ok, "collections": {}, "errors": errors,
                               "unmanaged": unmanaged.summary()}

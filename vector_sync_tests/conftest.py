@@ -4,7 +4,11 @@ embedded Qdrant actually holds after a run."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -138,3 +142,24 @@ def postgres_url(postgres_admin: Engine) -> Iterator[str]:
 def is_stopped(pid: int) -> bool:
     """Whether the process is stopped (SIGSTOP, e.g. by VECTOR_SYNC_FAULT_STOP_AT)."""
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def start_sync(project: Project, **env: str) -> subprocess.Popen[str]:
+    """`vector-sync sync --json` of the project as its own process (no Dagster instance),
+    with extra environment variables such as the fault hook's."""
+    base = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    return subprocess.Popen([sys.executable, "-m", "vector_sync.cli", "sync", "--config",
+                             str(project.config_file), "--json"], env={**base, **env},
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def sync_stopped_at(project: Project, point: str) -> subprocess.Popen[str]:
+    """A sync process stopped by the fault hook at `point`; SIGCONT lets it go on."""
+    from vector_sync.core.faults import STOP_ENV
+
+    sync = start_sync(project, **{STOP_ENV: point})
+    deadline = time.monotonic() + 300
+    while not is_stopped(sync.pid):
+        assert sync.poll() is None and time.monotonic() < deadline, f"never reached {point}"
+        time.sleep(0.1)
+    return sync

@@ -6,15 +6,10 @@ nothing; once the object is back, the next sync mirrors the commit."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from vector_sync.core.faults import STOP_ENV
-from vector_sync_tests.conftest import is_stopped
+from vector_sync_tests.conftest import sync_stopped_at
 from vector_sync_tests.test_git_sync import GitProject
 
 
@@ -29,15 +24,7 @@ def test_a_blob_lost_mid_sync_fails_clearly_deletes_nothing_and_the_next_sync_mi
                                       "n1.md": "# Note 1\n\nSecond text 1.\n"})
     blob = project.repo.blob("n0.md")
     loose = project.repo.path / ".git" / "objects" / blob[:2] / blob[2:]
-    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
-    sync = subprocess.Popen([sys.executable, "-m", "vector_sync.cli", "sync", "--config",
-                             str(project.config_file), "--json"], text=True,
-                            env={**env, STOP_ENV: "snapshot.scanned"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    while not is_stopped(sync.pid):
-        assert sync.poll() is None and time.monotonic() < deadline
-        time.sleep(0.1)
+    sync = sync_stopped_at(project, "snapshot.scanned")
     saved = loose.read_bytes()
     loose.unlink()  # the object store loses the blob the sync is about to read
     sync.send_signal(signal.SIGCONT)

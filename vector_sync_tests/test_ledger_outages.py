@@ -7,18 +7,13 @@ and the next sync finds everything in place without embedding anything again."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
-from vector_sync.core.faults import STOP_ENV
 from vector_sync.core.ledger_db import with_installed_driver
-from vector_sync_tests.conftest import Project, is_stopped, long_note
+from vector_sync_tests.conftest import Project, long_note, sync_stopped_at
 
 
 def _terminate_connections(url: str) -> int:
@@ -41,15 +36,7 @@ def test_ledger_connections_killed_mid_sync_then_the_next_sync_converges(
     project.save()
     for i in range(4):
         project.note(f"n{i}.md", long_note(f"Note {i}", sections=2))
-    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
-    sync = subprocess.Popen(
-        [sys.executable, "-m", "vector_sync.cli", "sync", "--config", str(project.config_file),
-         "--json"], env={**env, STOP_ENV: point}, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not is_stopped(sync.pid):
-        assert sync.poll() is None and time.monotonic() < deadline, "never reached " + point
-        time.sleep(0.1)
+    sync = sync_stopped_at(project, point)
     assert _terminate_connections(postgres_url) >= 1  # the sync's own connection went
     sync.send_signal(signal.SIGCONT)
     out, err = sync.communicate(timeout=300)

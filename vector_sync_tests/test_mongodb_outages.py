@@ -6,19 +6,14 @@ collection, and deletes and rewrites nothing; with the server back, the next syn
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 from pymongo import MongoClient
 
-from vector_sync.core.faults import STOP_ENV
-from vector_sync_tests.conftest import Project, is_stopped
+from vector_sync_tests.conftest import start_sync, sync_stopped_at
 from vector_sync_tests.mongo_server import running_server
 from vector_sync_tests.test_mongodb_sync import COLLECTIONS, Clock, mongo_project, tool
 
@@ -27,15 +22,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _sync(project: Project, stop_at: str | None = None) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
-    if stop_at:
-        env[STOP_ENV] = stop_at
-    return subprocess.Popen([sys.executable, "-m", "vector_sync.cli", "sync", "--config",
-                             str(project.config_file), "--json"], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def test_mongodb_going_down_mid_sync_deletes_nothing_and_the_next_sync_converges(
@@ -47,17 +33,13 @@ def test_mongodb_going_down_mid_sync_deletes_nothing_and_the_next_sync_converges
         tools = client["outage"]["tools"]
         tools.insert_many([tool(rng, i, clock) for i in range(20)])
         project = mongo_project(tmp_path / "p", "outage")
-        first = _sync(project)
+        first = start_sync(project)
         assert first.wait(300) == 0, first.communicate()[1][-3000:]
         held = {c: project.points(c) for c in COLLECTIONS}
         for i in range(5):
             tools.update_one({"name": {"$regex": f" {i}$"}},
                              {"$set": {"description": f"rewritten {i}", "updatedAt": clock.tick()}})
-        second = _sync(project, "snapshot.scanned")
-        deadline = time.monotonic() + 300
-        while not is_stopped(second.pid):
-            assert second.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
+        second = sync_stopped_at(project, "snapshot.scanned")
     # the server is down now, with the sync stopped between listing and reading
     second.send_signal(signal.SIGCONT)
     out, err = second.communicate(timeout=300)

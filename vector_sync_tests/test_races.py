@@ -5,29 +5,19 @@ edited or deleted while a sync runs, between listing and reading: the next sync 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
 import pytest
 
-from vector_sync.core.faults import STOP_ENV
 from vector_sync.definitions import build_definitions
 from vector_sync.defs.jobs import SYNC_JOB
-from vector_sync_tests.conftest import Project, counts, is_stopped, long_note
-
-
-def _cli_sync(project: Project) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
-    return subprocess.Popen([sys.executable, "-m", "vector_sync.cli", "sync", "--config",
-                             str(project.config_file), "--json"], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+from vector_sync_tests.conftest import Project, counts, long_note, start_sync, sync_stopped_at
 
 
 @contextmanager
@@ -52,7 +42,7 @@ def _held_by_another_process(project: Project) -> Iterator[None]:
 def test_two_cli_syncs_started_together_add_each_document_once(project: Project, capsys):
     for i in range(4):
         project.note(f"long{i}.md", long_note(f"Long {i}"))
-    first, second = _cli_sync(project), _cli_sync(project)
+    first, second = start_sync(project), start_sync(project)
     reports = []
     for process in (first, second):
         out, err = process.communicate(timeout=600)
@@ -93,15 +83,7 @@ def test_a_note_changed_between_listing_and_reading_is_picked_up_by_the_next_syn
     assert code == 0
     for i in range(3):
         project.note(f"n{i}.md", f"# Note {i}\n\nThe second words of note {i}.\n")
-    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
-    sync = subprocess.Popen([sys.executable, "-m", "vector_sync.cli", "sync", "--config",
-                             str(project.config_file), "--json"], text=True,
-                            env={**env, STOP_ENV: "snapshot.scanned"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    while not is_stopped(sync.pid):
-        assert sync.poll() is None and time.monotonic() < deadline
-        time.sleep(0.1)
+    sync = sync_stopped_at(project, "snapshot.scanned")
     if change == "edited":  # listed with one version, read with another
         project.note("n0.md", "# Note 0\n\nThe third words of note 0.\n")
     else:

@@ -48,11 +48,21 @@ def reusable_vectors(rows: Iterable[dict[str, Any]], wanted: Collection[tuple[st
 
 
 def worth_reading_back(changes: Iterable[dict[str, Any]]) -> set[str]:
-    """The edited documents whose unchanged chunks could be reused: those cut into several
-    chunks (an edited one-chunk document has no unchanged chunk). Others need no Qdrant
-    read, which spares opening embedded storage for the common small edit."""
-    return {c["doc_id"] for c in changes
-            if c["action"] == "updated" and len(c["chunks"] or ()) > 1}
+    """The documents whose points may hold vectors for this change set's chunk texts: edited
+    documents cut into several chunks (an edited one-chunk document has no unchanged chunk)
+    and, when documents are added, the deleted ones (a page moved to a new URL, a renamed
+    file: same text under a new id). Others need no Qdrant read, which spares opening
+    embedded storage for the common small edit."""
+    edited: set[str] = set()
+    deleted: set[str] = set()
+    added = False
+    for change in changes:
+        if change["action"] == "updated" and len(change["chunks"] or ()) > 1:
+            edited.add(change["doc_id"])
+        elif change["action"] == "deleted":
+            deleted.add(change["doc_id"])
+        added |= change["action"] == "added"
+    return edited | deleted if added else edited
 
 
 def held_chunks(config: VectorSyncConfig, source: str, collection: str,

@@ -58,12 +58,11 @@ def dry_run(config: VectorSyncConfig, source_name: str, ledger: Ledger, full: bo
     for spec in specs:
         diff = result.diffs[spec.name] = Diff()
         differ = differ_for(config, spec.name, ledger.expected(source_name, spec.name))
-        embedded = [change for change in differ.changes(
-            snapshot, ledger.rows(source_name, spec.name), diff)
-            if change["action"] in ("added", "updated")]
+        changes = list(differ.changes(snapshot, ledger.rows(source_name, spec.name), diff))
+        embedded = [c for c in changes if c["action"] in ("added", "updated")]
         # what the embed stage would reuse: an earlier embeddings file, chunks Qdrant holds
         reusable = _reusable_keys(files.embeddings(spec.name, source_name))
-        held = held_chunks(config, source_name, spec.name, worth_reading_back(embedded),
+        held = held_chunks(config, source_name, spec.name, worth_reading_back(changes),
                            with_vectors=False)
         result.to_embed[spec.name] = sum(
             0 if reusable.get((c["doc_id"], c["content_hash"])) == len(c["chunks"])

@@ -11,4 +11,5 @@ REGISTRY = Registry({
     "markdown": "vector_sync.sources.markdown:MarkdownConfig",
     "mongodb": "vector_sync.sources.mongodb:MongoConfig",
     "git": "vector_sync.sources.git:GitConfig",
+    "website": "vector_sync.sources.website:WebsiteConfig",
 })

@@ -74,12 +74,12 @@ class DocSite:
     def remove(self, rel: str) -> None:
         (self.docs / rel).unlink()
 
-    def build(self) -> None:
+    def build(self, **settings: Any) -> None:
         """Run MkDocs (a real build: a page whose source did not change comes out the same
-        bytes, so keeps its ETag)."""
+        bytes, so keeps its ETag), with more mkdocs.yml `settings` if given."""
         (self.root / "mkdocs.yml").write_text(yaml.safe_dump({
             "site_name": "Kitchen Notes", "site_url": self.url, "theme": "readthedocs",
-            "docs_dir": "docs", "site_dir": "site"}))
+            "docs_dir": "docs", "site_dir": "site", **settings}))
         subprocess.run([sys.executable, "-m", "mkdocs", "build", "--quiet", "--clean"],
                        cwd=self.root, check=True, capture_output=True)
         (self.built / "robots.txt").write_text(ROBOTS)

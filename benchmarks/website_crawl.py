@@ -8,7 +8,8 @@ MkDocs (readthedocs theme) and served over loopback HTTP by vector_sync_tests/do
 (depth 2), as documentation sites are organised.
 
   raw      the chunk texts Qdrant holds after the initial sync, embedded in-process by the
-           same Embedder the sync uses (model load excluded): the embedding ceiling
+           same Embedder the sync uses, shortest first as the embed stage does (model load
+           excluded): the embedding ceiling
   initial  whole process `vector-sync sync`: pages/s and chunks/s, against raw's chunks/s
   noop     whole process, median of 3: every page a 304, nothing read; against the crawl
            alone (warm) and `vector-sync --help` (start-up)
@@ -35,6 +36,7 @@ from _vault import WORDS, scratch, sentence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vector_sync.config import load_config  # noqa: E402
+from vector_sync.core.embed import embed_by_length  # noqa: E402
 from vector_sync.core.embedder import Embedder  # noqa: E402
 from vector_sync.core.store import open_store  # noqa: E402
 from vector_sync_tests.doc_site import DocSite  # noqa: E402
@@ -116,7 +118,7 @@ def measure_all(site: DocSite, config_file: Path, paths: list[str]) -> list[tupl
     embedder = Embedder(config.embedding_for("docs"))
     embedder.embed(texts[:32])  # load the model outside the timing
     started = time.perf_counter()
-    embedder.embed(texts)
+    embed_by_length(embedder.embed, texts)  # as the embed stage hands them over
     raw = len(texts) / (time.perf_counter() - started)
     rows.append(("raw embedding of the same chunks", f"{raw:.1f} chunks/s", "-"))
     rows.append(("initial sync (whole process)",

@@ -84,7 +84,7 @@ def _table(model: type[BaseModel], skip: frozenset[str] = frozenset()) -> list[s
             continue
         if not field.description:
             raise ValueError(f"{model.__name__}.{name} has no description")
-        lines.append(f"| `{name}` | {_type(field.annotation)} | {_default(field)} | "
+        lines.append(f"| `{field.alias or name}` | {_type(field.annotation)} | {_default(field)} | "
                      f"{field.description} |")
     return lines
 

@@ -17,5 +17,6 @@ def test_the_page_documents_every_key_of_every_source_kind():
     for kind in REGISTRY.names():
         model = REGISTRY.config_model(kind)
         assert f"with `kind: {kind}`" in page
-        for name in model.model_fields:
-            assert f"| `{name}` |" in page, f"{kind}.{name} is missing from the reference"
+        for name, field in model.model_fields.items():
+            key = field.alias or name  # the key a config file uses
+            assert f"| `{key}` |" in page, f"{kind}.{key} is missing from the reference"

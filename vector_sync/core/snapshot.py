@@ -36,17 +36,17 @@ def snapshot_rows(source: Source, ledger: Ledger, specs: list[CollectionSpec],
     and whose expected state is known are not read ("skipped"); all are read with `full` or
     after a collection's config changed. Raises SourceUnavailable before yielding anything
     if the source is down."""
+    names = [s.name for s in specs]
+    changed: set[str] = set()
+    if isinstance(source, Checkpointed):  # its own history decides too: reads are the union
+        changed = source.changed_since(checkpoints.last_checkpoint(ledger, source.name, names))
     entries: list[SourceEntry] = list(source.scan())
     faults.reached("snapshot.scanned")
-    names = [s.name for s in specs]
     clean: dict[str, str] = {}
     if not full and not checkpoints.config_changed(ledger, source.name, specs):
         clean = ledger.synced_hints(source.name, names)
         known = ledger.expected_everywhere(source.name, names)
         clean = {doc_id: hint for doc_id, hint in clean.items() if doc_id in known}
-    changed: set[str] = set()
-    if isinstance(source, Checkpointed):  # its own history decides too: reads are the union
-        changed = source.changed_since(checkpoints.last_checkpoint(ledger, source.name, names))
     to_read = []
     for entry in entries:
         if entry.doc_id not in changed and clean.get(entry.doc_id) == entry.version:

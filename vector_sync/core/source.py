@@ -52,15 +52,16 @@ class Source(Protocol):
 
 @runtime_checkable
 class Checkpointed(Protocol):
-    """A source with a change history of its own (Git's commits). After scan(), the engine
-    passes back the checkpoint every collection of the source last applied; once a
-    collection has applied this snapshot, it records the new `checkpoint`."""
+    """A source with a change history of its own (Git's commits, SurrealDB's change feed).
+    Before scan(), the engine passes back the checkpoint every collection of the source last
+    applied (so the source may pick how it scans); once a collection has applied this
+    snapshot, it records the new `checkpoint`."""
 
     checkpoint: str | None  # where the last changed_since() left the source, or None
     detection: dict[str, Any]  # how changed_since() found the changes, for the metadata
 
     def changed_since(self, checkpoint: str | None) -> set[str]:
-        """After scan(): the doc_ids changed since `checkpoint`. They are read whatever their
+        """Before scan(): the doc_ids changed since `checkpoint`. They are read whatever their
         hints say, so the reads are the union of this and the hint comparison. Empty when
         `checkpoint` is None or unusable (the hints alone then decide)."""
         ...

@@ -12,4 +12,5 @@ REGISTRY = Registry({
     "mongodb": "vector_sync.sources.mongodb:MongoConfig",
     "git": "vector_sync.sources.git:GitConfig",
     "website": "vector_sync.sources.website:WebsiteConfig",
+    "surrealdb": "vector_sync.sources.surrealdb:SurrealConfig",
 })

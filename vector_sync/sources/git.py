@@ -159,18 +159,23 @@ class GitSource:
         self.config = config
         self._rules = PathRules(name, config.include, config.exclude, config.ignore_files)
         self._pinned: _Pin | None = None
+        self._pinned_for_scan = False
         self.checkpoint: str | None = None
         self.detection: dict[str, Any] = {}
 
     # --- scan and change detection ---
 
     def scan(self) -> Iterator[SourceEntry]:
-        self._pinned = self._pin()
-        for path, entry in self._pinned.entries.items():
+        if not self._pinned_for_scan:  # pin now, unless changed_since() just did
+            self._pinned = self._pin()
+        self._pinned_for_scan = False
+        for path, entry in self._current().entries.items():
             yield SourceEntry(path, entry.version)
 
     def changed_since(self, checkpoint: str | None) -> set[str]:
-        pin = self._current()
+        """Called before scan(): pins the head that scan() then lists."""
+        pin = self._pinned = self._pin()
+        self._pinned_for_scan = True
         self.checkpoint = pin.head
         base, reason = self._diff_base(pin, checkpoint)
         if base is None:

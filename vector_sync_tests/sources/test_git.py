@@ -141,8 +141,10 @@ def test_last_author_comes_from_one_log_pass(repo, tmp_path):
 
 
 def detect(src: GitSource, checkpoint: str | None) -> set[str]:
+    """As the snapshot stage asks: the changes since `checkpoint`, then the listing."""
+    changed = src.changed_since(checkpoint)
     scan(src)
-    return src.changed_since(checkpoint)
+    return changed
 
 
 def test_commit_diff_lists_adds_edits_and_renames_but_not_mode_changes(repo):

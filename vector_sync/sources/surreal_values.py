@@ -1,0 +1,134 @@
+"""SurrealDB values (as the `surrealdb` SDK decodes them) to JSON-safe ones, and record hashes.
+
+Every value has one form, so a record's hash changes exactly when its data does:
+datetime: ISO 8601 UTC with "Z"; Duration: SurrealQL's own notation (`1h30m`); decimal: its
+exact string (not a float); UUID: its string; bytes: base64; a record link: SurrealDB's own
+string form (`person:tobie`, `t:[1, 'x']`, as `<string> id` gives it); geometries: GeoJSON;
+non-finite floats: "NaN", "Infinity", "-Infinity"; arrays (and sets): lists. Nesting is kept.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import re
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from surrealdb import Duration, RecordID, Table
+
+from vector_sync.core.hashing import stable_json
+
+# Bump whenever json_safe() changes: every hash hint changes with it, so every record is read
+# again and converted the new way
+CONVERSION = "1"
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ID_WORD = re.compile(r"[A-Za-z0-9_]+")
+_DURATION_UNITS = (("y", 365 * 86400 * 10**9), ("w", 7 * 86400 * 10**9), ("d", 86400 * 10**9),
+                   ("h", 3600 * 10**9), ("m", 60 * 10**9), ("s", 10**9), ("ms", 10**6),
+                   ("µs", 10**3), ("ns", 1))
+
+
+def json_safe(value: Any) -> Any:
+    if value is None or isinstance(value, str | bool):
+        return value
+    if isinstance(value, dict):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    if isinstance(value, set | frozenset):  # no order of its own: sorted, so hashes are stable
+        return sorted((json_safe(item) for item in value), key=stable_json)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _NON_FINITE[str(value)]
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, RecordID):
+        return record_string(value)
+    if isinstance(value, Table):
+        return str(value.table_name)
+    if isinstance(value, Duration):
+        return duration_string(value.elapsed)
+    if hasattr(value, "get_coordinates"):  # GeometryPoint, GeometryPolygon, ...
+        kind = type(value).__name__.removeprefix("Geometry")
+        if kind == "Collection":
+            return {"type": "GeometryCollection",
+                    "geometries": [json_safe(g) for g in value.geometries]}
+        return {"type": kind, "coordinates": json.loads(json.dumps(value.get_coordinates()))}
+    raise ValueError(f"a {type(value).__name__} value has no JSON form")
+
+
+def duration_string(nanoseconds: int) -> str:
+    """SurrealQL duration notation: 5_400 s is `1h30m`; zero is `0ns`."""
+    parts = []
+    for unit, size in _DURATION_UNITS:
+        count, nanoseconds = divmod(nanoseconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0ns"
+
+
+def record_string(record: RecordID) -> str:
+    """SurrealDB's `<string>` form of a record id, for the kinds an id can be: `t:1`,
+    `t:abc`, `t:⟨hello world⟩`, `t:u'…'` (UUID), `t:[1, 'x']`, `t:{ a: 1, b: 'c' }`."""
+    return f"{_identifier(str(record.table_name))}:{_id_part(record.id)}"
+
+
+def _identifier(name: str) -> str:
+    return name if _IDENTIFIER.fullmatch(name) else f"⟨{name}⟩"
+
+
+def _id_part(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        # a bare word unless it would read as a number
+        return value if _ID_WORD.fullmatch(value) and not value.isdigit() else f"⟨{value}⟩"
+    if isinstance(value, uuid.UUID):
+        return f"u'{value}'"
+    return _literal(value)
+
+
+def _literal(value: Any) -> str:
+    """A value inside an array or object id, as SurrealQL writes it."""
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float | Decimal):
+        return str(value)
+    if isinstance(value, uuid.UUID):
+        return f"u'{value}'"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_literal(item) for item in value) + "]"
+    if isinstance(value, dict):
+        if not value:
+            return "{  }"
+        return "{ " + ", ".join(f"{_identifier(str(k))}: {_literal(v)}"
+                                for k, v in sorted(value.items())) + " }"
+    if isinstance(value, RecordID):
+        return record_string(value)
+    if value is None:
+        return "NONE"
+    return str(value)
+
+
+def record_hash(fields: dict[str, Any]) -> str:
+    """A record's data (already JSON-safe, without the write-back field) as a hint."""
+    digest = hashlib.blake2b(stable_json(fields).encode("utf-8"), digest_size=16).hexdigest()
+    return f"h{CONVERSION}:{digest}"

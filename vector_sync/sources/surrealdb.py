@@ -1,15 +1,16 @@
 """SurrealDB source: the records of one table (optionally filtered), embedded or remote.
 
-Connection through the official `surrealdb` SDK: `surrealkv://`, `rocksdb://` and `mem://`
-run the real engine in this process; `ws://`, `wss://`, `http://`, `https://` reach a server.
+Connection through the official `surrealdb` SDK: `surrealkv://` and `mem://` run the real
+engine in this process; `ws://`, `wss://`, `http://`, `https://` reach a server.
 
 How changes are found (the `Checkpointed` capability, as Git's commits): when the table has a
 CHANGEFEED, the checkpoint is the versionstamp of the last change applied and
 `SHOW CHANGES FOR TABLE ... SINCE` names the records changed since; scan() then only lists
-record ids (deletions are the ids no longer listed). When the table has no change feed, no
-checkpoint is known yet, or the feed no longer reaches back to the checkpoint (its retention
-passed), scan() gives each record a hint of its own: the `updated_field` value when one is
-configured, else a hash of the record. The run metadata says which path was taken.
+record ids (deletions are the ids no longer listed). Hints: the `updated_field` value when
+one is configured; else, in a table with a feed, one constant (the feed decides; when it
+cannot, because no checkpoint is known yet or its retention passed, every record is read and
+the content hashes decide); else, without a feed, a hash of the record. The run metadata
+says which path was taken.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ from vector_sync.sources.surreal_values import CONVERSION, json_safe, record_has
 log = logging.getLogger(__name__)
 
 WRITE_BACK_FIELD = "syncMetadata"
-EMBEDDED = ("surrealkv", "rocksdb", "file")
+# what the SDK's own engine opens (its 2.x wheel has no RocksDB)
+EMBEDDED = ("surrealkv", "surrealkv+versioned", "file")
 SCHEMES = (*EMBEDDED, "mem", "memory", "ws", "wss", "http", "https")
 FEED_HINT = "feed"  # every record's hint while the change feed decides what is read
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -54,8 +56,8 @@ class SurrealConfig(SourceConfig):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     kind: Literal["surrealdb"]
-    url: str = Field(description="surrealkv://DIR, rocksdb://DIR or mem:// (the engine runs "
-                     "in-process), or ws://, wss://, http://, https:// for a server")
+    url: str = Field(description="surrealkv://DIR or mem:// (the engine runs in-process), or "
+                     "ws://, wss://, http://, https:// for a server")
     namespace: str = Field(min_length=1, description="the namespace")
     database: str = Field(min_length=1, description="the database")
     table: str = Field(description="the table (an identifier)")

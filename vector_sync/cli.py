@@ -38,11 +38,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
         return int(args.handler(args, config))
     except (ConfigError, UsageError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return BAD_CONFIG
+        return _failed(args, error, BAD_CONFIG)
     except (LedgerUnavailable, QdrantUnavailable) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return _failed(args, error, 1)
+
+
+def _failed(args: argparse.Namespace, error: Exception, code: int) -> int:
+    """A command that could not run: the reason on stderr and, with --json, as the one JSON
+    document on stdout (a script reading stdout must not get nothing)."""
+    print(f"error: {error}", file=sys.stderr)
+    if args.json:
+        _print_json({"error": str(error), "exit_code": code})
+    return code
 
 
 def _parser() -> argparse.ArgumentParser:

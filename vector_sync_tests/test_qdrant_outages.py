@@ -69,6 +69,8 @@ def test_a_stalling_or_cut_off_qdrant_fails_every_document_with_its_reason_then_
         error = capsys.readouterr().err
         assert code == 1 and error.startswith("error: Qdrant could not be read:")
         assert reason in error
+        code, verified = project.cli("verify", capsys=capsys)  # --json: the reason as JSON
+        assert code == 1 and verified["exit_code"] == 1 and reason in verified["error"]
 
     project.config["qdrant"] = {"url": None}  # Qdrant answers again
     project.save()

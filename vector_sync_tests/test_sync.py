@@ -304,3 +304,16 @@ def test_a_read_back_that_cannot_open_qdrant_reuses_nothing(project, capsys):
         held = embed.held_chunks(config, "notes", "notes", {"long.md"})
     assert held == {}
     assert embed.held_chunks(config, "notes", "notes", {"long.md"})  # free again: found
+
+
+def test_an_unavailable_source_is_one_clear_line_not_a_stack_trace(project, capsys):
+    project.config["sources"]["notes"]["path"] = "no-such-vault"
+    project.save()
+    capsys.readouterr()
+    code = __import__("vector_sync.cli", fromlist=["main"]).main(
+        ["sync", "--config", str(project.config_file)])
+    printed = capsys.readouterr()
+    assert code == 1
+    reason = "does not exist"
+    assert (printed.out + printed.err).count(reason) == 1, printed.err
+    assert "Stack Trace" not in printed.err and "Traceback" not in printed.err

@@ -7,6 +7,7 @@ when it is set, so CLI syncs show up in the UI's history next to the others.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from vector_sync.definitions import build_definitions
 from vector_sync.defs.assets import SnapshotConfig
 from vector_sync.defs.checks import GuardConfig
 from vector_sync.defs.jobs import SYNC_JOB, guard_key, sync_assets, sync_checks
+
+log = logging.getLogger(__name__)
 
 
 def instance() -> dg.DagsterInstance:
@@ -48,8 +51,10 @@ def sync_source(config_file: Path, config: VectorSyncConfig, source: str, full: 
                     ops={"source_snapshot": SnapshotConfig(full=full), **{
                         defs.get_asset_checks_def(guard_key(c)).op.name: guard
                         for c in collections}},
-                    # progress comes from vector_sync's own logger; Dagster's for problems
-                    loggers={"console": {"config": {"log_level": "WARNING"}}},
+                    # progress and failures come from vector_sync's own logger and the
+                    # report; Dagster's console would repeat each failure with its stack
+                    # (an unexpected error's stack is logged by failure_message)
+                    loggers={"console": {"config": {"log_level": "CRITICAL"}}},
                 ),
                 tags={"vector_sync/source": source, "vector_sync/trigger": trigger},
                 raise_on_error=False,
@@ -90,6 +95,9 @@ def failure_message(result: dg.ExecuteInProcessResult) -> str:
             while error is not None and error.cause is not None:
                 error = error.cause
             if error is not None:
+                if error.cls_name != "Failure":  # not an error vector_sync explained: a bug
+                    log.error("step %s failed unexpectedly:\n%s", event.step_key,
+                              error.to_string())
                 message = error.message.strip()
                 return message.split(": ", 1)[1] if ": " in message else message
     return "the run failed"

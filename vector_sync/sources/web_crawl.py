@@ -156,7 +156,9 @@ class Crawler:
         counts = self.result.counts
         if counts and counts["failed"] + counts["robots"] == counts.total():
             first = next(iter(self.result.pages.values()), None)
-            raise self.unavailable("no page answered" + (f": {first.message}" if first else ""))
+            agent = self.fetcher.user_agent
+            raise self.unavailable(f"no page answered: {first.message}" if first else
+                                   f"robots.txt disallows every page for {agent!r}")
         self.result.cache = {"sitemaps": sitemaps, "pages": {
             doc_id: self._cache_entry(page, links_of[doc_id])
             for doc_id, page in self.result.pages.items()

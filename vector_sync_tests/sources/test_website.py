@@ -25,7 +25,7 @@ from vector_sync.sources.web_pages import (
     parse_sitemap,
 )
 from vector_sync.sources.website import WebsiteConfig
-from vector_sync_tests.doc_site import FOOTER, DocSite
+from vector_sync_tests.doc_site import FOOTER, ROBOTS, DocSite
 
 
 @pytest.mark.parametrize(("url", "expected"), [
@@ -199,6 +199,15 @@ def test_robots_txt_that_fails_means_the_site_is_unavailable(tmp_path, site):
     site.rules["/robots.txt"] = (500, {})
     with pytest.raises(SourceUnavailable, match="robots.txt"):
         list(source(tmp_path, site).scan())
+
+
+def test_robots_txt_disallowing_everything_is_said(tmp_path, site):
+    (site.built / "robots.txt").write_text("User-agent: *\nDisallow: /\n")
+    try:
+        with pytest.raises(SourceUnavailable, match="robots.txt disallows every page"):
+            list(source(tmp_path, site).scan())
+    finally:
+        (site.built / "robots.txt").write_text(ROBOTS)
 
 
 def test_missing_sitemap_means_the_site_is_unavailable(tmp_path, site):

@@ -272,7 +272,13 @@ def _kinds_used(data: dict[str, Any], registry: Registry) -> tuple[type[SourceCo
 
 def _resolve_paths(config: VectorSyncConfig, base: Path) -> VectorSyncConfig:
     def absolute(path: Path) -> Path:
-        return path if path.is_absolute() else (base / path).resolve()
+        try:
+            if "\x00" in str(path):
+                raise ValueError("it holds a NUL byte")
+            return path if path.is_absolute() else (base / path).resolve()
+        except (ValueError, OSError) as error:  # a NUL byte, a symlink loop
+            raise ConfigError(f"invalid configuration: the path {str(path)!r} cannot be "
+                              f"used: {error}") from None
 
     def resolved_embedding(e: EmbeddingConfig) -> EmbeddingConfig:
         return e.model_copy(update={"model_path": absolute(e.model_path) if e.model_path else None})

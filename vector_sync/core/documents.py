@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,3 +61,24 @@ def nested_subset(fields: Mapping[str, Any], paths: Iterable[str]) -> dict[str, 
             node = node.setdefault(part, {})
         node[leaf] = value
     return result
+
+
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def json_tree(value: Any, leaf: Callable[[Any], Any]) -> Any:
+    """`value` made JSON-safe, one form per value, for a source whose client decodes its own
+    types: nesting kept (keys as strings, tuples as lists), ints plain (Int64 and friends),
+    non-finite floats as "NaN", "Infinity", "-Infinity"; anything else is `leaf(value)`,
+    the kind's own conversion (which may recurse through json_tree)."""
+    if value is None or isinstance(value, str | bool):
+        return value
+    if isinstance(value, dict):
+        return {str(key): json_tree(item, leaf) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_tree(item, leaf) for item in value]
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _NON_FINITE[str(value)]
+    return leaf(value)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import re
 import uuid
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from bson.errors import BSONError
 from bson.int64 import Int64
 from bson.objectid import ObjectId
 
-from vector_sync.core.documents import MISSING
+from vector_sync.core.documents import MISSING, json_tree
 
 # decode as DatetimeMS instead of failing; UUIDs stored as subtype 4 come back as uuid.UUID
 CODEC: CodecOptions[dict[str, Any]] = CodecOptions(
@@ -47,16 +46,10 @@ def json_safe(value: Any) -> Any:
     float), UUID: their string; Int64: int; non-finite floats: "NaN", "Infinity",
     "-Infinity"; binary: base64; a datetime outside years 1-9999: milliseconds since the
     epoch; other BSON types: their MongoDB Extended JSON (relaxed) form. Nesting is kept."""
-    if value is None or isinstance(value, str | bool):
-        return value
-    if isinstance(value, dict):
-        return {str(key): json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(item) for item in value]
-    if isinstance(value, int):
-        return int(value)  # Int64 and friends become plain ints
-    if isinstance(value, float):
-        return value if math.isfinite(value) else _NON_FINITE[str(value)]
+    return json_tree(value, _bson_value)
+
+
+def _bson_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return iso_ms(value)
     if isinstance(value, ObjectId | Decimal128 | uuid.UUID):
@@ -66,9 +59,6 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, DatetimeMS):
         return int(value)
     return _extended_json(value)
-
-
-_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
 
 def iso_ms(moment: datetime) -> str:

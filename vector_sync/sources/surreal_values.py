@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import math
 import re
 import uuid
 from datetime import UTC, datetime
@@ -21,12 +20,12 @@ from typing import Any
 
 from surrealdb import Duration, RecordID, Table
 
+from vector_sync.core.documents import json_tree
 from vector_sync.core.hashing import stable_json
 
 # Bump whenever json_safe() changes: every hash hint changes with it, so every record is read
 # again and converted the new way
 CONVERSION = "1"
-_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ID_WORD = re.compile(r"[A-Za-z0-9_]+")
 _DURATION_UNITS = (("y", 365 * 86400 * 10**9), ("w", 7 * 86400 * 10**9), ("d", 86400 * 10**9),
@@ -35,24 +34,16 @@ _DURATION_UNITS = (("y", 365 * 86400 * 10**9), ("w", 7 * 86400 * 10**9), ("d", 8
 
 
 def json_safe(value: Any) -> Any:
-    if value is None or isinstance(value, str | bool):
-        return value
-    if isinstance(value, dict):
-        return {str(key): json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(item) for item in value]
+    return json_tree(value, _surreal_value)
+
+
+def _surreal_value(value: Any) -> Any:
     if isinstance(value, set | frozenset):  # no order of its own: sorted, so hashes are stable
         return sorted((json_safe(item) for item in value), key=stable_json)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else _NON_FINITE[str(value)]
     if isinstance(value, datetime):
         moment = value if value.tzinfo else value.replace(tzinfo=UTC)
         return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, uuid.UUID):
+    if isinstance(value, Decimal | uuid.UUID):  # a decimal exactly, not as a float
         return str(value)
     if isinstance(value, bytes | bytearray):
         return base64.b64encode(value).decode("ascii")

@@ -102,12 +102,12 @@ class SurrealConfig(SourceConfig):
         """With a change feed: any change after the versionstamp kept in `state`. Without
         one: the default fingerprint of scan() (per-record hints)."""
         source = SurrealSource(name, self)
+        since = (state or {}).get("versionstamp")
         with source.connected() as db:
-            retention = source.feed_retention(db)
-            if retention is None:
-                return super().look(name, state)
-            since = (state or {}).get("versionstamp")
-            changes = source.changes(db, 0 if since is None else since + 1)
+            has_feed = source.feed_retention(db) is not None
+            changes = source.changes(db, 0 if since is None else since + 1) if has_feed else []
+        if not has_feed:
+            return super().look(name, state)
         latest = changes[-1]["version"] if changes else since
         changed = since is None or bool(changes)
         summary = f"{len(changes)} change(s) in the change feed since versionstamp {since}" \
@@ -249,8 +249,7 @@ class SurrealSource:
     # --- scan and read ------------------------------------------------------------------
 
     def scan(self) -> Iterator[SourceEntry]:
-        """Every record's id and hint: its `updated_field` value, else FEED_HINT when the
-        table has a change feed (the feed names what changed), else a hash of the record."""
+        """Every record's id and hint (see hint())."""
         updated = self.settings.updated_field
         with self.connected() as db:
             if self._has_feed is None:  # scan() without changed_since(): a sensor's look
@@ -258,18 +257,16 @@ class SurrealSource:
             if updated:
                 rows = self.query(db, f"SELECT id, {updated} AS __hint FROM type::table($tb)"
                                   f"{self._where()}")
-                hints = {record_string(r["id"]): f"u{CONVERSION}:" + stable_json(
-                    json_safe(r["__hint"])) for r in rows if r.get("__hint") is not None}
+                hints = {record_string(r["id"]): self.hint(r, r["__hint"]) for r in rows
+                         if r.get("__hint") is not None}
                 missing = [r["id"] for r in rows if r.get("__hint") is None]
                 for batch in batched(missing, self.settings.batch_size):
                     for record in self.query(db, "SELECT * FROM $ids", {"ids": batch}):
-                        hints[record_string(record["id"])] = self._hash_hint(record)
-            elif self._has_feed:
-                rows = self.query(db, f"SELECT id FROM type::table($tb){self._where()}")
-                hints = {record_string(r["id"]): FEED_HINT for r in rows}
-            else:
-                rows = self.query(db, f"SELECT * FROM type::table($tb){self._where()}")
-                hints = {record_string(r["id"]): self._hash_hint(r) for r in rows}
+                        hints[record_string(record["id"])] = self.hint(record)
+            else:  # with a feed only the ids are needed: the hint is the same for all
+                rows = self.query(db, f"SELECT {'id' if self._has_feed else '*'} FROM "
+                                  f"type::table($tb){self._where()}")
+                hints = {record_string(r["id"]): self.hint(r) for r in rows}
         self._records = {record_string(r["id"]): r["id"] for r in rows}
         self._hints = hints
         for doc_id, hint in hints.items():
@@ -280,7 +277,13 @@ class SurrealSource:
         fields["id"] = record_string(record["id"])
         return json_safe(fields)
 
-    def _hash_hint(self, record: dict[str, Any]) -> str:
+    def hint(self, record: dict[str, Any], updated: Any = None) -> str:
+        """A record's version hint: its `updated_field` value; else FEED_HINT in a table with
+        a change feed (the feed names what changed); else a hash of the record."""
+        if self.settings.updated_field and updated not in (None, MISSING):
+            return f"u{CONVERSION}:" + stable_json(json_safe(updated))
+        if self._has_feed and not self.settings.updated_field:
+            return FEED_HINT
         try:
             return record_hash(self._fields(record))
         except ValueError as error:
@@ -308,12 +311,9 @@ class SurrealSource:
         except ValueError as error:
             return ReadFailure(doc_id, self._hints.get(doc_id, "unconvertible"),
                                "unconvertible", str(error))
-        version = self._hints.get(doc_id)
-        if version is None:  # read without a scan: the hint scan() would have given
-            updated = get_path(fields, self.settings.updated_field or "\0")
-            version = f"u{CONVERSION}:" + stable_json(updated) if updated not in (
-                MISSING, None) else FEED_HINT if self._has_feed and not \
-                self.settings.updated_field else record_hash(fields)
+        # read without a scan (a targeted sync): the hint scan() would have given
+        version = self._hints.get(doc_id) or self.hint(record, get_path(
+            record, self.settings.updated_field) if self.settings.updated_field else None)
         return Document(doc_id, version, fields)
 
     # --- write-back ---------------------------------------------------------------------

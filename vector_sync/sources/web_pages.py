@@ -17,7 +17,7 @@ import fnmatch
 import gzip
 import zlib
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
@@ -245,14 +245,3 @@ def parse_page(body: bytes, url: str, last_modified: str | None = None) -> dict[
     if not markdown or not markdown.strip():
         raise ValueError("the page has no main content to extract")
     return {**fields, "body": markdown.strip()}
-
-
-def lastmod_iso(value: str | None) -> str | None:
-    """A sitemap's lastmod (W3C datetime) kept as given, when it parses."""
-    if not value:
-        return None
-    try:
-        datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return value

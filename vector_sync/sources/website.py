@@ -118,7 +118,6 @@ class WebsiteSource:
             yield SourceEntry(page.doc_id, page.version)
 
     def read(self, doc_ids: Iterable[str]) -> Iterator[Document | ReadFailure]:
-        known = self.settings.cache().get("pages", {})
         refetch: list[str] = []
         for doc_id in doc_ids:
             page = self._pages.get(doc_id)
@@ -130,10 +129,10 @@ class WebsiteSource:
             return
         with self.settings.fetcher() as fetcher:
             for doc_id in refetch:
+                # the engine scans this source before reading (scoped_reads is False), so
+                # a page is unknown only to a caller that did not: its id is its URL
                 scanned = self._pages.get(doc_id)
-                answer = fetcher.get(scanned.url if scanned else
-                                     known.get(doc_id, {}).get("url", doc_id))
-                # read without a scan (a targeted sync): the page as it is now
+                answer = fetcher.get(scanned.url if scanned else doc_id)
                 version = scanned.version if scanned else version_of(answer, None)
                 if answer.failed or answer.status != 200:
                     if answer.status in (404, 410) or 300 <= answer.status < 400:

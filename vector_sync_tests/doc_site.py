@@ -46,14 +46,15 @@ class DocSite:
         self.rules: dict[str, tuple[int, dict[str, str]]] = {}
         self.down = False
         self.requests: Counter[tuple[str, int]] = Counter()  # (path, status) -> times
+        self.pages: list[str] = []  # what create() wrote ("cooking/sourdough-starter/")
         self._server: ThreadingHTTPServer | None = None
 
     # --- content ------------------------------------------------------------------------
 
     def create(self, notes: int | None = None) -> list[str]:
-        """The vault's notes as pages (slugged paths, `Home` as the index); returns the page
-        paths ("cooking/sourdough-starter/")."""
-        pages = []
+        """The vault's notes as pages (slugged paths, `Home` as the index); returns (and
+        keeps in `pages`) the page paths ("cooking/sourdough-starter/")."""
+        pages = self.pages
         for note in sorted(VAULT.rglob("*.md"))[:notes]:
             rel = note.relative_to(VAULT)
             if rel.parts[0] == "templates":

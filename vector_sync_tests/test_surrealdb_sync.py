@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from surrealdb import RecordID, Surreal
 
 from vector_sync.config import load_config
+from vector_sync.core.ledger import open_ledger
 from vector_sync.core.state_files import StateFiles, read_rows
 from vector_sync_tests.conftest import Project, counts
 
@@ -57,12 +59,25 @@ class SurrealProject(Project):
         self.config["collections"] = COLLECTIONS
         self.save()
 
-    def db(self) -> Any:
-        return connected(self.url)
+    @contextmanager
+    def db(self) -> Iterator[Any]:
+        """A connection of the application's own, beside the one each sync opens."""
+        db = Surreal(self.url)
+        db.use("shop", "cms")
+        try:
+            yield db
+        finally:
+            db.close()
 
     def sync(self, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
-        code, report = self.cli("sync", capsys=capsys)
-        return code, report
+        return self.cli("sync", capsys=capsys)
+
+    def seed(self, records: int) -> None:
+        rng = random.Random(16)
+        with self.db() as db:
+            for i in range(records):
+                db.query("CREATE $rid CONTENT $data",
+                         {"rid": RecordID("article", i), "data": article(rng, i)})
 
     def reads(self) -> int:
         """Records the last snapshot read (the rest were skipped on their hints)."""
@@ -70,27 +85,18 @@ class SurrealProject(Project):
         return sum(row["state"] == "read" for row in read_rows(path, ["state"]))
 
 
-class connected:  # noqa: N801 - used as a context manager, like open()
-    def __init__(self, url: str) -> None:
-        self.db = Surreal(url)
-
-    def __enter__(self) -> Any:
-        self.db.use("shop", "cms")
-        return self.db
-
-    def __exit__(self, *exc: object) -> None:
-        self.db.close()
-
-
 @pytest.fixture
-def project(tmp_path: Path) -> Iterator[SurrealProject]:
+def project(tmp_path: Path) -> SurrealProject:
     project = SurrealProject(tmp_path / "p")
-    rng = random.Random(16)
-    with project.db() as db:
-        for i in range(RECORDS):
-            db.query("CREATE $rid CONTENT $data",
-                     {"rid": RecordID("article", i), "data": article(rng, i)})
-    yield project
+    project.seed(RECORDS)
+    return project
+
+
+def assert_counts(report: dict[str, Any], expected: dict[str, dict[str, int]]) -> None:
+    """Each collection's counts in `report` include `expected` (collection -> counts)."""
+    for collection, wanted in expected.items():
+        got = counts(report, "articles", collection)
+        assert {k: got[k] for k in wanted} == wanted, collection
 
 
 def apply_mix(db: Any) -> None:
@@ -116,6 +122,7 @@ EXPECTED = {
     "articles": {"added": 5, "updated": 3, "payload_updated": 0, "deleted": 3, "failed": 0},
     "summaries": {"added": 5, "updated": 2, "payload_updated": 4, "deleted": 3, "failed": 0},
 }
+UNCHANGED = {collection: NOTHING for collection in COLLECTIONS}
 
 
 def check_qdrant(project: SurrealProject) -> None:
@@ -148,16 +155,12 @@ def test_changefeed_reads_only_changed_records_and_counts_are_exact(project, cap
         apply_mix(db)
     code, report = project.sync(capsys)
     assert code == 0, report
-    for collection, expected in EXPECTED.items():
-        got = counts(report, "articles", collection)
-        assert {k: got[k] for k in expected} == expected, collection
+    assert_counts(report, EXPECTED)
     assert project.reads() == 5 + 3 + 2 + 4  # the changefeed named them: nothing else read
     check_qdrant(project)
 
     code, report = project.sync(capsys)
-    for collection in COLLECTIONS:
-        got = counts(report, "articles", collection)
-        assert {k: got[k] for k in NOTHING} == NOTHING
+    assert_counts(report, UNCHANGED)
     assert project.reads() == 0
     code, verified = project.cli("verify", capsys=capsys)
     assert code == 0 and verified["ok"], verified
@@ -168,7 +171,6 @@ def test_without_changefeed_or_beyond_its_reach_the_scan_converges(project, caps
     # the feed no longer reaches the applied versionstamp (as after its retention passed):
     # every collection's checkpoint is moved before the feed's first entry
     config = load_config(project.config_file)
-    from vector_sync.core.ledger import open_ledger
     with open_ledger(config.state) as ledger:
         for collection in COLLECTIONS:
             ledger.set_state("articles", f"checkpoint:{collection}", "1")
@@ -176,17 +178,11 @@ def test_without_changefeed_or_beyond_its_reach_the_scan_converges(project, caps
         apply_mix(db)
     code, report = project.sync(capsys)
     assert code == 0, report
-    for collection, expected in EXPECTED.items():
-        got = counts(report, "articles", collection)
-        assert {k: got[k] for k in expected} == expected, collection
+    assert_counts(report, EXPECTED)
     check_qdrant(project)
 
     plain = SurrealProject(tmp_path / "plain", changefeed=False)
-    with plain.db() as db:
-        rng = random.Random(16)
-        for i in range(20):
-            db.query("CREATE $rid CONTENT $data",
-                     {"rid": RecordID("article", i), "data": article(rng, i)})
+    plain.seed(20)
     assert plain.sync(capsys)[0] == 0
     with plain.db() as db:
         db.query("UPDATE article:3 SET body = 'Kites need wind.'")
@@ -222,9 +218,7 @@ def test_write_back_records_status_and_does_not_re_embed(project, capsys):
     assert meta["articles"]["status"] == "synced" and meta["summaries"]["status"] == "synced"
     assert meta["articles"]["contentHash"]
     code, report = project.sync(capsys)
-    for collection in COLLECTIONS:
-        got = counts(report, "articles", collection)
-        assert {k: got[k] for k in NOTHING} == NOTHING
+    assert_counts(report, UNCHANGED)
     with project.db() as db:
         db.query("DELETE article:5")
     project.sync(capsys)

@@ -158,8 +158,14 @@ def sync_stopped_at(project: Project, point: str) -> subprocess.Popen[str]:
     from vector_sync.core.faults import STOP_ENV
 
     sync = start_sync(project, **{STOP_ENV: point})
-    deadline = time.monotonic() + 300
-    while not is_stopped(sync.pid):
-        assert sync.poll() is None and time.monotonic() < deadline, f"never reached {point}"
-        time.sleep(0.1)
+    wait_until_stopped(sync, point)
     return sync
+
+
+def wait_until_stopped(process: subprocess.Popen[str], point: str) -> None:
+    deadline = time.monotonic() + 300
+    while not is_stopped(process.pid):
+        if process.poll() is not None or time.monotonic() > deadline:
+            _, err = process.communicate()
+            raise AssertionError(f"never reached {point}: {err[-3000:]}")
+        time.sleep(0.1)

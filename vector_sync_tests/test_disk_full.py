@@ -1,13 +1,16 @@
-"""A full disk: the state dir on a small tmpfs that fills up during a sync. The sync fails
-with the reason, leaves the previous hand-off files, the ledger and Qdrant as they were, and
-once there is room again the next sync converges. (Mounting a tmpfs needs root, as on the
-machines this project's CI runs on; elsewhere the test is skipped and says why.)"""
+"""A full disk: the state dir, or the SQLite ledger alone, on a small tmpfs that fills up
+during a sync. The sync fails with the reason, leaves the previous hand-off files, the ledger
+and Qdrant as they were, and once there is room again the next sync converges. (Mounting a
+tmpfs needs root, as on the machines this project's CI runs on; elsewhere the test is skipped
+and says why.)"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -15,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from vector_sync_tests.conftest import Project, counts, long_note
+from vector_sync_tests.conftest import Project, counts, long_note, sync_stopped_at
 
 
 @pytest.fixture
@@ -77,5 +80,45 @@ def test_a_disk_that_fills_during_a_sync_loses_nothing_and_the_next_sync_converg
 
     code, report = project.cli("sync", capsys=capsys)
     assert code == 0 and counts(report)["added"] == 40
+    code, found = project.cli("verify", capsys=capsys)
+    assert code == 0 and found["ok"]
+
+
+def _ledger_rows(ledger: Path) -> list[tuple[object, ...]]:
+    with sqlite3.connect(ledger) as db:
+        return sorted(db.execute("SELECT * FROM ledger").fetchall() +
+                      db.execute("SELECT * FROM expected").fetchall())
+
+
+@pytest.mark.parametrize("point", [
+    "changes.renamed",  # next: the expected state is saved in the ledger
+    "apply.group_acknowledged",  # Qdrant holds a group's points, the ledger is told next
+])
+def test_a_disk_that_fills_during_a_ledger_write_loses_nothing_and_the_next_sync_converges(
+        project: Project, small_disk: Path, point: str, capsys) -> None:
+    ledger = small_disk / "ledger.sqlite"
+    project.config["state"]["ledger_url"] = f"sqlite:///{ledger}"
+    project.save()
+    project.note("first.md", "# First\n\nThe first note.\n")
+    code, _ = project.cli("sync", capsys=capsys)
+    assert code == 0
+    for i in range(6):
+        project.note(f"long{i}.md", long_note(f"Long {i}", sections=6))
+    sync = sync_stopped_at(project, point)
+    before = _ledger_rows(ledger)  # as the stopped sync left it: no transaction is open
+    filler = _fill(small_disk, leave_bytes=0)
+    sync.send_signal(signal.SIGCONT)
+    out, err = sync.communicate(timeout=300)
+    assert sync.returncode == 1 and "Traceback" not in err
+    error = json.loads(out)["sources"]["notes"]["error"]
+    assert f"cannot use the ledger at sqlite:///{ledger}" in error
+    assert "database or disk is full" in error
+    filler.unlink()
+    assert _ledger_rows(ledger) == before  # the failed transaction left no trace
+
+    code, report = project.cli("sync", capsys=capsys)
+    assert code == 0 and counts(report)["added"] == 6
+    if point == "apply.group_acknowledged":  # its vectors were made and kept
+        assert counts(report)["chunks_embedded"] == 0
     code, found = project.cli("verify", capsys=capsys)
     assert code == 0 and found["ok"]

@@ -5,6 +5,7 @@ edited or deleted while a sync runs, between listing and reading: the next sync 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -17,7 +18,14 @@ import pytest
 
 from vector_sync.definitions import build_definitions
 from vector_sync.defs.jobs import SYNC_JOB
-from vector_sync_tests.conftest import Project, counts, long_note, start_sync, sync_stopped_at
+from vector_sync_tests.conftest import (
+    Project,
+    counts,
+    long_note,
+    start_sync,
+    sync_stopped_at,
+    wait_until_stopped,
+)
 
 
 @contextmanager
@@ -102,5 +110,49 @@ def test_a_note_changed_between_listing_and_reading_is_picked_up_by_the_next_syn
     assert all("second words" in points[f"n{i}.md"][0]["text"] for i in (1, 2))
     code, _ = project.cli("sync", capsys=capsys)  # and then it stays put
     assert code == 0
+    code, found = project.cli("verify", capsys=capsys)
+    assert code == 0 and found["ok"]
+
+
+def _dagster_run_stopped_at(project: Project, point: str) -> subprocess.Popen[str]:
+    """A run of the sync job as a sensor or the launchpad starts one (its own process, the
+    in-process executor, no CLI around it), stopped by the fault hook at `point`."""
+    from vector_sync.core.faults import STOP_ENV
+
+    run = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import dagster as dg
+        from vector_sync.definitions import build_definitions
+        job = build_definitions({str(project.config_file)!r}).resolve_job_def({SYNC_JOB!r})
+        result = job.execute_in_process(partition_key="notes",
+                                        instance=dg.DagsterInstance.ephemeral())
+        print("success" if result.success else "failure", flush=True)
+        """)], env={**os.environ, STOP_ENV: point}, text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE)
+    wait_until_stopped(run, point)
+    return run
+
+
+def test_a_cli_sync_waits_for_a_dagster_run_of_the_source_even_between_its_steps(
+        project: Project, capsys):
+    for i in range(3):
+        project.note(f"n{i}.md", f"# Note {i}\n\nThe first words of note {i}.\n")
+    project.config["state"]["lock_wait_s"] = 0.5
+    project.save()
+    # the run has listed and diffed the notes; its next step would embed them
+    run = _dagster_run_stopped_at(project, "step.embeddings/notes")
+    project.note("n0.md", "# Note 0\n\nThe second words of note 0.\n")
+    code, report = project.cli("sync", capsys=capsys)
+    # between the run's steps the source is still the run's: the CLI sync does not slip in
+    assert code == 1
+    assert "source 'notes' is being synced by process" in report["sources"]["notes"]["error"]
+    assert project.points() == {}
+    run.send_signal(signal.SIGCONT)
+    out, err = run.communicate(timeout=300)
+    assert out.strip() == "success", err[-3000:]
+    assert "first words" in project.points()["n0.md"][0]["text"]  # the run's view of n0
+
+    code, report = project.cli("sync", capsys=capsys)  # now it goes through, and has the edit
+    assert code == 0 and counts(report)["updated"] == 1
+    assert "second words" in project.points()["n0.md"][0]["text"]
     code, found = project.cli("verify", capsys=capsys)
     assert code == 0 and found["ok"]

@@ -10,18 +10,21 @@ which run on open (see ledger_db.py for the tables and engines).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Iterable, Iterator
+import functools
+import logging
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import starmap
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, NamedTuple, get_args
+from typing import Any, Concatenate, Literal, NamedTuple, ParamSpec, TypeVar, get_args
 
 from sqlalchemy import Connection, Select, delete, distinct, func, select, text, tuple_
 from sqlalchemy.engine import URL, Result, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 
 from vector_sync.core.batches import batched
 from vector_sync.core.ledger_db import (
@@ -47,6 +50,10 @@ HEAD_REVISION = "0002"
 _BATCH = 5_000  # rows per executemany: bounds memory for huge iterables
 _IN_BATCH = 500  # ids per IN (...): far below every SQLite bound-parameter limit
 _PAGE = 5_000  # rows per keyset page in source_rows()
+_RETRY_DELAYS_S = (0.5, 1, 2, 4)  # then every 5 s, while the outage window lasts
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class MigrationFailed(Exception):
@@ -54,7 +61,23 @@ class MigrationFailed(Exception):
 
 
 class LedgerUnavailable(Exception):
-    """The ledger database cannot be opened or migrated; the message names the masked URL."""
+    """The ledger database cannot be opened, migrated, read or written (a PostgreSQL server
+    unreachable for longer than the outage window); the message names the masked URL."""
+
+
+def _outage_tolerant(method: Callable[Concatenate[Ledger, P], R]) -> Callable[
+        Concatenate[Ledger, P], R]:
+    """Reads and transactions of the ledger, repeated while a PostgreSQL server is briefly
+    unreachable (a restart, a failover). Safe because each call is one transaction, rolled
+    back by the server when the connection drops, and writes are idempotent upserts and
+    deletes. An iterator argument is taken into a list first, so a retry sees it whole."""
+
+    @functools.wraps(method)
+    def tolerant(self: Ledger, *args: P.args, **kwargs: P.kwargs) -> R:
+        kept = [list(a) if isinstance(a, Iterator) else a for a in args]
+        return self._retrying(lambda: method(self, *kept, **kwargs))  # type: ignore[arg-type]
+
+    return tolerant
 
 
 @dataclass(slots=True)
@@ -94,25 +117,32 @@ _ROW_COLUMNS = [ledger_table.c[name] for name in _FIELDS]
 class Ledger:
     """What Qdrant holds, per document and collection. Safe for several writer processes."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, outage_s: float = 0):
+        """`outage_s`: how long a PostgreSQL server may stay unreachable before a call
+        fails (state.ledger_outage_s); its calls are retried meanwhile."""
         given = _parse_url(url)
         self._masked_url = given.render_as_string(hide_password=True)
         self._url = with_installed_driver(given)
+        self._postgresql = self._url.get_backend_name() == "postgresql"
+        self._outage_s = outage_s
         try:
             self._engine = create_engine_for(self._url)
-            self._migrate()
-        except (DBAPIError, MigrationFailed, ArgumentError, ImportError, OSError) as error:
+            self._retrying(self._migrate, doing="open")
+        except LedgerUnavailable:
+            self._dispose_if_created()
+            raise
+        except (MigrationFailed, ArgumentError, ImportError, OSError) as error:
             self._dispose_if_created()
             raise LedgerUnavailable(
                 f"cannot open the ledger at {self._masked_url}: {self._reason(error)}"
             ) from None
-        self._postgresql = self._url.get_backend_name() == "postgresql"
         self._upsert_ledger = ledger_upsert(self._postgresql)
         self._upsert_state = simple_upsert(source_state_table, self._postgresql)
         self._upsert_expected = simple_upsert(expected_table, self._postgresql)
 
     # --- reading ---------------------------------------------------------------------------
 
+    @_outage_tolerant
     def rows(self, source: str, collection: str) -> dict[str, LedgerRow]:
         """Every row of one (source, collection), by doc_id."""
         query = select(*_ROW_COLUMNS).where(
@@ -121,6 +151,7 @@ class Ledger:
         with self._engine.connect() as conn:
             return {row.doc_id: row for row in _to_rows(conn.execute(query))}
 
+    @_outage_tolerant
     def doc_ids(self, source: str, collection: str) -> list[str]:
         """The documents of one (source, collection), without building their rows."""
         table = ledger_table
@@ -129,6 +160,7 @@ class Ledger:
         with self._engine.connect() as conn:
             return list(conn.execute(query).scalars())
 
+    @_outage_tolerant
     def rows_of(self, source: str, collection: str, doc_ids: Iterable[str]) -> list[LedgerRow]:
         """The rows of these documents in one (source, collection), those that exist."""
         table = ledger_table
@@ -150,6 +182,7 @@ class Ledger:
                 return
             after = (page[-1].collection, page[-1].doc_id)
 
+    @_outage_tolerant
     def counts(self, source: str | None = None) -> dict[tuple[str, str], dict[str, int]]:
         """(source, collection) -> status -> number of rows; every status is present."""
         table = ledger_table
@@ -162,6 +195,7 @@ class Ledger:
                 by_status[status] = number
         return result
 
+    @_outage_tolerant
     def failed(self, source: str | None = None, limit: int = 50, given_up_only: bool = False,
                collection: str | None = None) -> list[LedgerRow]:
         """Failed rows, most recent attempt first; `given_up_only`: those the retries gave up
@@ -179,6 +213,7 @@ class Ledger:
         )
         return self._select_rows(query)
 
+    @_outage_tolerant
     def count_given_up(self, source: str, collection: str) -> int:
         """Failed rows the retries gave up on (no next attempt)."""
         table = ledger_table
@@ -188,6 +223,7 @@ class Ledger:
         with self._engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
+    @_outage_tolerant
     def due_for_retry(self, now: datetime, source: str | None = None) -> list[LedgerRow]:
         """Failed rows whose next_attempt_at has come (`now` must be timezone-aware)."""
         if now.utcoffset() is None:
@@ -199,6 +235,7 @@ class Ledger:
         query = _for_source(query, source).order_by(table.c.next_attempt_at)
         return self._select_rows(query)
 
+    @_outage_tolerant
     def synced_hints(self, source: str, collections: Collection[str]) -> dict[str, str]:
         """doc_id -> version hint, for documents synced in every one of `collections` at
         the same hint: the documents a sync may leave unread. One grouped query, no rows
@@ -215,6 +252,7 @@ class Ledger:
         with self._engine.connect() as conn:
             return {doc_id: version for doc_id, version in conn.execute(query)}
 
+    @_outage_tolerant
     def expected(self, source: str, collection: str) -> dict[str, Expected]:
         """doc_id -> what Qdrant should hold, as of the last diff of this source."""
         table = expected_table
@@ -224,6 +262,7 @@ class Ledger:
         with self._engine.connect() as conn:
             return {doc_id: Expected(c, p, n) for doc_id, c, p, n in conn.execute(query)}
 
+    @_outage_tolerant
     def expected_everywhere(self, source: str, collections: Collection[str]) -> set[str]:
         """Documents with an expected state in every one of `collections`."""
         table = expected_table
@@ -233,6 +272,7 @@ class Ledger:
         with self._engine.connect() as conn:
             return set(conn.execute(query).scalars())
 
+    @_outage_tolerant
     def get_state(self, source: str, key: str) -> str | None:
         table = source_state_table
         query = select(table.c.value).where(table.c.source == source, table.c.key == key)
@@ -241,6 +281,7 @@ class Ledger:
 
     # --- writing ---------------------------------------------------------------------------
 
+    @_outage_tolerant
     def upsert(self, rows: Iterable[LedgerRow]) -> None:
         """Insert or fully replace rows, all in one transaction."""
         with self._writing() as conn:
@@ -249,6 +290,7 @@ class Ledger:
                 parameters = _columns(unique) if self._postgresql else _records(unique)
                 conn.execute(self._upsert_ledger, parameters)
 
+    @_outage_tolerant
     def delete(self, source: str, collection: str, doc_ids: Iterable[str]) -> None:
         table = ledger_table
         scope = (table.c.source == source, table.c.collection == collection)
@@ -256,6 +298,7 @@ class Ledger:
             for batch in batched(doc_ids, _IN_BATCH):
                 conn.execute(delete(table).where(*scope, table.c.doc_id.in_(batch)))
 
+    @_outage_tolerant
     def update_expected(self, source: str, collection: str, changed: dict[str, Expected],
                         removed: Iterable[str]) -> None:
         """Record the expected state of the documents whose expectation changed (only those:
@@ -271,6 +314,7 @@ class Ledger:
                      "content_hash": e.content_hash, "payload_hash": e.payload_hash,
                      "chunk_count": e.chunk_count} for doc_id, e in items])
 
+    @_outage_tolerant
     def set_state(self, source: str, key: str, value: str) -> None:
         with self._writing() as conn:
             conn.execute(self._upsert_state, {"source": source, "key": key, "value": value})
@@ -338,6 +382,7 @@ class Ledger:
         with self._engine.connect() as conn:
             return _to_rows(conn.execute(query))
 
+    @_outage_tolerant
     def _source_page(self, source: str, after: tuple[str, str] | None) -> list[LedgerRow]:
         table = ledger_table
         query = select(*_ROW_COLUMNS).where(table.c.source == source)
@@ -345,6 +390,33 @@ class Ledger:
             query = query.where(tuple_(table.c.collection, table.c.doc_id) > tuple_(*after))
         query = query.order_by(table.c.collection, table.c.doc_id).limit(_PAGE)
         return self._select_rows(query)
+
+    def _retrying(self, work: Callable[[], R], doing: str = "use") -> R:
+        """`work()`, repeated while the PostgreSQL server is unreachable, for up to the
+        outage window; any other database error (or the window over) is LedgerUnavailable."""
+        deadline, delays = time.monotonic() + self._outage_s, iter(_RETRY_DELAYS_S)
+        while True:
+            try:
+                return work()
+            except DBAPIError as error:
+                reason = self._reason(error)
+                failed = f"cannot {doing} the ledger at {self._masked_url}: "
+                left = deadline - time.monotonic()
+                if not self._is_outage(error) or self._outage_s == 0:
+                    raise LedgerUnavailable(failed + reason) from None
+                if left <= 0:
+                    raise LedgerUnavailable(
+                        f"{failed}unreachable for {self._outage_s:g} s "
+                        f"(state.ledger_outage_s): {reason}") from None
+                log.warning("the ledger at %s is unreachable (%s): retrying for up to %.0f s",
+                            self._masked_url, reason.splitlines()[0], left)
+                time.sleep(min(next(delays, 5), left))
+
+    def _is_outage(self, error: DBAPIError) -> bool:
+        # SQLite is a local file: its errors (disk full, corruption) do not pass by waiting,
+        # and a busy database is already waited for (busy_timeout)
+        return self._postgresql and (error.connection_invalidated or isinstance(
+            error, OperationalError | InterfaceError))
 
     def _reason(self, error: BaseException) -> str:
         reason = str(error.orig if isinstance(error, DBAPIError) else error).strip()
@@ -403,4 +475,4 @@ def _for_source(query: Select[Any], source: str | None) -> Select[Any]:
 
 def open_ledger(state: StateConfig) -> Ledger:
     """The ledger of a config's state settings (a context manager: closes on exit)."""
-    return Ledger(state.ledger_sqlalchemy_url())
+    return Ledger(state.ledger_sqlalchemy_url(), state.ledger_outage_s)

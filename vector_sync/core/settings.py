@@ -67,6 +67,9 @@ class StateConfig(Strict):
                                          "(postgresql://...); null: SQLite in `dir`")
     lock_wait_s: float = Field(60, ge=0, description="how long a sync waits while another "
                                "process syncs the same source, before it stops with an error")
+    ledger_outage_s: float = Field(30, ge=0, description="how long a PostgreSQL ledger may be "
+                                   "unreachable (a restart, a failover) before the run fails; "
+                                   "its reads and writes are retried meanwhile")
 
     @property
     def qdrant_path(self) -> Path:

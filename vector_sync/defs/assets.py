@@ -10,15 +10,15 @@ Dagster's view of it. A collection's chain materializes only for the sources tha
 
 
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import dagster as dg
 
-from vector_sync.core import apply, diff, embed, repair, snapshot
+from vector_sync.core import apply, diff, embed, faults, repair, snapshot
 from vector_sync.core.apply import QdrantTransientError
-from vector_sync.core.ledger import open_ledger
+from vector_sync.core.ledger import LedgerUnavailable, open_ledger
 from vector_sync.core.locks import SourceBusy, source_lock
 from vector_sync.core.settings import RetryConfig, SensorsConfig, VectorSyncConfig
 from vector_sync.core.source import SourceUnavailable
@@ -56,13 +56,10 @@ def source_snapshot_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefin
     def source_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig,
                         vector_sync: VectorSyncResource) -> dg.MaterializeResult:
         settings, source = vector_sync.load(), context.partition_key
-        try:
-            with _one_sync_at_a_time(context, settings):
-                repaired = _repair(context, settings, source) if config.repair else {}
-                metadata = snapshot.snapshot(settings, source, config.full,
-                                             config.targets(settings, source))
-        except SourceUnavailable as error:
-            raise dg.Failure(description=str(error)) from None
+        with _step(context, settings):
+            repaired = _repair(context, settings, source) if config.repair else {}
+            metadata = snapshot.snapshot(settings, source, config.full,
+                                         config.targets(settings, source))
         metadata["path"] = dg.MetadataValue.path(metadata["path"])
         return dg.MaterializeResult(metadata={**metadata, **repaired})
 
@@ -70,17 +67,17 @@ def source_snapshot_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefin
 
 
 @contextmanager
-def _one_sync_at_a_time(context: dg.AssetExecutionContext,
-                        settings: VectorSyncConfig) -> Iterator[None]:
-    """The step holds its source's lock (core/locks.py): a CLI sync of the same source in
-    another process runs between steps, never inside one."""
-    with ExitStack() as held:
-        try:
-            held.enter_context(source_lock(settings.state, context.partition_key,
-                                           settings.state.lock_wait_s))
-        except SourceBusy as error:
-            raise dg.Failure(description=str(error)) from None
-        yield
+def _step(context: dg.AssetExecutionContext, settings: VectorSyncConfig) -> Iterator[None]:
+    """A step holds its source's lock (core/locks.py; when the run's steps share a process,
+    VectorSyncResource already holds it from the first step to the last), and a fault
+    vector_sync explains (the source or the ledger unreachable, the source busy, a chunk
+    budget exceeded) fails the step with that message, not a stack trace."""
+    faults.reached(f"step.{context.asset_key.to_user_string()}")
+    try:
+        with source_lock(settings.state, context.partition_key, settings.state.lock_wait_s):
+            yield
+    except (SourceBusy, SourceUnavailable, LedgerUnavailable, diff.ChunkBudgetError) as error:
+        raise dg.Failure(description=str(error)) from None
 
 
 def _repair(context: dg.AssetExecutionContext, settings: VectorSyncConfig,
@@ -137,12 +134,9 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
         settings = vector_sync.load()
         if not _fed(context, settings, collection):
             return
-        try:
-            with _one_sync_at_a_time(context, settings):
-                metadata = diff.changes(settings, context.partition_key, collection)
-            yield dg.MaterializeResult(metadata=metadata)
-        except diff.ChunkBudgetError as error:
-            raise dg.Failure(description=str(error)) from None
+        with _step(context, settings):
+            metadata = diff.changes(settings, context.partition_key, collection)
+        yield dg.MaterializeResult(metadata=metadata)
 
     @dg.asset(
         key=embeddings_key, deps=[changes_key], kinds={"parquet"}, **common,
@@ -153,7 +147,7 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
                    vector_sync: VectorSyncResource) -> Iterator[dg.MaterializeResult]:
         settings = vector_sync.load()
         if _fed(context, settings, collection):
-            with _one_sync_at_a_time(context, settings):
+            with _step(context, settings):
                 metadata = embed.embeddings(settings, context.partition_key, collection)
             yield dg.MaterializeResult(metadata=metadata)
 
@@ -172,7 +166,7 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
             return
         last_attempt = context.retry_number >= settings.retry.step_retries
         try:
-            with _one_sync_at_a_time(context, settings):
+            with _step(context, settings):
                 report = apply.apply(settings, context.partition_key, collection,
                                      may_retry_step=not last_attempt)
         except CollectionMismatch as error:  # configuration, not a transient fault

@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import subprocess
+import tempfile
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -240,6 +241,9 @@ class Blobs:
     def __init__(self, repo: Repo) -> None:
         self._repo = repo
         self._process: subprocess.Popen[bytes] | None = None
+        # git's complaints, e.g. about a corrupt object: a file, so that a chatty git can
+        # never block on a full pipe nobody reads
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by __exit__)
 
     def __enter__(self) -> Blobs:
         return self
@@ -248,6 +252,7 @@ class Blobs:
                  traceback: TracebackType | None) -> None:
         if self._process is not None:
             _stop(self._process)
+        self._stderr.close()
 
     def get(self, sha: str) -> bytes:
         process = self._process or self._start()
@@ -258,7 +263,7 @@ class Blobs:
         except BrokenPipeError:
             raise self._gone(sha) from None
         header = process.stdout.readline().split()
-        if len(header) != 3:
+        if len(header) != 3:  # "<sha> missing"
             raise self._gone(sha)
         data = process.stdout.read(int(header[2]))
         process.stdout.read(1)  # the newline after the content
@@ -267,13 +272,18 @@ class Blobs:
     def _start(self) -> subprocess.Popen[bytes]:
         self._process = subprocess.Popen(
             ["git", "--git-dir", self._repo.git_dir, "cat-file", "--batch"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env=_env())
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=_env())
         return self._process
 
     def _gone(self, sha: str) -> SourceUnavailable:
+        # git says "missing" both for an object that is gone (the repository changed under
+        # the sync) and for one it cannot unpack, which it explains on stderr
+        self._stderr.seek(0)
+        said = self._stderr.read().decode(errors="replace").strip().splitlines()
+        why = "; ".join(line.removeprefix("error: ") for line in said[-2:]) or \
+            "the repository changed during the sync?"
         return unavailable(self._repo.source, f"object {sha} cannot be read from "
-                            f"{self._repo.where} (the repository changed during the sync?)")
+                           f"{self._repo.where} ({why})")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -1,16 +1,26 @@
-"""A hostile vault, generated: file names and contents picked the way production picks them.
+"""Hostile input, generated: file names, contents and MongoDB documents picked the way
+production picks them.
 
 `write_hostile_vault(root)` returns {relative path: what must happen} where the outcome is
-"synced" or the error code the document must fail with. Used by test_hostile_input.py;
-`python -m vector_sync_tests.hostile DIR` writes one to look at.
+"synced" or the error code the document must fail with; `hostile_mongo_documents()` returns
+documents with the same kind of outcomes. Used by test_hostile_input.py;
+`python -m vector_sync_tests.hostile DIR` writes a vault to look at.
 """
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import unicodedata
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+from bson import Binary, Code, DBRef, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex
+from bson.datetime_ms import DatetimeMS
+from bson.timestamp import Timestamp
 
 BODY = "# A note\n\nSome ordinary words about an ordinary subject.\n"
 
@@ -73,6 +83,58 @@ def replace_file_by_folder(root: Path) -> None:
     (root / "becomes a folder.md").unlink()
     (root / "becomes a folder.md").mkdir()
     (root / "becomes a folder.md" / "inside.md").write_text(BODY)
+
+
+MONGO_LEVELS = 100  # MongoDB's own nesting limit
+MONGO_MAX_BYTES = 16 * 1024 * 1024  # MongoDB's largest document
+
+
+def every_bson_type() -> dict[str, Any]:
+    """One value of each BSON type (and edge values of some) that a server stores."""
+    return {
+        "double": 1.5, "nan": math.nan, "inf": -math.inf, "string": "text \x00 with a NUL",
+        "object": {"a": 1}, "array": [1, "two", [3]], "objectid": ObjectId(),
+        "binary": Binary(b"\x00\xff"), "md5": Binary(b"0123456789abcdef", 5),
+        "user_binary": Binary(b"u", 128), "uuid": uuid.UUID(int=7),
+        "legacy_uuid": Binary(uuid.UUID(int=8).bytes, 3), "bool": False,
+        "date": datetime(2024, 2, 29, 23, 59, 59, 999000, tzinfo=UTC),
+        "year_one": DatetimeMS(-62_135_596_800_000), "null": None, "regex": Regex("^a.*$", "ims"),
+        "dbref": DBRef("other", ObjectId(), "db"), "code": Code("function () { return 1; }"),
+        "code_with_scope": Code("f(x)", {"x": 1}), "int32": -(2**31),
+        "timestamp": Timestamp(1_700_000_000, 1), "int64": Int64(2**63 - 1),
+        "decimal": Decimal128("1.000000000000000000000000000000001"),
+        "decimal_nan": Decimal128("NaN"), "decimal_inf": Decimal128("-Infinity"),
+        "min": MinKey(), "max": MaxKey(),
+    }
+
+
+def _nested(levels: int) -> dict[str, Any]:
+    value: Any = "the bottom of a deep document"
+    for level in range(levels - 1, 0, -1):  # the document itself is the first level
+        value = {f"level{level}": value}
+    return value
+
+
+def hostile_mongo_documents() -> list[tuple[dict[str, Any], str]]:
+    """(document, outcome) pairs for a collection synced with `embed: [name, body]` and
+    `payload: [meta]`; the outcome is "synced", "no_points" (nothing to embed: recorded,
+    nothing in Qdrant) or the error code of its failure."""
+    ordinary = "An ordinary tool for ordinary work."
+    return [
+        ({"_id": "every type", "name": "Every BSON type", "body": every_bson_type(),
+          "meta": every_bson_type()}, "synced"),
+        ({"_id": "deep", "name": "Deep", "body": _nested(MONGO_LEVELS),
+          "meta": _nested(MONGO_LEVELS - 1)}, "synced"),
+        ({"_id": "odd keys", "name": "Odd keys", "body": {"a.b": "dotted", "$dollar": "sign",
+          "": "empty", "name": "shadow"}, "meta": {"x.y": 1, "$z": 2}}, "synced"),
+        ({"_id": {"compound": [1, "two"]}, "name": "A compound id", "body": ordinary},
+         "synced"),
+        ({"_id": Binary(b"\x01\x02", 0), "name": "A binary id", "body": ordinary}, "synced"),
+        ({"_id": Decimal128("12.50"), "name": "A decimal id", "body": ordinary}, "synced"),
+        ({"_id": "wrong types", "name": 12345, "body": [{"k": None}, True, 3.25]}, "synced"),
+        ({"_id": "16 MB", "name": "Huge", "body": "x" * (MONGO_MAX_BYTES - 200)}, "too_large"),
+        ({"_id": "nothing to embed", "meta": "no name, no body"}, "no_points"),
+    ]
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Two syncs of one source at once: the second waits for the first (or, past
 `state.lock_wait_s`, stops with a clear error) and never interleaves with it. And a note
-edited or deleted while a sync runs, between listing and reading: the next sync has it."""
+edited or deleted while a sync runs (between listing and reading, or while it embeds): the
+next sync has it."""
 
 from __future__ import annotations
 
@@ -82,17 +83,22 @@ def test_a_sync_that_cannot_get_the_source_stops_with_a_clear_error_and_writes_n
     assert code == 0 and counts(report)["added"] == 1
 
 
-@pytest.mark.parametrize("change", ["edited", "deleted"])
-def test_a_note_changed_between_listing_and_reading_is_picked_up_by_the_next_sync(
-        project: Project, capsys, change: str) -> None:
+@pytest.mark.parametrize(("change", "point"), [
+    ("edited", "snapshot.scanned"),  # listed with one version, read with another
+    ("deleted", "snapshot.scanned"),  # listed, gone when read
+    ("edited", "embed.batch"),  # read, then edited while its chunks are embedded
+    ("deleted", "embed.batch"),
+])
+def test_a_note_changed_while_a_sync_runs_is_picked_up_by_the_next_sync(
+        project: Project, capsys, change: str, point: str) -> None:
     for i in range(3):
         project.note(f"n{i}.md", f"# Note {i}\n\nThe first words of note {i}.\n")
     code, _ = project.cli("sync", capsys=capsys)
     assert code == 0
     for i in range(3):
         project.note(f"n{i}.md", f"# Note {i}\n\nThe second words of note {i}.\n")
-    sync = sync_stopped_at(project, "snapshot.scanned")
-    if change == "edited":  # listed with one version, read with another
+    sync = sync_stopped_at(project, point)
+    if change == "edited":
         project.note("n0.md", "# Note 0\n\nThe third words of note 0.\n")
     else:
         (project.vault / "n0.md").unlink()

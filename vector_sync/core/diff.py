@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vector_sync.core import faults
+from vector_sync.core.batches import old_objects_frozen
 from vector_sync.core.chunking import chunk_document
 from vector_sync.core.documents import nested_subset
 from vector_sync.core.embedder import Embedder
@@ -188,7 +189,7 @@ def changes(config: VectorSyncConfig, source: str, collection: str) -> dict[str,
     started = time.perf_counter()
     diff = Diff()
     snapshot = files.snapshot(source)
-    with open_ledger(config.state) as ledger:
+    with open_ledger(config.state) as ledger, old_objects_frozen():
         previous = ledger.expected(source, collection)
         # ledger rows only where the decision needs them: documents read (or failed), and
         # those without an expectation to carry forward

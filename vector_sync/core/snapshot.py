@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from vector_sync.core import checkpoints, faults
-from vector_sync.core.batches import batched
+from vector_sync.core.batches import batched, old_objects_frozen
 from vector_sync.core.documents import Document, ReadFailure, SourceEntry
 from vector_sync.core.hashing import stable_json
 from vector_sync.core.ledger import Ledger, open_ledger
@@ -119,7 +119,7 @@ def snapshot(config: VectorSyncConfig, source_name: str, full: bool = False,
             states[row["state"]] += 1
             yield row
 
-    with open_ledger(config.state) as ledger:
+    with open_ledger(config.state) as ledger, old_objects_frozen():
         specs = collection_specs(config, source_name)
         rows = snapshot_rows(source, ledger, specs, full) if only is None \
             else targeted_snapshot_rows(source, ledger, only)

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from vector_sync.core.batches import old_objects_frozen
 from vector_sync.core.documents import nested_subset
 from vector_sync.core.embedder import Embedder
 from vector_sync.core.hashing import payload_hash, point_id
@@ -115,6 +116,7 @@ class Verifier:
         self.store, self.source, self.spec = store, source, spec
         self._payload_keys = sorted({p.split(".", 1)[0] for p in spec.payload})
 
+    @old_objects_frozen()
     def verify(self, expected: dict[str, Expected], ledger_rows: dict[str, LedgerRow],
                dimension: int | None, sample: float | None = None) -> Verification:
         started = time.perf_counter()

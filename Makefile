@@ -4,14 +4,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install run test test-slow lint dev bench docs clean
+.PHONY: install run test test-slow lint dev bench docs clean deploy-home workers workers-stop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,deploy]'
 	touch $@
 
 install: $(STAMP)
@@ -43,8 +43,19 @@ docs: install
 # benchmarks/run.py: one table of figures with their baselines (docs/benchmarks.md);
 # e.g. make bench BENCH_ARGS="--quick" or BENCH_ARGS="--only noop,edit --json bench.json"
 BENCH_ARGS ?=
+# the distributed profile (docs/scaling-out.md): a PostgreSQL Dagster instance, Celery workers
+deploy-home: install
+	mkdir -p $(DAGSTER_HOME) && cp deploy/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+WORKERS ?= 2
+workers: install
+	PATH=$(CURDIR)/$(BIN):$$PATH deploy/workers.sh $(WORKERS)
+
+workers-stop:
+	-pkill -f 'celery -A dagster_celery.app worker'
+
 bench: install
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,deploy,bench]'
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:

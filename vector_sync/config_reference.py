@@ -20,6 +20,7 @@ from vector_sync.core.settings import (
     ChunkingConfig,
     CollectionConfig,
     EmbeddingConfig,
+    ExecutionConfig,
     QdrantConfig,
     RetryConfig,
     SensorsConfig,
@@ -102,6 +103,7 @@ def render() -> str:
              _section("`collections.<name>`", CollectionConfig),
              _section("`collections.<name>.chunking`", ChunkingConfig),
              _section("`retry`", RetryConfig), _section("`sensors`", SensorsConfig),
+             _section("`execution`", ExecutionConfig),
              _section("`sources.<name>`: every kind", SourceConfig)]
     for kind in sorted(REGISTRY.names()):
         model = REGISTRY.config_model(kind)

@@ -11,7 +11,7 @@ import warnings
 import dagster as dg
 
 from vector_sync.config import config_path, load_config
-from vector_sync.core.settings import VectorSyncConfig
+from vector_sync.core.settings import ConfigError, ExecutionConfig, VectorSyncConfig
 from vector_sync.defs.assets import collection_assets, source_snapshot_asset
 from vector_sync.defs.checks import consistency_checks, guard_check
 from vector_sync.defs.jobs import build_jobs
@@ -42,8 +42,24 @@ def build_definitions(path: str | None = None) -> dg.Definitions:
         jobs=build_jobs(config),
         sensors=build_sensors(config),
         resources={"vector_sync": VectorSyncResource(config_path=str(file))},
-        executor=dg.in_process_executor,
+        executor=executor_for(config.execution),
     )
+
+
+def executor_for(execution: ExecutionConfig) -> dg.ExecutorDefinition:
+    """The executor is a deployment choice (`execution` in the config), not code."""
+    if execution.executor == "multiprocess":
+        return dg.multiprocess_executor.configured(
+            {"max_concurrent": execution.max_concurrent})
+    if execution.executor == "celery":
+        try:
+            from dagster_celery import celery_executor
+        except ImportError:
+            raise ConfigError("execution.executor: celery needs dagster-celery: install "
+                              "vector_sync with its `deploy` extra") from None
+        return celery_executor.configured({"broker": execution.broker.get_secret_value(),
+                                           "backend": execution.backend})
+    return dg.in_process_executor
 
 
 @dg.definitions

@@ -251,7 +251,7 @@ class Ledger:
         )
         with self._engine.connect() as conn:
             # .all(): one fetchall, not a fetchone per row (a third of the time at 20,000)
-            return dict(conn.execute(query).tuples().all())
+            return {doc_id: version for doc_id, version in conn.execute(query).all()}
 
     @_outage_tolerant
     def expected(self, source: str, collection: str) -> dict[str, Expected]:

@@ -12,7 +12,7 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
@@ -158,6 +158,22 @@ class SensorsConfig(Strict):
         "was seen (heals what change detection cannot see; keeps freshness honest)")
 
 
+class ExecutionConfig(Strict):
+    """How runs that Dagster starts (sensors, the UI, backfills) execute their steps. CLI
+    syncs always run in one process. docs/scaling-out.md says when to use which."""
+
+    executor: Literal["in_process", "multiprocess", "celery"] = Field(
+        "in_process", description="in_process: every step of a run in one process (the "
+        "quick start); multiprocess: each step its own process on this machine; celery: "
+        "steps queued to Celery workers on any machine (install the `deploy` extra)")
+    max_concurrent: int = Field(0, ge=0, description="multiprocess: steps at once; 0: one "
+                                "per core")
+    broker: SecretStr = Field(SecretStr("pyamqp://guest@127.0.0.1:5672//"), description=(
+        "celery: the broker the workers listen to (RabbitMQ pyamqp://..., Redis redis://...); "
+        "default: the local RabbitMQ, pyamqp://guest@127.0.0.1:5672//"))
+    backend: str = Field("rpc://", description="celery: where results go back to the run")
+
+
 class VectorSyncConfig(Strict):
     """The whole file."""
 
@@ -166,6 +182,8 @@ class VectorSyncConfig(Strict):
     embedding: EmbeddingConfig = Field(EmbeddingConfig(), description="the default model")
     retry: RetryConfig = Field(RetryConfig(), description="retries of failed documents")
     sensors: SensorsConfig = Field(SensorsConfig(), description="the watch sensors")
+    execution: ExecutionConfig = Field(ExecutionConfig(), description="how Dagster-launched "
+                                       "runs execute their steps")
     sources: dict[str, SourceConfig] = Field(
         min_length=1, description="name -> settings of a source; `kind` picks the source kind")
     collections: dict[str, CollectionConfig] = Field(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -23,7 +24,7 @@ import pytest
 from pymongo import MongoClient
 from sqlalchemy import Engine
 
-from vector_sync.defs.jobs import SYNC_JOB, sync_assets
+from vector_sync.defs.jobs import SYNC_JOB, sync_assets, sync_checks
 from vector_sync_tests.conftest import Project, long_note
 from vector_sync_tests.git_repo import GitRepo
 from vector_sync_tests.mongo_server import running_server
@@ -31,16 +32,15 @@ from vector_sync_tests.mongo_server import running_server
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BROKER = "pyamqp://guest@127.0.0.1:5672//"
 SOURCES = ("notes", "docs", "tools")
 
 
-def sync_job() -> dg.JobDefinition:
-    """The project's sync job, by module path: what each worker rebuilds to run a step
-    (the config comes from $VECTOR_SYNC_CONFIG, as for `dagster dev`)."""
+def sync_job(config_file: str) -> dg.JobDefinition:
+    """A project's sync job, rebuilt by each step's process from this module path and the
+    config file's (as a code location's job is rebuilt from `vector_sync.definitions`)."""
     from vector_sync.definitions import build_definitions
 
-    return build_definitions().resolve_job_def(SYNC_JOB)
+    return build_definitions(config_file).resolve_job_def(SYNC_JOB)
 
 
 @pytest.fixture
@@ -61,21 +61,31 @@ def database(postgres_admin: Engine) -> Iterator[Any]:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _rabbitmq_or_skip() -> None:
-    import socket
-
+@pytest.fixture
+def broker() -> Iterator[str]:
+    """The local RabbitMQ, in a virtual host of this test's own: workers of another test
+    run on the same machine must not take this test's steps (they would run them against
+    their own Dagster instance)."""
     try:
         socket.create_connection(("127.0.0.1", 5672), timeout=2).close()
     except OSError as error:
         pytest.skip(f"RabbitMQ is not reachable at 127.0.0.1:5672 ({error})")
+    vhost = f"vector_sync_test_{uuid.uuid4().hex[:10]}"
+    ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+    for args in (["add_vhost", vhost], ["set_permissions", "-p", vhost, "guest", ".*", ".*",
+                                        ".*"]):
+        subprocess.run([ctl, *args], check=True, capture_output=True, timeout=60)
+    yield f"pyamqp://guest@127.0.0.1:5672/{vhost}"
+    subprocess.run([ctl, "delete_vhost", vhost], capture_output=True, timeout=60)
 
 
 def _three_sources(project: Project, repo: Path, mongo_uri: str, ledger_url: str | None,
-                   executor: str) -> None:
+                   executor: str, broker: str = "") -> None:
     for i in range(6):
         project.note(f"n{i}.md", long_note(f"Note {i}", sections=3))
     project.config["state"]["ledger_url"] = ledger_url
-    project.config["execution"] = {"executor": executor, "broker": BROKER}
+    # the vault's embedding in 4 shards: steps the two workers share
+    project.config["execution"] = {"executor": executor, "broker": broker, "embed_shards": 4}
     project.config["sources"] = {
         "notes": {"kind": "markdown", "path": "vault", "collections": ["notes"]},
         "docs": {"kind": "git", "repo": str(repo), "branch": "main", "collections": ["docs"]},
@@ -90,13 +100,33 @@ def _three_sources(project: Project, repo: Path, mongo_uri: str, ledger_url: str
     project.save()
 
 
-def _held(project: Project) -> dict[str, Any]:
+def _held(project: Project, collections: list[str] = ["notes", "docs", "tools"]  # noqa: B006
+          ) -> dict[str, Any]:
     """Collection -> point id -> (payload without synced_at, vector rounded)."""
     with project.qdrant() as store:
         return {c: {p.id: ({k: v for k, v in p.payload.items() if k != "synced_at"},
                            [round(x, 4) for x in p.vector or []])
                     for p in store.scroll(c, None, with_vectors=True)}
-                for c in ("notes", "docs", "tools")}
+                for c in collections}
+
+
+def _distributed_env(tmp_path: Path, project: Project, instance_db: str, broker: str,
+                     monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """$DAGSTER_HOME with deploy/dagster.yaml on a fresh PostgreSQL database, for this
+    process (monkeypatched) and for the workers (returned)."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "deploy/dagster.yaml", home / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(home),
+           "DAGSTER_PG_URL": instance_db.replace("postgresql://", "postgresql+psycopg2://"),
+           "VECTOR_SYNC_CONFIG": str(project.config_file),
+           "VECTOR_SYNC_CELERY_BROKER": broker,
+           # dagster-celery starts `celery` from the PATH
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    for key in ("DAGSTER_HOME", "DAGSTER_PG_URL", "VECTOR_SYNC_CONFIG"):
+        monkeypatch.setenv(key, env[key])
+    return env
 
 
 def _start_worker(name: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -122,8 +152,8 @@ def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
 
 @pytest.mark.timeout(900)
 def test_three_sources_run_on_two_celery_workers_and_hold_what_one_process_holds(
-        tmp_path: Path, database: Any, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    _rabbitmq_or_skip()
+        tmp_path: Path, database: Any, broker: str, monkeypatch: pytest.MonkeyPatch,
+        capsys) -> None:
     with running_server(tmp_path / "mongo") as server, MongoClient(server.uri) as client:
         client["db"]["tools"].insert_many([
             {"_id": i, "name": f"Tool {i}", "description": f"Tool {i} does task {i} well.",
@@ -143,19 +173,10 @@ def test_three_sources_run_on_two_celery_workers_and_hold_what_one_process_holds
         # the same sources through the PostgreSQL instance and two Celery workers
         (tmp_path / "distributed").mkdir()
         project = Project(tmp_path / "distributed")
-        _three_sources(project, repo.path, server.uri, database("ledger"), "celery")
-        home = tmp_path / "dagster_home"
-        home.mkdir()
-        shutil.copy(REPO_ROOT / "deploy/dagster.yaml", home / "dagster.yaml")
-        instance_db = database("dagster").replace("postgresql://", "postgresql+psycopg2://")
-        env = {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_PG_URL": instance_db,
-               "VECTOR_SYNC_CONFIG": str(project.config_file),
-               "VECTOR_SYNC_CELERY_BROKER": BROKER,
-               # dagster-celery starts `celery` from the PATH
-               "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
-               "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
-        for key in ("DAGSTER_HOME", "DAGSTER_PG_URL", "VECTOR_SYNC_CONFIG"):
-            monkeypatch.setenv(key, env[key])
+        _three_sources(project, repo.path, server.uri, database("ledger"), "celery",
+                       broker)
+        env = _distributed_env(tmp_path, project, database("dagster"), broker,
+                           monkeypatch)
         workers = [_start_worker(f"w{i}-{uuid.uuid4().hex[:6]}", env, tmp_path / f"w{i}.log")
                    for i in (1, 2)]
         try:
@@ -165,26 +186,41 @@ def test_three_sources_run_on_two_celery_workers_and_hold_what_one_process_holds
                              for event in instance.all_logs(
                                  run.run_id, of_type=dg.DagsterEventType.STEP_START)
                              if event.dagster_event is not None}
+                shard_steps = {(run.run_id, event.step_key) for run in runs
+                               for event in instance.all_logs(
+                                   run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+                               if "_shard[" in (event.step_key or "")}
         finally:
             _stop(workers)
         logs = "\n".join((tmp_path / f"w{i}.log").read_text(errors="replace") for i in (1, 2))
         assert all(run.success for run in runs), logs[-5000:]
         assert os.getpid() not in step_pids and len(step_pids) >= 2, step_pids  # both workers
+        assert len(shard_steps) == 4 * 3  # each source's collection embedded in 4 shards
         assert _held(project) == _held(alone)
         for source in SOURCES:
             code, found = project.cli("verify", "--source", source, capsys=capsys)
             assert code == 0 and found["ok"], found
 
 
-def _run(instance: dg.DagsterInstance, project: Project, source: str) -> dg.ExecuteJobResult:
-    """A run of one source's sync through the instance, as the daemon would launch it."""
+def _job_of(project: Project, source: str) -> dg.ReconstructableJob:
+    """The sync job with what a sync of `source` selects (as the CLI and sensors select it:
+    its chains and their mass-delete guards), by module path."""
     from vector_sync.config import load_config
 
     config = load_config(project.config_file)
-    with dg.execute_job(
-            dg.reconstructable(sync_job), instance=instance,
-            tags={"dagster/partition": source, "vector_sync/source": source},
-            asset_selection=sync_assets(config, source)) as result:
+    job = dg.build_reconstructable_job(__name__, sync_job.__name__,
+                                       reconstructable_args=(str(project.config_file),),
+                                       reconstructor_working_directory=str(REPO_ROOT))
+    return job.get_subset(
+        asset_selection=set(sync_assets(config, source)),
+        asset_check_selection=set(sync_checks(config, source)))
+
+
+def _run(instance: dg.DagsterInstance, project: Project, source: str) -> dg.ExecuteJobResult:
+    """A run of one source's sync through the instance, as the daemon would launch it."""
+    with dg.execute_job(_job_of(project, source), instance=instance,
+                        tags={"dagster/partition": source, "vector_sync/source": source}
+                        ) as result:
         return result
 
 
@@ -208,3 +244,62 @@ def test_the_multiprocess_executor_is_a_config_choice_and_runs_each_step_apart(
     assert sorted(project.points()) == ["n0.md", "n1.md", "n2.md"]
     code, found = project.cli("verify", capsys=capsys)
     assert code == 0 and found["ok"]
+
+
+@pytest.mark.timeout(900)
+def test_a_worker_killed_mid_shard_is_made_up_for_by_the_runs_retry(
+        tmp_path: Path, database: Any, broker: str, monkeypatch: pytest.MonkeyPatch,
+        capsys) -> None:
+    """Worker A's step process dies (SIGKILL, the fault hook) while it embeds its first
+    shard; the run fails and stops scheduling. With A gone and worker B up, the run is
+    re-executed from the failure (what `dagster/max_retries` or the UI's "re-execute from
+    failure" does): the steps that had finished are not run again, the shards are, and
+    Qdrant ends up exactly as one process's sync leaves it."""
+    from vector_sync.core.faults import ENV as KILL_AT
+
+    (tmp_path / "alone").mkdir()
+    alone = Project(tmp_path / "alone")
+    (tmp_path / "distributed").mkdir()
+    project = Project(tmp_path / "distributed")
+    for each in (alone, project):
+        for i in range(6):
+            each.note(f"n{i}.md", long_note(f"Note {i}", sections=3))
+    code, _ = alone.cli("sync", capsys=capsys)
+    assert code == 0
+    project.config["state"]["ledger_url"] = database("ledger")
+    project.config["execution"] = {"executor": "celery", "broker": broker, "embed_shards": 4}
+    project.save()
+    env = _distributed_env(tmp_path, project, database("dagster"), broker,
+                           monkeypatch)
+
+    doomed = _start_worker(f"a-{uuid.uuid4().hex[:6]}", {**env, KILL_AT: "embed.batch"},
+                           tmp_path / "a.log")
+    try:
+        with dg.DagsterInstance.get() as instance:
+            failed = _run(instance, project, "notes")
+    finally:
+        _stop([doomed])
+    assert not failed.success
+    assert project.points() == {}  # the Qdrant step never ran
+
+    survivor = _start_worker(f"b-{uuid.uuid4().hex[:6]}", env, tmp_path / "b.log")
+    try:
+        with dg.DagsterInstance.get() as instance, dg.execute_job(
+                _job_of(project, "notes"), instance=instance, tags=failed.dagster_run.tags,
+                reexecution_options=dg.ReexecutionOptions.from_failure(
+                    failed.run_id, instance)) as retried:
+            rerun = {event.step_key for event in instance.all_logs(
+                retried.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)}
+            why = [str(getattr(e.dagster_event.event_specific_data, "error", None))
+                   for e in instance.all_logs(retried.run_id) if e.dagster_event is not None
+                   and e.dagster_event.is_failure]
+    finally:
+        _stop([survivor])
+    assert retried.success, why
+    # what had finished (listing, diff) is not run again; the shards and what follows are
+    assert "source_snapshot" not in rerun and "changes__notes" not in rerun
+    assert {f"embeddings__notes.embed_notes_shard[shard_{i}]" for i in range(4)} <= rerun
+    assert "qdrant__notes" in rerun
+    assert _held(project, ["notes"]) == _held(alone, ["notes"])  # no duplicates, no gaps
+    code, found = project.cli("verify", capsys=capsys)
+    assert code == 0 and found["ok"], found

@@ -8,6 +8,7 @@ same collection and source) are reused too, so a retry after Qdrant was down emb
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import Counter
@@ -156,22 +157,41 @@ def embedding_rows(
     yield from flush()
 
 
-def embeddings(config: VectorSyncConfig, source: str, collection: str) -> dict[str, Any]:
-    """Write the embeddings file of `collection` from its change set; returns the metadata."""
+def shard_of(doc_id: str, shards: int) -> int:
+    """The shard of a document when a change set is embedded `shards` ways: a stable hash,
+    so a re-run gives every shard the same documents."""
+    return int.from_bytes(hashlib.blake2b(doc_id.encode(), digest_size=8).digest()) % shards
+
+
+def embeddings(config: VectorSyncConfig, source: str, collection: str,
+               shard: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Write the embeddings file of `collection` from its change set; returns the metadata.
+    With `shard` (i, n): only the documents of shard i of n, into that shard's file (see
+    merge_shards)."""
     files = StateFiles(config.state.dir)
-    path = files.embeddings(collection, source)
+    path = files.embeddings(collection, source, shard)
     changes = files.changes(collection, source)
     started = time.perf_counter()
-    needed = {(c["doc_id"], c["content_hash"]) for c in read_rows(
-        changes, ["doc_id", "action", "content_hash"]) if c["action"] in ("added", "updated")}
-    reusable = reusable_vectors(read_rows(path), needed) if path.exists() else {}
-    edited = worth_reading_back(read_rows(changes, ["doc_id", "action", "chunks"]))
+
+    def mine(columns: list[str] | None = None) -> Iterator[dict[str, Any]]:
+        rows = read_rows(changes, columns)
+        if shard is None:
+            return rows
+        return (row for row in rows if shard_of(row["doc_id"], shard[1]) == shard[0])
+
+    needed = {(c["doc_id"], c["content_hash"]) for c in mine(["doc_id", "action", "content_hash"])
+              if c["action"] in ("added", "updated")}
+    reusable: dict[tuple[str, str], list[Any]] = {}
+    # an earlier run's file, and a shard's own file from a run cut off before its merge
+    for earlier in dict.fromkeys([files.embeddings(collection, source), path]):
+        if earlier.exists():
+            reusable.update(reusable_vectors(read_rows(earlier), needed))
+    edited = worth_reading_back(mine(["doc_id", "action", "chunks"]))
     held = held_chunks(config, source, collection, edited)
     embedding = config.embedding_for(collection)
     embedder = Embedder(embedding)
     stats: Counter[str] = Counter()
-    write_rows(path, EMBEDDINGS, embedding_rows(read_rows(changes), embedder.embed, reusable,
-                                                held, stats))
+    write_rows(path, EMBEDDINGS, embedding_rows(mine(), embedder.embed, reusable, held, stats))
     seconds = timed(started)
     embedded = stats["chunks_embedded"]
     log.info("embedded %d chunks (%d reused) for %s in %.1f s", embedded,
@@ -179,3 +199,23 @@ def embeddings(config: VectorSyncConfig, source: str, collection: str) -> dict[s
     return {"chunks_embedded": embedded, "chunks_reused": stats["chunks_reused"],
             "duration_s": seconds, "chunks_per_s": throughput(embedded, seconds),
             "model": embedding.model}
+
+
+def merge_shards(config: VectorSyncConfig, source: str, collection: str,
+                 shards: int) -> None:
+    """Merge the shard files into the embeddings file, in change-set order (the order the
+    Qdrant step reads them in). Each shard file keeps the change set's order, so the merge
+    streams: it holds one row at a time, whatever the size of the change set."""
+    files = StateFiles(config.state.dir)
+    streams = [read_rows(files.embeddings(collection, source, (i, shards)))
+               for i in range(shards)]
+
+    def merged() -> Iterator[dict[str, Any]]:
+        for change in read_rows(files.changes(collection, source), ["doc_id", "action",
+                                                                       "chunks"]):
+            if change["action"] in ("added", "updated"):
+                stream = streams[shard_of(change["doc_id"], shards)]
+                for _ in change["chunks"]:
+                    yield next(stream)
+
+    write_rows(files.embeddings(collection, source), EMBEDDINGS, merged())

@@ -172,6 +172,10 @@ class ExecutionConfig(Strict):
         "celery: the broker the workers listen to (RabbitMQ pyamqp://..., Redis redis://...); "
         "default: the local RabbitMQ, pyamqp://guest@127.0.0.1:5672//"))
     backend: str = Field("rpc://", description="celery: where results go back to the run")
+    embed_shards: int = Field(1, ge=1, le=256, description="split the embedding of each "
+                              "collection's change set into this many steps (by a hash of "
+                              "the document id), which a multiprocess or Celery executor runs "
+                              "at once; 1: one step")
 
 
 class VectorSyncConfig(Strict):

@@ -48,8 +48,12 @@ class StateFiles:
     def changes(self, collection: str, source: str) -> Path:
         return self.root / "changes" / collection / f"{source}.parquet"
 
-    def embeddings(self, collection: str, source: str) -> Path:
-        return self.root / "embeddings" / collection / f"{source}.parquet"
+    def embeddings(self, collection: str, source: str,
+                   shard: tuple[int, int] | None = None) -> Path:
+        """The embeddings file, or with `shard` (i, n) the i-th of n shard files merged
+        into it."""
+        name = source if shard is None else f"{source}.shard-{shard[0]}-of-{shard[1]}"
+        return self.root / "embeddings" / collection / f"{name}.parquet"
 
     def write_back(self, collection: str, source: str) -> Path:
         """Documents whose sync status is still owed to a source that writes it back."""

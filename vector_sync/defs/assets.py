@@ -9,8 +9,9 @@ Dagster's view of it. A collection's chain materializes only for the sources tha
 """
 
 
+import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -67,14 +68,20 @@ def source_snapshot_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefin
 
 
 @contextmanager
-def _step(context: dg.AssetExecutionContext, settings: VectorSyncConfig) -> Iterator[None]:
+def _step(context: dg.AssetExecutionContext | dg.OpExecutionContext,
+          settings: VectorSyncConfig,
+          locked: bool = True) -> Iterator[None]:
     """A step holds its source's lock (core/locks.py; when the run's steps share a process,
     VectorSyncResource already holds it from the first step to the last), and a fault
     vector_sync explains (the source or the ledger unreachable, the source busy, a chunk
-    budget exceeded) fails the step with that message, not a stack trace."""
-    faults.reached(f"step.{context.asset_key.to_user_string()}")
+    budget exceeded) fails the step with that message, not a stack trace. `locked=False`:
+    the shards of one embedding, which run side by side and write only their own files."""
+    faults.reached(f"step.{context.op_def.name}")
     try:
-        with source_lock(settings.state, context.partition_key, settings.state.lock_wait_s):
+        with ExitStack() as held:
+            if locked:
+                held.enter_context(source_lock(settings.state, context.partition_key,
+                                               settings.state.lock_wait_s))
             yield
     except (SourceBusy, SourceUnavailable, LedgerUnavailable, diff.ChunkBudgetError) as error:
         raise dg.Failure(description=str(error)) from None
@@ -104,7 +111,8 @@ def freshness_policy(sensors: SensorsConfig) -> dg.FreshnessPolicy:
                                           warn_window=every + timedelta(minutes=5))
 
 
-def _fed(context: dg.AssetExecutionContext, settings: VectorSyncConfig, collection: str) -> bool:
+def _fed(context: dg.AssetExecutionContext | dg.OpExecutionContext, settings: VectorSyncConfig,
+         collection: str) -> bool:
     """Whether the run's source feeds `collection`. When it does not (a launchpad run of the
     whole job, a backfill of one asset over every partition), the asset yields nothing: no
     materialization, and what depends on it in the run is skipped."""
@@ -138,18 +146,23 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
             metadata = diff.changes(settings, context.partition_key, collection)
         yield dg.MaterializeResult(metadata=metadata)
 
-    @dg.asset(
-        key=embeddings_key, deps=[changes_key], kinds={"parquet"}, **common,
-        description=f"Vectors for the changed chunks of {collection!r} only; vectors of an "
-        "identical earlier version are reused instead of re-embedded." + fed_by,
-    )
-    def embeddings(context: dg.AssetExecutionContext,
-                   vector_sync: VectorSyncResource) -> Iterator[dg.MaterializeResult]:
-        settings = vector_sync.load()
-        if _fed(context, settings, collection):
-            with _step(context, settings):
-                metadata = embed.embeddings(settings, context.partition_key, collection)
-            yield dg.MaterializeResult(metadata=metadata)
+    embeddings_description = (
+        f"Vectors for the changed chunks of {collection!r} only; vectors of an identical "
+        "earlier version are reused instead of re-embedded." + fed_by)
+    shards = settings.execution.embed_shards
+    if shards > 1:
+        embeddings = sharded_embeddings(collection, changes_key, shards, partitions,
+                                        embeddings_description, settings)
+    else:
+        @dg.asset(key=embeddings_key, deps=[changes_key], kinds={"parquet"}, **common,
+                  description=embeddings_description)
+        def embeddings(context: dg.AssetExecutionContext,
+                       vector_sync: VectorSyncResource) -> Iterator[dg.MaterializeResult]:
+            settings = vector_sync.load()
+            if _fed(context, settings, collection):
+                with _step(context, settings):
+                    metadata = embed.embeddings(settings, context.partition_key, collection)
+                yield dg.MaterializeResult(metadata=metadata)
 
     @dg.asset(
         key=dg.AssetKey(["qdrant", collection]), deps=[embeddings_key], kinds={"qdrant"},
@@ -181,3 +194,55 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
         })
 
     return [changes, embeddings, qdrant]
+
+
+def sharded_embeddings(collection: str, changes_key: dg.AssetKey, shards: int,
+                       partitions: dg.PartitionsDefinition, description: str,
+                       settings: VectorSyncConfig) -> dg.AssetsDefinition:
+    """`embeddings/<collection>` as `shards` steps that a multi-process executor runs at
+    once (execution.embed_shards): each embeds the documents a hash of their id gives it,
+    into a file of its own, and a last step merges them into the embeddings file in
+    change-set order. A shard re-run after a crash reuses what its file already holds."""
+    name = re.sub(r"\W", "_", collection)  # op names are letters, digits and _
+
+    @dg.op(name=f"plan_{name}_shards", ins={"changes": dg.In(dg.Nothing)},
+           out=dg.DynamicOut(int, is_required=False))
+    def plan(context: dg.OpExecutionContext,
+             vector_sync: VectorSyncResource) -> Iterator[dg.DynamicOutput[int]]:
+        if _fed(context, vector_sync.load(), collection):
+            for shard in range(shards):
+                yield dg.DynamicOutput(shard, mapping_key=f"shard_{shard}")
+
+    @dg.op(name=f"embed_{name}_shard", retry_policy=step_retry_policy(settings.retry))
+    def embed_shard(context: dg.OpExecutionContext, vector_sync: VectorSyncResource,
+                    shard: int) -> dict[str, Any]:
+        settings = vector_sync.load()
+        with _step(context, settings, locked=False):
+            return embed.embeddings(settings, context.partition_key, collection,
+                                    (shard, shards))
+
+    @dg.op(name=f"merge_{name}_shards", out=dg.Out(dg.Nothing, is_required=False))
+    def merge(context: dg.OpExecutionContext, vector_sync: VectorSyncResource,
+              reports: list[dict[str, Any]]) -> Iterator[dg.Output[None]]:
+        settings = vector_sync.load()
+        if not reports:  # the source does not feed this collection: nothing was planned
+            return
+        with _step(context, settings):
+            embed.merge_shards(settings, context.partition_key, collection, shards)
+        embedded = sum(r["chunks_embedded"] for r in reports)
+        seconds = sum(r["duration_s"] for r in reports)  # summed over the shards' steps
+        yield dg.Output(None, metadata={
+            "chunks_embedded": embedded, "chunks_reused": sum(r["chunks_reused"] for r in reports),
+            "shards": shards, "duration_s": seconds,
+            "slowest_shard_s": max(r["duration_s"] for r in reports),
+            "chunks_per_s": throughput(embedded, seconds), "model": reports[0]["model"]})
+
+    @dg.graph_asset(key=dg.AssetKey(["embeddings", collection]), partitions_def=partitions,
+                    group_name="sync", kinds={"parquet"}, description=description,
+                    metadata={"fed_by": ", ".join(settings.sources_feeding(collection)),
+                              "shards": shards},
+                    ins={"changes": dg.AssetIn(changes_key, dagster_type=dg.Nothing)})
+    def embeddings(changes: None) -> Any:
+        return merge(plan(changes).map(embed_shard).collect())
+
+    return embeddings

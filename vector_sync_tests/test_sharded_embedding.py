@@ -1,0 +1,78 @@
+"""One collection's embedding split into shards (execution.embed_shards): the points Qdrant
+ends up with are exactly those of an unsharded sync, every shard is its own step, a source
+that does not feed the collection materializes nothing, and a re-run reuses the vectors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from vector_sync.definitions import build_definitions
+from vector_sync.defs.jobs import SYNC_JOB
+from vector_sync_tests.conftest import Project, counts, long_note
+
+
+def _held(project: Project) -> dict[str, Any]:
+    with project.qdrant() as store:
+        return {p.id: ({k: v for k, v in p.payload.items() if k != "synced_at"},
+                       [round(x, 4) for x in p.vector or []])
+                for p in store.scroll("notes", None, with_vectors=True)}
+
+
+def _vault(project: Project) -> None:
+    for i in range(5):
+        project.note(f"long{i}.md", long_note(f"Long {i}", sections=3))
+    for i in range(4):
+        project.note(f"short{i}.md", f"# Short {i}\n\nShort note {i}.\n")
+
+
+def test_a_sharded_embedding_holds_exactly_what_one_step_holds(tmp_path: Path, capsys):
+    (tmp_path / "one").mkdir()
+    one = Project(tmp_path / "one")
+    _vault(one)
+    code, _ = one.cli("sync", capsys=capsys)
+    assert code == 0
+
+    (tmp_path / "sharded").mkdir()
+    sharded = Project(tmp_path / "sharded")
+    shutil.copytree(one.vault, sharded.vault, dirs_exist_ok=True)
+    sharded.config["execution"] = {"embed_shards": 4}
+    sharded.save()
+    code, report = sharded.cli("sync", capsys=capsys)
+    assert code == 0 and counts(report)["added"] == 9
+    assert _held(sharded) == _held(one)
+    shard_files = sorted(p.name for p in (sharded.root / "state/embeddings/notes").iterdir())
+    assert shard_files == ["notes.parquet", *(f"notes.shard-{i}-of-4.parquet" for i in range(4))]
+
+    sharded.note("long0.md", long_note("Long 0", sections=3) + "\nOne more sentence.\n")
+    code, report = sharded.cli("sync", capsys=capsys)
+    assert code == 0 and counts(report)["updated"] == 1
+    assert counts(report)["chunks_embedded"] == 1  # the changed chunk, in its shard
+    code, found = sharded.cli("verify", capsys=capsys)
+    assert code == 0 and found["ok"]
+
+
+def test_every_shard_is_a_step_and_an_unfed_collection_gets_nothing(tmp_path: Path):
+    project = Project(tmp_path)
+    _vault(project)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "o.md").write_text("# Other\n\nAnother vault.\n")
+    project.config["execution"] = {"embed_shards": 3}
+    project.config["sources"]["other"] = {"kind": "markdown", "path": "other",
+                                          "collections": ["others"]}
+    project.config["collections"]["others"] = {"embed": ["title", "body"]}
+    project.save()
+    job = build_definitions(str(project.config_file)).resolve_job_def(SYNC_JOB)
+    result = job.execute_in_process(partition_key="notes",
+                                    instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    done = {e.step_key for e in result.all_events if e.is_step_success}
+    assert {f"embeddings__notes.embed_notes_shard[shard_{i}]" for i in range(3)} <= done
+    materialized = {tuple(e.asset_key.path) for e in result.get_asset_materialization_events()
+                    if e.asset_key is not None}
+    assert ("embeddings", "notes") in materialized and ("qdrant", "notes") in materialized
+    assert ("embeddings", "others") not in materialized  # notes does not feed it
+    assert ("qdrant", "others") not in materialized

@@ -230,7 +230,11 @@ def test_the_multiprocess_executor_is_a_config_choice_and_runs_each_step_apart(
     project = Project(tmp_path)
     for i in range(3):
         project.note(f"n{i}.md", f"# Note {i}\n\nThe words of note {i}.\n")
-    project.config["execution"] = {"executor": "multiprocess", "max_concurrent": 2}
+    # two shards at once, and no waiting for the source's lock: a step that took the lock
+    # for its whole process (as the in-process run does) would stop the other shard
+    project.config["execution"] = {"executor": "multiprocess", "max_concurrent": 2,
+                                   "embed_shards": 2}
+    project.config["state"]["lock_wait_s"] = 0
     project.save()
     monkeypatch.setenv("VECTOR_SYNC_CONFIG", str(project.config_file))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(

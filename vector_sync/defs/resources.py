@@ -25,12 +25,14 @@ class VectorSyncResource(dg.ConfigurableResource):
         to its last when its steps share a process (the in-process executor, the default):
         a CLI sync or another run of the source waits for the whole run, instead of slipping
         in between two of its steps and applying a newer change set before this run's
-        older one. Each step takes the lock again (re-entrant), which is all a run whose
-        steps are separate processes gets."""
+        older one. Each step takes the lock again (re-entrant). A run whose steps are
+        separate processes (multiprocess, Celery) gets only that: its resource is set up in
+        every step's process, and holding the lock there would keep a collection's embedding
+        shards from running side by side."""
         run = context.run
         source = run.tags.get("dagster/partition") if run is not None else None
         settings = self.load()
-        if source not in settings.sources:
+        if source not in settings.sources or settings.execution.executor != "in_process":
             yield self
             return
         try:

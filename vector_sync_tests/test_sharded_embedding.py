@@ -9,7 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pytest
 
+from vector_sync.config import load_config
+from vector_sync.core.embed import ShardMismatch, merge_shards
+from vector_sync.core.state_files import EMBEDDINGS, StateFiles, write_rows
 from vector_sync.definitions import build_definitions
 from vector_sync.defs.jobs import SYNC_JOB
 from vector_sync_tests.conftest import Project, counts, long_note
@@ -76,3 +80,17 @@ def test_every_shard_is_a_step_and_an_unfed_collection_gets_nothing(tmp_path: Pa
     assert ("embeddings", "notes") in materialized and ("qdrant", "notes") in materialized
     assert ("embeddings", "others") not in materialized  # notes does not feed it
     assert ("qdrant", "others") not in materialized
+
+
+def test_a_shard_file_of_another_change_set_is_refused_by_the_merge(tmp_path: Path, capsys):
+    project = Project(tmp_path)
+    _vault(project)
+    project.config["execution"] = {"embed_shards": 2}
+    project.save()
+    code, _ = project.cli("sync", capsys=capsys)
+    assert code == 0
+    config = load_config(project.config_file)
+    shard = StateFiles(config.state.dir).embeddings("notes", "notes", (1, 2))
+    write_rows(shard, EMBEDDINGS, [])  # as if another run had rewritten it
+    with pytest.raises(ShardMismatch, match=r"shard-1-of-2\.parquet does not match"):
+        merge_shards(config, "notes", "notes", 2)

@@ -157,6 +157,10 @@ def embedding_rows(
     yield from flush()
 
 
+class ShardMismatch(Exception):
+    """A shard file that does not belong to the current change set."""
+
+
 def shard_of(doc_id: str, shards: int) -> int:
     """The shard of a document when a change set is embedded `shards` ways: a stable hash,
     so a re-run gives every shard the same documents."""
@@ -214,8 +218,17 @@ def merge_shards(config: VectorSyncConfig, source: str, collection: str,
         for change in read_rows(files.changes(collection, source), ["doc_id", "action",
                                                                        "chunks"]):
             if change["action"] in ("added", "updated"):
-                stream = streams[shard_of(change["doc_id"], shards)]
-                for _ in change["chunks"]:
-                    yield next(stream)
+                shard = shard_of(change["doc_id"], shards)
+                for index in range(len(change["chunks"])):
+                    row = next(streams[shard], None)
+                    if row is None or (row["doc_id"], row["chunk_index"]) != (
+                            change["doc_id"], index):
+                        # a shard file of another change set (one rewritten since by
+                        # another run): refuse rather than pair vectors with wrong chunks
+                        raise ShardMismatch(
+                            f"{files.embeddings(collection, source, (shard, shards))} does not "
+                            f"match the change set at {change['doc_id']!r} chunk {index}: "
+                            "re-materialize the embeddings asset for this partition")
+                    yield row
 
     write_rows(files.embeddings(collection, source), EMBEDDINGS, merged())

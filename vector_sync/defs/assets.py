@@ -83,7 +83,8 @@ def _step(context: dg.AssetExecutionContext | dg.OpExecutionContext,
                 held.enter_context(source_lock(settings.state, context.partition_key,
                                                settings.state.lock_wait_s))
             yield
-    except (SourceBusy, SourceUnavailable, LedgerUnavailable, diff.ChunkBudgetError) as error:
+    except (SourceBusy, SourceUnavailable, LedgerUnavailable, diff.ChunkBudgetError,
+            embed.ShardMismatch) as error:
         raise dg.Failure(description=str(error)) from None
 
 

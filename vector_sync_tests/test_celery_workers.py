@@ -1,10 +1,11 @@
 """The distributed profile for real: a Dagster instance on a fresh PostgreSQL database
 (deploy/dagster.yaml), two Celery workers on the local RabbitMQ (deploy/celery.yaml), a
-PostgreSQL ledger, and runs of three sources (Markdown, Git, MongoDB over the wire) whose
-steps the workers execute. Qdrant must then hold exactly what one process's syncs of the
-same sources hold, and `verify` must find it consistent. And the multiprocess executor,
-chosen the same way (`execution.executor`), runs each step in its own process.
-`make test-slow`."""
+PostgreSQL ledger, and runs of three sources (Markdown, Git, MongoDB over the wire), all at
+once as a backfill over every source runs them, whose steps the workers execute. Qdrant
+must then hold exactly what one process's syncs of the same sources hold, and `verify` must
+find it consistent. A worker lost mid-shard is made up for by re-executing the run. And the
+multiprocess executor, chosen the same way (`execution.executor`), runs each step in its own
+process. `make test-slow`."""
 
 from __future__ import annotations
 
@@ -33,6 +34,17 @@ pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("notes", "docs", "tools")
+# one source's run in a process of its own (argv: config file, source); prints the run id
+RUN_ONE = """
+import sys
+import dagster as dg
+from vector_sync_tests.test_celery_workers import _job_of
+config_file, source = sys.argv[1:]
+with dg.DagsterInstance.get() as instance, dg.execute_job(
+        _job_of(config_file, source), instance=instance,
+        tags={"dagster/partition": source, "vector_sync/source": source}) as result:
+    print(result.run_id)
+"""
 
 
 def sync_job(config_file: str) -> dg.JobDefinition:
@@ -180,20 +192,33 @@ def test_three_sources_run_on_two_celery_workers_and_hold_what_one_process_holds
         workers = [_start_worker(f"w{i}-{uuid.uuid4().hex[:6]}", env, tmp_path / f"w{i}.log")
                    for i in (1, 2)]
         try:
+            # the three runs at once, each its own process, as the daemon launches a
+            # backfill over every source (one run per source)
+            launched = [subprocess.Popen(
+                [sys.executable, "-c", RUN_ONE, str(project.config_file), source], env=env,
+                cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for source in SOURCES]
+            outcomes = [process.communicate(timeout=600) for process in launched]
+            run_ids = [out.split()[-1] for out, _ in outcomes]
             with dg.DagsterInstance.get() as instance:
-                runs = [_run(instance, project, source) for source in SOURCES]
-                step_pids = {event.dagster_event.pid for run in runs
+                runs = [instance.get_run_by_id(run_id) for run_id in run_ids]
+                step_pids = {event.dagster_event.pid for run_id in run_ids
                              for event in instance.all_logs(
-                                 run.run_id, of_type=dg.DagsterEventType.STEP_START)
+                                 run_id, of_type=dg.DagsterEventType.STEP_START)
                              if event.dagster_event is not None}
-                shard_steps = {(run.run_id, event.step_key) for run in runs
+                shard_steps = {(run_id, event.step_key) for run_id in run_ids
                                for event in instance.all_logs(
-                                   run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+                                   run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
                                if "_shard[" in (event.step_key or "")}
+                spans = [(instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_START)[0]
+                          .timestamp, instance.all_logs(
+                              run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)[0].timestamp)
+                         for run_id in run_ids]
         finally:
             _stop(workers)
         logs = "\n".join((tmp_path / f"w{i}.log").read_text(errors="replace") for i in (1, 2))
-        assert all(run.success for run in runs), logs[-5000:]
+        assert all(run is not None and run.is_success for run in runs), (outcomes, logs[-5000:])
+        assert max(start for start, _ in spans) < min(end for _, end in spans)  # all at once
         assert os.getpid() not in step_pids and len(step_pids) >= 2, step_pids  # both workers
         assert len(shard_steps) == 4 * 3  # each source's collection embedded in 4 shards
         assert _held(project) == _held(alone)
@@ -202,14 +227,15 @@ def test_three_sources_run_on_two_celery_workers_and_hold_what_one_process_holds
             assert code == 0 and found["ok"], found
 
 
-def _job_of(project: Project, source: str) -> dg.ReconstructableJob:
+def _job_of(project: Project | str, source: str) -> dg.ReconstructableJob:
     """The sync job with what a sync of `source` selects (as the CLI and sensors select it:
     its chains and their mass-delete guards), by module path."""
     from vector_sync.config import load_config
 
-    config = load_config(project.config_file)
+    config_file = str(project.config_file if isinstance(project, Project) else project)
+    config = load_config(config_file)
     job = dg.build_reconstructable_job(__name__, sync_job.__name__,
-                                       reconstructable_args=(str(project.config_file),),
+                                       reconstructable_args=(config_file,),
                                        reconstructor_working_directory=str(REPO_ROOT))
     return job.get_subset(
         asset_selection=set(sync_assets(config, source)),

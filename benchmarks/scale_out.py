@@ -43,25 +43,11 @@ def configure(root: Path, workers: int) -> Path:
     return config_file
 
 
-def sync_job(config_file: str) -> dg.JobDefinition:
-    from vector_sync.definitions import build_definitions
-    from vector_sync.defs.jobs import SYNC_JOB
-
-    return build_definitions(config_file).resolve_job_def(SYNC_JOB)
-
-
 def timed_run(root: Path, workers: int) -> dict[str, Any]:
     """One initial sync; wall seconds, chunks, and each step's materialization metadata."""
-    from vector_sync.config import load_config
-    from vector_sync.defs.jobs import sync_assets, sync_checks
+    from vector_sync.definitions import reconstructable_sync
 
-    config_file = configure(root, workers)
-    config = load_config(config_file)
-    job = dg.build_reconstructable_job(
-        "scale_out", "sync_job", reconstructable_args=(str(config_file),),
-        reconstructor_working_directory=str(Path(__file__).parent)).get_subset(
-        asset_selection=set(sync_assets(config, SOURCE)),
-        asset_check_selection=set(sync_checks(config, SOURCE)))
+    job = reconstructable_sync(str(configure(root, workers)), SOURCE)
     with dg.instance_for_test() as instance:
         started = time.perf_counter()
         with dg.execute_job(job, instance=instance,

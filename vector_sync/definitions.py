@@ -14,7 +14,7 @@ from vector_sync.config import config_path, load_config
 from vector_sync.core.settings import ConfigError, ExecutionConfig, VectorSyncConfig
 from vector_sync.defs.assets import collection_assets, source_snapshot_asset
 from vector_sync.defs.checks import consistency_checks, guard_check
-from vector_sync.defs.jobs import build_jobs
+from vector_sync.defs.jobs import SYNC_JOB, build_jobs, sync_assets, sync_checks
 from vector_sync.defs.resources import VectorSyncResource
 from vector_sync.defs.sensors import build_sensors
 
@@ -65,3 +65,20 @@ def executor_for(execution: ExecutionConfig) -> dg.ExecutorDefinition:
 @dg.definitions
 def defs() -> dg.Definitions:
     return build_definitions()
+
+
+def sync_job(config_file: str) -> dg.JobDefinition:
+    """The sync job of a config file. By module path and argument, this is what a process
+    that runs one step of a run (a multiprocess or Celery worker) rebuilds."""
+    return build_definitions(config_file).resolve_job_def(SYNC_JOB)
+
+
+def reconstructable_sync(config_file: str, source: str) -> dg.ReconstructableJob:
+    """A sync of `source` for `dg.execute_job` through an instance with any executor: the
+    job selected as the CLI and the sensors select it (the source's chains and their
+    mass-delete guards), rebuilt by every step's process from the config file."""
+    config = load_config(config_file)
+    job = dg.build_reconstructable_job(__name__, sync_job.__name__,
+                                       reconstructable_args=(config_file,))
+    return job.get_subset(asset_selection=set(sync_assets(config, source)),
+                          asset_check_selection=set(sync_checks(config, source)))

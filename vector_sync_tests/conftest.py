@@ -93,6 +93,14 @@ class Project:
                 found[point.payload["doc_id"]].append(point.payload)
         return {d: sorted(p, key=lambda x: x["chunk_index"]) for d, p in found.items()}
 
+    def held(self, collection: str = "notes") -> dict[str, Any]:
+        """Point id -> (payload without synced_at, vector rounded): what Qdrant holds, to
+        compare with another sync of the same data."""
+        with self.qdrant() as store:
+            return {p.id: ({k: v for k, v in p.payload.items() if k != "synced_at"},
+                           [round(x, 4) for x in p.vector or []])
+                    for p in store.scroll(collection, None, with_vectors=True)}
+
     def qdrant(self) -> AbstractContextManager[QdrantStore]:
         """The project's embedded Qdrant, opened the way a run opens it."""
         return open_store(QdrantConfig(), StateConfig(dir=self.root / self.config["state"]["dir"]))

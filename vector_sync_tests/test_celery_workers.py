@@ -25,7 +25,7 @@ import pytest
 from pymongo import MongoClient
 from sqlalchemy import Engine
 
-from vector_sync.defs.jobs import SYNC_JOB, sync_assets, sync_checks
+from vector_sync.definitions import reconstructable_sync
 from vector_sync_tests.conftest import Project, long_note
 from vector_sync_tests.git_repo import GitRepo
 from vector_sync_tests.mongo_server import running_server
@@ -33,26 +33,18 @@ from vector_sync_tests.mongo_server import running_server
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("notes", "docs", "tools")
+SOURCES = ("notes", "docs", "tools")  # each feeds the collection of the same name
 # one source's run in a process of its own (argv: config file, source); prints the run id
 RUN_ONE = """
 import sys
 import dagster as dg
-from vector_sync_tests.test_celery_workers import _job_of
+from vector_sync.definitions import reconstructable_sync
 config_file, source = sys.argv[1:]
 with dg.DagsterInstance.get() as instance, dg.execute_job(
-        _job_of(config_file, source), instance=instance,
+        reconstructable_sync(config_file, source), instance=instance,
         tags={"dagster/partition": source, "vector_sync/source": source}) as result:
     print(result.run_id)
 """
-
-
-def sync_job(config_file: str) -> dg.JobDefinition:
-    """A project's sync job, rebuilt by each step's process from this module path and the
-    config file's (as a code location's job is rebuilt from `vector_sync.definitions`)."""
-    from vector_sync.definitions import build_definitions
-
-    return build_definitions(config_file).resolve_job_def(SYNC_JOB)
 
 
 @pytest.fixture
@@ -112,16 +104,6 @@ def _three_sources(project: Project, repo: Path, mongo_uri: str, ledger_url: str
     project.save()
 
 
-def _held(project: Project, collections: list[str] = ["notes", "docs", "tools"]  # noqa: B006
-          ) -> dict[str, Any]:
-    """Collection -> point id -> (payload without synced_at, vector rounded)."""
-    with project.qdrant() as store:
-        return {c: {p.id: ({k: v for k, v in p.payload.items() if k != "synced_at"},
-                           [round(x, 4) for x in p.vector or []])
-                    for p in store.scroll(c, None, with_vectors=True)}
-                for c in collections}
-
-
 def _distributed_env(tmp_path: Path, project: Project, instance_db: str, broker: str,
                      monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """$DAGSTER_HOME with deploy/dagster.yaml on a fresh PostgreSQL database, for this
@@ -131,12 +113,10 @@ def _distributed_env(tmp_path: Path, project: Project, instance_db: str, broker:
     shutil.copy(REPO_ROOT / "deploy/dagster.yaml", home / "dagster.yaml")
     env = {**os.environ, "DAGSTER_HOME": str(home),
            "DAGSTER_PG_URL": instance_db.replace("postgresql://", "postgresql+psycopg2://"),
-           "VECTOR_SYNC_CONFIG": str(project.config_file),
            "VECTOR_SYNC_CELERY_BROKER": broker,
            # dagster-celery starts `celery` from the PATH
-           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
-           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
-    for key in ("DAGSTER_HOME", "DAGSTER_PG_URL", "VECTOR_SYNC_CONFIG"):
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
+    for key in ("DAGSTER_HOME", "DAGSTER_PG_URL"):
         monkeypatch.setenv(key, env[key])
     return env
 
@@ -221,30 +201,16 @@ def test_three_sources_run_on_two_celery_workers_and_hold_what_one_process_holds
         assert max(start for start, _ in spans) < min(end for _, end in spans)  # all at once
         assert os.getpid() not in step_pids and len(step_pids) >= 2, step_pids  # both workers
         assert len(shard_steps) == 4 * 3  # each source's collection embedded in 4 shards
-        assert _held(project) == _held(alone)
+        assert {c: project.held(c) for c in SOURCES} == {c: alone.held(c) for c in SOURCES}
         for source in SOURCES:
             code, found = project.cli("verify", "--source", source, capsys=capsys)
             assert code == 0 and found["ok"], found
 
 
-def _job_of(project: Project | str, source: str) -> dg.ReconstructableJob:
-    """The sync job with what a sync of `source` selects (as the CLI and sensors select it:
-    its chains and their mass-delete guards), by module path."""
-    from vector_sync.config import load_config
-
-    config_file = str(project.config_file if isinstance(project, Project) else project)
-    config = load_config(config_file)
-    job = dg.build_reconstructable_job(__name__, sync_job.__name__,
-                                       reconstructable_args=(config_file,),
-                                       reconstructor_working_directory=str(REPO_ROOT))
-    return job.get_subset(
-        asset_selection=set(sync_assets(config, source)),
-        asset_check_selection=set(sync_checks(config, source)))
-
-
 def _run(instance: dg.DagsterInstance, project: Project, source: str) -> dg.ExecuteJobResult:
     """A run of one source's sync through the instance, as the daemon would launch it."""
-    with dg.execute_job(_job_of(project, source), instance=instance,
+    with dg.execute_job(reconstructable_sync(str(project.config_file), source),
+                        instance=instance,
                         tags={"dagster/partition": source, "vector_sync/source": source}
                         ) as result:
         return result
@@ -252,7 +218,7 @@ def _run(instance: dg.DagsterInstance, project: Project, source: str) -> dg.Exec
 
 @pytest.mark.timeout(600)
 def test_the_multiprocess_executor_is_a_config_choice_and_runs_each_step_apart(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+        tmp_path: Path, capsys) -> None:
     project = Project(tmp_path)
     for i in range(3):
         project.note(f"n{i}.md", f"# Note {i}\n\nThe words of note {i}.\n")
@@ -262,9 +228,6 @@ def test_the_multiprocess_executor_is_a_config_choice_and_runs_each_step_apart(
                                    "embed_shards": 2}
     project.config["state"]["lock_wait_s"] = 0
     project.save()
-    monkeypatch.setenv("VECTOR_SYNC_CONFIG", str(project.config_file))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
     with dg.instance_for_test() as instance:  # a temporary on-disk instance
         run = _run(instance, project, "notes")
         pids = {event.dagster_event.pid for event in instance.all_logs(
@@ -315,7 +278,8 @@ def test_a_worker_killed_mid_shard_is_made_up_for_by_the_runs_retry(
     survivor = _start_worker(f"b-{uuid.uuid4().hex[:6]}", env, tmp_path / "b.log")
     try:
         with dg.DagsterInstance.get() as instance, dg.execute_job(
-                _job_of(project, "notes"), instance=instance, tags=failed.dagster_run.tags,
+                reconstructable_sync(str(project.config_file), "notes"), instance=instance,
+                tags=failed.dagster_run.tags,
                 reexecution_options=dg.ReexecutionOptions.from_failure(
                     failed.run_id, instance)) as retried:
             rerun = {event.step_key for event in instance.all_logs(
@@ -330,6 +294,6 @@ def test_a_worker_killed_mid_shard_is_made_up_for_by_the_runs_retry(
     assert "source_snapshot" not in rerun and "changes__notes" not in rerun
     assert {f"embeddings__notes.embed_notes_shard[shard_{i}]" for i in range(4)} <= rerun
     assert "qdrant__notes" in rerun
-    assert _held(project, ["notes"]) == _held(alone, ["notes"])  # no duplicates, no gaps
+    assert project.held() == alone.held()  # no duplicates, no gaps
     code, found = project.cli("verify", capsys=capsys)
     assert code == 0 and found["ok"], found

@@ -95,14 +95,6 @@ def _sync(project: Project, kill_at: str | None = None) -> subprocess.CompletedP
          "--json"], env=env, capture_output=True, text=True, timeout=600)
 
 
-def _held(project: Project) -> dict[str, Any]:
-    """Point id -> (payload without synced_at, vector rounded): what Qdrant holds."""
-    with project.qdrant() as store:
-        return {p.id: ({k: v for k, v in p.payload.items() if k != "synced_at"},
-                       [round(x, 4) for x in p.vector or []])
-                for p in store.scroll("notes", None, with_vectors=True)}
-
-
 def _embedded(result: subprocess.CompletedProcess[str]) -> int:
     return int(json.loads(result.stdout)["sources"]["notes"]["collections"]["notes"][
         "chunks_embedded"])
@@ -119,11 +111,11 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     first = _sync(project)
     assert first.returncode == 0, first.stderr
     shutil.copytree(project.root, root / "synced")
-    initial = _held(project)
+    initial = project.held()
     _change(project)
     second = _sync(project)
     assert second.returncode == 0, second.stderr
-    return {"initial": initial, "initial_embedded": _embedded(first), "changed": _held(project),
+    return {"initial": initial, "initial_embedded": _embedded(first), "changed": project.held(),
             "change_embedded": _embedded(second), "synced": root / "synced"}
 
 
@@ -134,7 +126,7 @@ def _converges(project: Project, kill: Kill, want: dict[str, Any], clean_embedde
         f"{kill.point} was never reached: exit {killed.returncode}\n{killed.stderr[-3000:]}")
     recovery = _sync(project)
     assert recovery.returncode == 0, recovery.stderr[-3000:]
-    assert _held(project) == want
+    assert project.held() == want
     code, report = project.cli("verify", capsys=capsys)
     found = report["collections"]["notes"]["sources"]["notes"]
     assert code == 0 and found["ledger_disagreements"] == 0, found

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import pytest
@@ -17,13 +16,6 @@ from vector_sync.core.state_files import EMBEDDINGS, StateFiles, write_rows
 from vector_sync.definitions import build_definitions
 from vector_sync.defs.jobs import SYNC_JOB
 from vector_sync_tests.conftest import Project, counts, long_note
-
-
-def _held(project: Project) -> dict[str, Any]:
-    with project.qdrant() as store:
-        return {p.id: ({k: v for k, v in p.payload.items() if k != "synced_at"},
-                       [round(x, 4) for x in p.vector or []])
-                for p in store.scroll("notes", None, with_vectors=True)}
 
 
 def _vault(project: Project) -> None:
@@ -47,7 +39,7 @@ def test_a_sharded_embedding_holds_exactly_what_one_step_holds(tmp_path: Path, c
     sharded.save()
     code, report = sharded.cli("sync", capsys=capsys)
     assert code == 0 and counts(report)["added"] == 9
-    assert _held(sharded) == _held(one)
+    assert sharded.held() == one.held()
     shard_files = sorted(p.name for p in (sharded.root / "state/embeddings/notes").iterdir())
     assert shard_files == ["notes.parquet", *(f"notes.shard-{i}-of-4.parquet" for i in range(4))]
 

@@ -11,7 +11,7 @@ import textwrap
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -135,16 +135,28 @@ def postgres_admin() -> Iterator[Engine]:
 
 
 @pytest.fixture
-def postgres_url(postgres_admin: Engine) -> Iterator[str]:
-    """A fresh, empty database, dropped afterwards."""
-    name = f"vector_sync_test_{uuid.uuid4().hex[:12]}"
-    with postgres_admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
+def new_postgres_database(postgres_admin: Engine) -> Iterator[Callable[[str], str]]:
+    """Fresh, empty databases on demand (the argument names their purpose), dropped
+    afterwards."""
+    made: list[str] = []
+
+    def new(purpose: str) -> str:
+        name = f"vector_sync_{purpose}_{uuid.uuid4().hex[:10]}"
         with postgres_admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        return f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+    yield new
+    with postgres_admin.connect() as conn:
+        for name in made:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url(new_postgres_database: Callable[[str], str]) -> str:
+    """A fresh, empty database, dropped afterwards."""
+    return new_postgres_database("test")
 
 
 def is_stopped(pid: int) -> bool:

@@ -42,9 +42,6 @@ class TcpProxy:
                 sock.close()
             self._open.clear()
 
-    def close(self) -> None:
-        self.down()
-
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:

@@ -23,7 +23,6 @@ from typing import Any
 import dagster as dg
 import pytest
 from pymongo import MongoClient
-from sqlalchemy import Engine
 
 from vector_sync.definitions import reconstructable_sync
 from vector_sync_tests.conftest import Project, long_note
@@ -45,24 +44,6 @@ with dg.DagsterInstance.get() as instance, dg.execute_job(
         tags={"dagster/partition": source, "vector_sync/source": source}) as result:
     print(result.run_id)
 """
-
-
-@pytest.fixture
-def database(postgres_admin: Engine) -> Iterator[Any]:
-    """Fresh PostgreSQL databases by name, dropped afterwards."""
-    made: list[str] = []
-
-    def new(purpose: str) -> str:
-        name = f"vector_sync_{purpose}_{uuid.uuid4().hex[:10]}"
-        with postgres_admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        made.append(name)
-        return f"postgresql://postgres@127.0.0.1:5432/{name}"
-
-    yield new
-    with postgres_admin.connect() as conn:
-        for name in made:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -144,7 +125,7 @@ def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
 
 @pytest.mark.timeout(900)
 def test_three_sources_run_on_two_celery_workers_and_hold_what_one_process_holds(
-        tmp_path: Path, database: Any, broker: str, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path, new_postgres_database: Any, broker: str, monkeypatch: pytest.MonkeyPatch,
         capsys) -> None:
     with running_server(tmp_path / "mongo") as server, MongoClient(server.uri) as client:
         client["db"]["tools"].insert_many([
@@ -165,9 +146,9 @@ def test_three_sources_run_on_two_celery_workers_and_hold_what_one_process_holds
         # the same sources through the PostgreSQL instance and two Celery workers
         (tmp_path / "distributed").mkdir()
         project = Project(tmp_path / "distributed")
-        _three_sources(project, repo.path, server.uri, database("ledger"), "celery",
+        _three_sources(project, repo.path, server.uri, new_postgres_database("ledger"), "celery",
                        broker)
-        env = _distributed_env(tmp_path, project, database("dagster"), broker,
+        env = _distributed_env(tmp_path, project, new_postgres_database("dagster"), broker,
                            monkeypatch)
         workers = [_start_worker(f"w{i}-{uuid.uuid4().hex[:6]}", env, tmp_path / f"w{i}.log")
                    for i in (1, 2)]
@@ -241,7 +222,7 @@ def test_the_multiprocess_executor_is_a_config_choice_and_runs_each_step_apart(
 
 @pytest.mark.timeout(900)
 def test_a_worker_killed_mid_shard_is_made_up_for_by_the_runs_retry(
-        tmp_path: Path, database: Any, broker: str, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path, new_postgres_database: Any, broker: str, monkeypatch: pytest.MonkeyPatch,
         capsys) -> None:
     """Worker A's step process dies (SIGKILL, the fault hook) while it embeds its first
     shard; the run fails and stops scheduling. With A gone and worker B up, the run is
@@ -259,10 +240,10 @@ def test_a_worker_killed_mid_shard_is_made_up_for_by_the_runs_retry(
             each.note(f"n{i}.md", long_note(f"Note {i}", sections=3))
     code, _ = alone.cli("sync", capsys=capsys)
     assert code == 0
-    project.config["state"]["ledger_url"] = database("ledger")
+    project.config["state"]["ledger_url"] = new_postgres_database("ledger")
     project.config["execution"] = {"executor": "celery", "broker": broker, "embed_shards": 4}
     project.save()
-    env = _distributed_env(tmp_path, project, database("dagster"), broker,
+    env = _distributed_env(tmp_path, project, new_postgres_database("dagster"), broker,
                            monkeypatch)
 
     doomed = _start_worker(f"a-{uuid.uuid4().hex[:6]}", {**env, KILL_AT: "embed.batch"},

@@ -100,4 +100,4 @@ def test_ledger_server_unreachable_mid_sync_is_waited_for_then_fails_clearly(
         code, found = project.cli("verify", capsys=capsys)
         assert code == 0 and found["ok"], found
     finally:
-        proxy.close()
+        proxy.down()

@@ -11,7 +11,7 @@ Dagster's view of it. A collection's chain materializes only for the sources tha
 
 import re
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 from typing import Any
 
@@ -77,11 +77,10 @@ def _step(context: dg.AssetExecutionContext | dg.OpExecutionContext,
     budget exceeded) fails the step with that message, not a stack trace. `locked=False`:
     the shards of one embedding, which run side by side and write only their own files."""
     faults.reached(f"step.{context.op_def.name}")
+    lock = source_lock(settings.state, context.partition_key, settings.state.lock_wait_s) \
+        if locked else nullcontext()
     try:
-        with ExitStack() as held:
-            if locked:
-                held.enter_context(source_lock(settings.state, context.partition_key,
-                                               settings.state.lock_wait_s))
+        with lock:
             yield
     except (SourceBusy, SourceUnavailable, LedgerUnavailable, diff.ChunkBudgetError,
             embed.ShardMismatch) as error:

@@ -16,16 +16,20 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
-	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $@
+$(DAGSTER_HOME)/dagster.yaml: deploy/dagster-local.yaml
+	mkdir -p $(DAGSTER_HOME) && cp deploy/dagster-local.yaml $@
 
 run: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/vector-sync sync --config vector_sync.yaml
 	$(BIN)/vector-sync search notes "how do I keep a sourdough starter alive" --limit 3 --config vector_sync.yaml
 
-lint: install
+# dg (Dagster's project CLI, [tool.dg] in pyproject.toml) runs in the project's venv
+DG := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg
+
+lint: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/ruff check vector_sync vector_sync_tests benchmarks
 	$(BIN)/mypy vector_sync
+	VECTOR_SYNC_CONFIG=$(CURDIR)/vector_sync.yaml $(DG) check defs
 
 test: install lint
 	$(BIN)/pytest -q
@@ -35,7 +39,7 @@ test-slow: install
 	$(BIN)/pytest -q -m slow
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
-	VECTOR_SYNC_CONFIG=$(CURDIR)/vector_sync.yaml $(BIN)/dagster dev -w workspace.yaml
+	VECTOR_SYNC_CONFIG=$(CURDIR)/vector_sync.yaml $(DG) dev
 
 docs: install
 	$(BIN)/python -m vector_sync.config_reference

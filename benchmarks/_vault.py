@@ -202,7 +202,7 @@ def step_seconds(result: Any) -> dict[str, float]:
 
 
 def asset_durations(result: Any) -> dict[str, float]:
-    """Asset key ("changes/notes") -> the `duration_s` its materialization reported."""
+    """Asset key ("changes_notes") -> the `duration_s` its materialization reported."""
     found: dict[str, float] = {}
     for event in result.get_asset_materialization_events() if result is not None else []:
         materialization = event.event_specific_data.materialization

@@ -103,7 +103,7 @@ class DagsterDev:
     def __init__(self, root: Path, config_file: Path) -> None:
         home = root / "dagster_home"
         home.mkdir()
-        shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+        shutil.copy(REPO / "deploy/dagster-local.yaml", home / "dagster.yaml")
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
@@ -114,7 +114,7 @@ class DagsterDev:
         self.started = time.time()
         with self.log_path.open("w") as log:
             self.process = subprocess.Popen(
-                [str(BIN / "dagster"), "dev", "-w", str(REPO / "workspace.yaml"),
+                [str(BIN / "dagster"), "dev", "-m", "vector_sync.definitions",
                  "-h", "127.0.0.1", "-p", str(self.port)], cwd=REPO, env=env, stdout=log,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 

@@ -190,7 +190,7 @@ class Pair:
 
     @property
     def embedding_stage(self) -> float:
-        return self.assets.get(f"embeddings/{COLLECTION}", 0.0)
+        return self.assets.get(f"embeddings_{COLLECTION}", 0.0)
 
     @property
     def ratio(self) -> float:

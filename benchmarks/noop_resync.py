@@ -3,7 +3,7 @@
 Measures, on a generated vault of 20,000 Markdown notes (``--notes``) that is already
 fully synced:
 
-(a) scan + diff: what the ``source_snapshot`` and ``changes/<collection>`` assets run,
+(a) scan + diff: what the ``source_snapshot`` and ``changes_<collection>`` assets run,
     without Dagster: the config load each asset does, vector_sync.core.snapshot.snapshot
     (source.scan, the ledger look-ups, the hint comparison, the snapshot Parquet) and
     vector_sync.core.diff.changes (the ledger rows and expected state, Differ.changes, the
@@ -129,7 +129,7 @@ def generate_vault(vault: Path, notes: int, min_words: int, max_words: int,
 
 
 def scan_and_diff(config_file: Path) -> tuple[float, dict[str, float], dict[str, Any]]:
-    """What the source_snapshot and changes/<collection> assets run, without Dagster: the
+    """What the source_snapshot and changes_<collection> assets run, without Dagster: the
     config load each asset does, then vector_sync.core.snapshot.snapshot and
     vector_sync.core.diff.changes (they write the snapshot and the change set into the state
     dir and the expected state into the ledger, as a run does). Timed from the outside only:

@@ -100,8 +100,8 @@ def main() -> None:
 def report(notes: int, runs: dict[int, dict[str, Any]], verify: float) -> None:
     one = runs[1]
     meta = one["metadata"]
-    chunks = int(meta[f"embeddings/{COLLECTION}"]["chunks_embedded"])
-    points = int(meta[f"qdrant/{COLLECTION}"].get("points_written", chunks))
+    chunks = int(meta[f"embeddings_{COLLECTION}"]["chunks_embedded"])
+    points = int(meta[f"qdrant_{COLLECTION}"].get("points_written", chunks))
     print(f"\nscale_out.py: code {code_version()}; {os.cpu_count()} CPUs; {notes} notes, "
           f"{chunks} chunks, 2 shards")
     print("| workers | initial sync, wall | chunks/s | vs 1 worker |")
@@ -112,10 +112,10 @@ def report(notes: int, runs: dict[int, dict[str, Any]], verify: float) -> None:
     print("\nper-document costs (1 worker, from the steps' own timings):")
     costs = {
         "scan + read, per document": meta["source_snapshot"]["duration_s"] / notes,
-        "diff + chunking, per document": meta[f"changes/{COLLECTION}"]["duration_s"] / notes,
+        "diff + chunking, per document": meta[f"changes_{COLLECTION}"]["duration_s"] / notes,
         "embedding, per chunk (one worker)":
-            meta[f"embeddings/{COLLECTION}"]["duration_s"] / chunks,
-        "Qdrant write + ledger, per point": meta[f"qdrant/{COLLECTION}"]["duration_s"] / points,
+            meta[f"embeddings_{COLLECTION}"]["duration_s"] / chunks,
+        "Qdrant write + ledger, per point": meta[f"qdrant_{COLLECTION}"]["duration_s"] / points,
         "verify, per point": verify / points,
     }
     for name, seconds in costs.items():

@@ -1,7 +1,9 @@
-"""Dagster entry point: `dagster dev -m vector_sync.definitions` (see workspace.yaml).
+"""Dagster entry point: `dg dev` ([tool.dg] in pyproject.toml), or `dagster dev -m
+vector_sync.definitions`.
 
 The asset graph is built from the config found via $VECTOR_SYNC_CONFIG or ./vector_sync.yaml:
-one partition per source, one changes/embeddings/qdrant asset chain per collection.
+one partition per source, one changes/embeddings/qdrant asset chain (and group) per
+collection.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def build_definitions(path: str | None = None) -> dg.Definitions:
             asset for collection in config.collections
             for asset in collection_assets(collection, partitions, config))],
         asset_checks=[check for collection in config.collections for check in (
-            consistency_checks(collection, partitions), guard_check(collection, partitions))],
+            consistency_checks(collection), guard_check(collection, partitions))],
         jobs=build_jobs(config),
         sensors=build_sensors(config),
         resources={"vector_sync": VectorSyncResource(config_path=str(file))},

@@ -272,9 +272,9 @@ def test_a_worker_killed_mid_shard_is_made_up_for_by_the_runs_retry(
         _stop([survivor])
     assert retried.success, why
     # what had finished (listing, diff) is not run again; the shards and what follows are
-    assert "source_snapshot" not in rerun and "changes__notes" not in rerun
-    assert {f"embeddings__notes.embed_notes_shard[shard_{i}]" for i in range(4)} <= rerun
-    assert "qdrant__notes" in rerun
+    assert "source_snapshot" not in rerun and "changes_notes" not in rerun
+    assert {f"embeddings_notes.embed_notes_shard[shard_{i}]" for i in range(4)} <= rerun
+    assert "qdrant_notes" in rerun
     assert project.held() == alone.held()  # no duplicates, no gaps
     code, found = project.cli("verify", capsys=capsys)
     assert code == 0 and found["ok"], found

@@ -145,7 +145,7 @@ def test_a_cli_sync_waits_for_a_dagster_run_of_the_source_even_between_its_steps
     project.config["state"]["lock_wait_s"] = 0.5
     project.save()
     # the run has listed and diffed the notes; its next step would embed them
-    run = _dagster_run_stopped_at(project, "step.embeddings__notes")
+    run = _dagster_run_stopped_at(project, "step.embeddings_notes")
     project.note("n0.md", "# Note 0\n\nThe second words of note 0.\n")
     code, report = project.cli("sync", capsys=capsys)
     # between the run's steps the source is still the run's: the CLI sync does not slip in

@@ -66,12 +66,12 @@ def test_every_shard_is_a_step_and_an_unfed_collection_gets_nothing(tmp_path: Pa
                                     instance=dg.DagsterInstance.ephemeral())
     assert result.success
     done = {e.step_key for e in result.all_events if e.is_step_success}
-    assert {f"embeddings__notes.embed_notes_shard[shard_{i}]" for i in range(3)} <= done
-    materialized = {tuple(e.asset_key.path) for e in result.get_asset_materialization_events()
+    assert {f"embeddings_notes.embed_notes_shard[shard_{i}]" for i in range(3)} <= done
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
                     if e.asset_key is not None}
-    assert ("embeddings", "notes") in materialized and ("qdrant", "notes") in materialized
-    assert ("embeddings", "others") not in materialized  # notes does not feed it
-    assert ("qdrant", "others") not in materialized
+    assert "embeddings_notes" in materialized and "qdrant_notes" in materialized
+    assert "embeddings_others" not in materialized  # notes does not feed it
+    assert "qdrant_others" not in materialized
 
 
 def test_a_shard_file_of_another_change_set_is_refused_by_the_merge(tmp_path: Path, capsys):

@@ -177,7 +177,7 @@ def test_an_emptied_vault_trips_the_guard_and_qdrant_keeps_every_point(project, 
     assert set(project.points()) == {"n0.md"}
 
 
-def test_the_checks_run_in_dagster_per_source_partition_with_a_table_of_offenders(
+def test_the_verify_job_checks_the_named_sources_with_a_table_of_offenders(
         project: Project, capsys):
     _seed(project)
     project.cli("sync", capsys=capsys)
@@ -185,8 +185,8 @@ def test_the_checks_run_in_dagster_per_source_partition_with_a_table_of_offender
         store.delete("notes", _ids("n0.md", range(1)))
     defs = build_definitions(str(project.config_file))
     ledger_before = _ledger_rows(project)
-    result = defs.resolve_job_def(VERIFY_JOB).execute_in_process(
-        tags={"dagster/partition": "notes"}, instance=dg.DagsterInstance.ephemeral(),
+    result = defs.resolve_job_def(VERIFY_JOB).execute_in_process(  # as the launchpad runs it
+        run_config={"sources": ["notes"]}, instance=dg.DagsterInstance.ephemeral(),
         raise_on_error=False)
     assert _ledger_rows(project) == ledger_before  # checks report; repair is what writes
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
@@ -194,14 +194,42 @@ def test_the_checks_run_in_dagster_per_source_partition_with_a_table_of_offender
     assert not consistent.passed and consistent.severity == dg.AssetCheckSeverity.ERROR
     assert consistent.metadata["missing"].value == 1
     rows = consistent.metadata["offenders"].value.records
-    assert [(r.data["problem"], r.data["doc_id"]) for r in rows] == [("missing", "n0.md"),
-                                                                      ("ledger", "n0.md")]
+    assert [(r.data["source"], r.data["problem"], r.data["doc_id"]) for r in rows] == [
+        ("notes", "missing", "n0.md"), ("notes", "ledger", "n0.md")]
     assert evaluations["vectors_match_config"].passed
     ledger_check = evaluations["ledger_matches_qdrant"]
     assert not ledger_check.passed and ledger_check.severity == dg.AssetCheckSeverity.WARN
     assert ledger_check.metadata["disagreements"].value == 1
     code, report = project.cli("sync", capsys=capsys)  # the ledger still claims n0.md is there
     assert counts(report)["added"] == 0 and len(project.points()) == 7
+
+
+def test_the_verify_job_checks_every_source_by_default_and_names_an_unknown_one(
+        project: Project, capsys):
+    _seed(project)
+    project.config["sources"]["more"] = {"kind": "markdown", "path": "more",
+                                         "collections": ["notes"]}
+    project.save()
+    write_note(project.root / "more", "m.md", "# More\n\nMore notes.\n")
+    project.cli("sync", capsys=capsys)
+    with project.qdrant() as store:
+        store.delete("notes", [point_id("more", "m.md", 0)])
+    job = build_definitions(str(project.config_file)).resolve_job_def(VERIFY_JOB)
+    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    consistent = next(e for e in result.get_asset_check_evaluations()
+                      if e.check_name == "consistent_with_source")
+    assert consistent.metadata["sources"].value == "more, notes"
+    assert consistent.metadata["checked"].value == 9 and consistent.metadata["missing"].value == 1
+    assert [(r.data["source"], r.data["doc_id"]) for r in
+            consistent.metadata["offenders"].value.records if r.data["problem"] == "missing"] \
+        == [("more", "m.md")]
+
+    wrong = job.execute_in_process(run_config={"sources": ["nots"]}, raise_on_error=False,
+                                   instance=dg.DagsterInstance.ephemeral())
+    assert not wrong.success
+    [failure] = [e for e in wrong.all_events if e.is_step_failure]
+    assert "unknown source(s) nots: the config names more, notes" in \
+        failure.step_failure_data.error.message  # type: ignore[union-attr]
 
 
 def _ledger_rows(project: Project) -> list[tuple]:
@@ -227,7 +255,7 @@ def test_a_repair_run_of_the_sync_job_in_dagster_converges(project: Project, cap
         run_config={"ops": {"source_snapshot": {"config": {"repair": True}}}})
     assert result.success
     applied = next(e.materialization.metadata for e in result.get_asset_materialization_events()
-                   if e.asset_key == dg.AssetKey(["qdrant", "notes"]))
+                   if e.asset_key == dg.AssetKey("qdrant_notes"))
     assert applied["added"].value == 1 and applied["points_written"].value == 4
     code, found = _verify(project, capsys)
     assert code == 0 and found["missing"] == 0

@@ -201,7 +201,7 @@ def embeddings(config: VectorSyncConfig, source: str, collection: str,
     log.info("embedded %d chunks (%d reused) for %s in %.1f s", embedded,
              stats["chunks_reused"], collection, seconds)
     return {"chunks_embedded": embedded, "chunks_reused": stats["chunks_reused"],
-            "duration_s": seconds, "chunks_per_s": throughput(embedded, seconds),
+            "duration_s": seconds, **throughput("chunks_per_s", embedded, seconds),
             "model": embedding.model}
 
 

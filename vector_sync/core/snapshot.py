@@ -131,4 +131,4 @@ def snapshot(config: VectorSyncConfig, source_name: str, full: bool = False,
              source_name, total, states["read"], states["skipped"], states["failed"], seconds)
     return {"documents": total, "read": states["read"], "skipped_unchanged": states["skipped"],
             "targeted": only is not None, "failed": states["failed"], "duration_s": seconds,
-            "documents_per_s": throughput(total, seconds), "path": str(path), **detection}
+            **throughput("documents_per_s", total, seconds), "path": str(path), **detection}

@@ -17,7 +17,7 @@ from typing import Any
 
 import dagster as dg
 
-from vector_sync.core import apply, diff, embed, faults, repair, snapshot
+from vector_sync.core import apply, diff, embed, faults, repair, snapshot, unmanaged
 from vector_sync.core.apply import QdrantTransientError
 from vector_sync.core.ledger import LedgerUnavailable, open_ledger
 from vector_sync.core.locks import SourceBusy, source_lock
@@ -25,10 +25,25 @@ from vector_sync.core.settings import RetryConfig, SensorsConfig, VectorSyncConf
 from vector_sync.core.source import SourceUnavailable
 from vector_sync.core.stats import throughput
 from vector_sync.core.store import CollectionMismatch, QdrantUnavailable
-from vector_sync.defs.jobs import SNAPSHOT
+from vector_sync.defs import reports
+from vector_sync.defs.jobs import (
+    FAILED,
+    RESYNC_JOB,
+    SNAPSHOT,
+    SOURCES_GROUP,
+    TAG_DOCUMENTS,
+    TAG_SOURCE,
+    TAG_TRIGGER,
+    asset_key,
+    group_of,
+)
 from vector_sync.defs.resources import VectorSyncResource
 
 QDRANT_POOL = "qdrant"  # embedded Qdrant admits one process at a time
+TAGGED = 10  # documents named in a targeted run's tag; the rest are counted
+# a run launched by Dagster itself carries one of these; one with none was launched in the UI
+LAUNCHED_BY = {"dagster/backfill": "backfill", "dagster/schedule_name": "schedule",
+               "dagster/sensor_name": "sensor"}
 
 
 class SnapshotConfig(dg.Config):
@@ -37,6 +52,7 @@ class SnapshotConfig(dg.Config):
     retry_due: bool = False  # only the failed documents whose backoff has expired
     pending: bool = False  # only the documents with a row not synced (due or not)
     repair: bool = False  # first rewrite the ledger from what Qdrant holds (then sync)
+    prune: bool = False  # with repair: delete what the config no longer names
 
     def targets(self, settings: VectorSyncConfig, source: str) -> set[str] | None:
         """The documents a targeted run reads, or None for a whole-source sync."""
@@ -50,7 +66,7 @@ class SnapshotConfig(dg.Config):
 
 def source_snapshot_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
-        key=SNAPSHOT, partitions_def=partitions, group_name="sync", kinds={"parquet"},
+        key=SNAPSHOT, partitions_def=partitions, group_name=SOURCES_GROUP, kinds={"parquet"},
         description="Every document of the source with its version hint; documents whose hint "
         "is unchanged since they were synced are listed but not read.",
     )
@@ -58,9 +74,14 @@ def source_snapshot_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefin
                         vector_sync: VectorSyncResource) -> dg.MaterializeResult:
         settings, source = vector_sync.load(), context.partition_key
         with _step(context, settings):
-            repaired = _repair(context, settings, source) if config.repair else {}
-            metadata = snapshot.snapshot(settings, source, config.full,
-                                         config.targets(settings, source))
+            repaired = _repair(context, settings, source, config.prune) if config.repair else {}
+            if context.job_name == RESYNC_JOB and not config.doc_ids:
+                raise dg.Failure(description="resync_documents re-syncs named documents: list "
+                                 "their ids in the run config, ops.source_snapshot.config."
+                                 "doc_ids (`vector-sync status` shows the failed ones)")
+            targets = config.targets(settings, source)
+            _tag_run(context, source, targets)
+            metadata = snapshot.snapshot(settings, source, config.full, targets)
         metadata["path"] = dg.MetadataValue.path(metadata["path"])
         return dg.MaterializeResult(metadata={**metadata, **repaired})
 
@@ -87,8 +108,26 @@ def _step(context: dg.AssetExecutionContext | dg.OpExecutionContext,
         raise dg.Failure(description=str(error)) from None
 
 
+def _tag_run(context: dg.AssetExecutionContext, source: str, targets: set[str] | None) -> None:
+    """Every run carries the tags the runs list is filtered by, whatever started it (the
+    catalog's Materialize button and backfills launch runs without ours); a targeted run
+    also says which documents it reads."""
+    tags = context.run.tags
+    new = {TAG_SOURCE: source, TAG_TRIGGER: next(
+        (trigger for tag, trigger in LAUNCHED_BY.items() if tag in tags), "ui")}
+    new = {tag: value for tag, value in new.items() if tag not in tags}
+    if targets is not None:
+        listed = sorted(targets)
+        new[TAG_DOCUMENTS] = ", ".join(listed[:TAGGED]) + (
+            f" and {len(listed) - TAGGED} more" if len(listed) > TAGGED else "") or "none"
+    if new:
+        context.instance.add_run_tags(context.run.run_id, new)
+
+
 def _repair(context: dg.AssetExecutionContext, settings: VectorSyncConfig,
-            source: str) -> dict[str, Any]:
+            source: str, prune: bool) -> dict[str, Any]:
+    if prune:
+        unmanaged.prune(settings, unmanaged.find_unmanaged(settings))
     others = sorted(repair.prepare_repair(settings, source) - {source})
     if others:
         context.log.warning("a rebuilt collection is also fed by %s: sync them too",
@@ -124,10 +163,10 @@ def _fed(context: dg.AssetExecutionContext | dg.OpExecutionContext, settings: Ve
 
 def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
                       settings: VectorSyncConfig) -> list[dg.AssetsDefinition]:
-    changes_key = dg.AssetKey(["changes", collection])
-    embeddings_key = dg.AssetKey(["embeddings", collection])
+    changes_key = asset_key("changes", collection)
+    embeddings_key = asset_key("embeddings", collection)
     feeding = settings.sources_feeding(collection)
-    common: dict[str, Any] = {"partitions_def": partitions, "group_name": "sync",
+    common: dict[str, Any] = {"partitions_def": partitions, "group_name": group_of(collection),
                               "metadata": {"fed_by": ", ".join(feeding)},
                               "output_required": False}
     fed_by = f" Fed by: {', '.join(feeding)}."
@@ -165,33 +204,44 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
                 yield dg.MaterializeResult(metadata=metadata)
 
     @dg.asset(
-        key=dg.AssetKey(["qdrant", collection]), deps=[embeddings_key], kinds={"qdrant"},
+        key=asset_key("qdrant", collection), deps=[embeddings_key], kinds={"qdrant"},
         pool=QDRANT_POOL, retry_policy=step_retry_policy(settings.retry),
         freshness_policy=freshness_policy(settings.sensors), **common,
+        check_specs=[dg.AssetCheckSpec(
+            FAILED, asset=asset_key("qdrant", collection),
+            description="No document of the collection is failed (WARN: the rest was "
+            "applied; failed documents are retried with backoff). Evaluated by every sync.")],
         description=f"The Qdrant collection {collection!r}: applies the change set "
-        "(upsert, set_payload, delete) and records each acknowledged write in the ledger."
-        + fed_by,
+        "(upsert, set_payload, delete) and records each acknowledged write in the ledger. "
+        "Each materialization shows this run's counts, the collection's documents by status "
+        "and the failed ones with their errors." + fed_by,
     )
-    def qdrant(context: dg.AssetExecutionContext,
-               vector_sync: VectorSyncResource) -> Iterator[dg.MaterializeResult]:
+    def qdrant(context: dg.AssetExecutionContext, vector_sync: VectorSyncResource,
+               ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         settings = vector_sync.load()
         if not _fed(context, settings, collection):
+            # no materialization, but the check is the collection's, whichever source
+            with _step(context, settings, locked=False):
+                status = reports.collection_status(settings, collection)
+            yield reports.failed_documents_check(status)
             return
         last_attempt = context.retry_number >= settings.retry.step_retries
         try:
             with _step(context, settings):
                 report = apply.apply(settings, context.partition_key, collection,
                                      may_retry_step=not last_attempt)
+                status = reports.collection_status(settings, collection)
         except CollectionMismatch as error:  # configuration, not a transient fault
             raise dg.Failure(description=str(error), allow_retries=False) from None
         except (QdrantTransientError, QdrantUnavailable) as error:
             context.log.warning("Qdrant step attempt %d failed (%s)%s", context.retry_number + 1,
                                 error, "" if last_attempt else "; retrying the step")
             raise
-        yield dg.MaterializeResult(metadata={
-            **report.as_dict(), "duration_s": report.seconds,
-            "points_per_s": throughput(report.points_written, report.seconds),
-        })
+        yield dg.MaterializeResult(
+            metadata={**report.as_dict(), "duration_s": report.seconds,
+                      **throughput("points_per_s", report.points_written, report.seconds),
+                      **status},
+            check_results=[reports.failed_documents_check(status)])
 
     return [changes, embeddings, qdrant]
 
@@ -235,10 +285,10 @@ def sharded_embeddings(collection: str, changes_key: dg.AssetKey, shards: int,
             "chunks_embedded": embedded, "chunks_reused": sum(r["chunks_reused"] for r in reports),
             "shards": shards, "duration_s": seconds,
             "slowest_shard_s": max(r["duration_s"] for r in reports),
-            "chunks_per_s": throughput(embedded, seconds), "model": reports[0]["model"]})
+            **throughput("chunks_per_s", embedded, seconds), "model": reports[0]["model"]})
 
-    @dg.graph_asset(key=dg.AssetKey(["embeddings", collection]), partitions_def=partitions,
-                    group_name="sync", kinds={"parquet"}, description=description,
+    @dg.graph_asset(key=asset_key("embeddings", collection), partitions_def=partitions,
+                    group_name=group_of(collection), kinds={"parquet"}, description=description,
                     metadata={"fed_by": ", ".join(settings.sources_feeding(collection)),
                               "shards": shards},
                     ins={"changes": dg.AssetIn(changes_key, dagster_type=dg.Nothing)})

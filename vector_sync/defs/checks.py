@@ -4,98 +4,99 @@ is what writes."""
 
 
 from collections.abc import Iterator
-from typing import Any
 
 import dagster as dg
 
 from vector_sync.core.diff import mass_delete
-from vector_sync.core.ledger import open_ledger
+from vector_sync.core.ledger import LedgerUnavailable
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.core.source import SourceUnavailable
 from vector_sync.core.state_files import StateFiles, read_summary
+from vector_sync.core.store import QdrantUnavailable
 from vector_sync.core.verify import Verification, verify_source
 from vector_sync.defs.assets import QDRANT_POOL
-from vector_sync.defs.jobs import GUARD
+from vector_sync.defs.jobs import GUARD, VERIFY_CHECKS, asset_key, group_of
+from vector_sync.defs.reports import table
 from vector_sync.defs.resources import VectorSyncResource
 
-CONSISTENT = "consistent_with_source"
-VECTORS = "vectors_match_config"
-LEDGER = "ledger_matches_qdrant"
-RETRIES = "retries_not_exhausted"
-LISTED = 100  # rows shown in a check's table; the counts cover every row
+CONSISTENT, VECTORS, LEDGER = VERIFY_CHECKS
 
 
-def _table(records: list[dict[str, Any]], columns: dict[str, str]) -> dg.TableMetadataValue:
-    return dg.MetadataValue.table(
-        records=[dg.TableRecord(record) for record in records],
-        schema=dg.TableSchema(columns=[dg.TableColumn(n, t) for n, t in columns.items()]))
+class VerifyConfig(dg.Config):
+    sources: list[str] = []  # the sources to verify the collection for; none: every one
 
 
-def _offenders(result: Verification) -> dg.TableMetadataValue:
-    return _table([{"problem": p, "doc_id": d} for p, d in result.offenders()],
-                  {"problem": "string", "doc_id": "string"})
+def _offenders(results: list[Verification]) -> dg.TableMetadataValue:
+    return table([{"source": r.source, "problem": problem, "doc_id": doc_id}
+                  for r in results for problem, doc_id in r.offenders()],
+                 {"source": "string", "problem": "string", "doc_id": "string"})
 
 
-def consistency_checks(collection: str,
-                       partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
-    qdrant_key = dg.AssetKey(["qdrant", collection])
+def _sources_to_verify(context: dg.AssetCheckExecutionContext, config: VerifyConfig,
+                       settings: VectorSyncConfig, collection: str) -> list[str]:
+    """A sync run verifies its own source; the verify job the sources its config names, or
+    every source feeding the collection."""
+    if context.has_partition_key:
+        wanted = [context.partition_key]
+    else:
+        unknown = sorted(set(config.sources) - set(settings.sources))
+        if unknown:
+            raise dg.Failure(description=f"unknown source(s) {', '.join(unknown)}: the config "
+                             f"names {', '.join(settings.sources)}")
+        wanted = config.sources or list(settings.sources)
+    return [s for s in wanted if collection in settings.sources[s].collections]
+
+
+def consistency_checks(collection: str) -> dg.AssetChecksDefinition:
+    """Run by every sync (for its source) and by the verify job (for every source), so the
+    Checks tab always shows the latest verification, whoever started the run."""
+    qdrant_key = asset_key("qdrant", collection)
     specs = [
-        dg.AssetCheckSpec(CONSISTENT, asset=qdrant_key, partitions_def=partitions,
+        dg.AssetCheckSpec(CONSISTENT, asset=qdrant_key,
                           description="Every document of the source has exactly its chunks "
                           "in Qdrant, with current content and payload; nothing else is there."),
-        dg.AssetCheckSpec(VECTORS, asset=qdrant_key, partitions_def=partitions,
+        dg.AssetCheckSpec(VECTORS, asset=qdrant_key,
                           description="Vector size, distance and model of the collection "
                           "match the config."),
-        dg.AssetCheckSpec(LEDGER, asset=qdrant_key, partitions_def=partitions,
+        dg.AssetCheckSpec(LEDGER, asset=qdrant_key,
                           description="The ledger agrees with what Qdrant holds (where it does "
                           "not, `repair` rewrites it so the next sync fixes Qdrant)."),
-        dg.AssetCheckSpec(RETRIES, asset=qdrant_key, partitions_def=partitions,
-                          description="No document has failed so often that its retries "
-                          "stopped (retry.max_retries); those stay failed until fixed."),
     ]
 
-    @dg.multi_asset_check(specs=specs, name=f"verify_{collection}", pool=QDRANT_POOL)
-    def verify(context: dg.AssetCheckExecutionContext,
+    @dg.multi_asset_check(specs=specs, name=f"verify_{group_of(collection)}", pool=QDRANT_POOL)
+    def verify(context: dg.AssetCheckExecutionContext, config: VerifyConfig,
                vector_sync: VectorSyncResource) -> Iterator[dg.AssetCheckResult]:
         settings = vector_sync.load()
-        source = context.partition_key
-        if collection not in settings.sources[source].collections:
-            for spec in specs:
-                yield dg.AssetCheckResult(check_name=spec.name, passed=True,
-                                          metadata={"fed_by_source": False})
-            return
+        sources = _sources_to_verify(context, config, settings, collection)
+        results: list[Verification] = []
         try:
-            [result] = verify_source(settings, source, [collection])
-        except SourceUnavailable as error:
-            raise dg.Failure(description=str(error)) from None
-        counts = {k: v for k, v in result.summary().items() if isinstance(v, int | float)}
+            for source in sources:
+                results += verify_source(settings, source, [collection])
+        except (SourceUnavailable, QdrantUnavailable, LedgerUnavailable) as error:
+            # the run that synced goes on as it was; the checks say why nothing was verified
+            for spec in specs:
+                yield dg.AssetCheckResult(check_name=spec.name, passed=False,
+                                          description=f"not verified: {error}")
+            return
+        counts = {key: sum(r.summary()[key] for r in results) for key in
+                  ("checked", "points", "missing", "orphans", "stale")}
+        problems = sorted({p for r in results for p in r.config_problems})
+        disagreements = sum(len(r.ledger_disagrees) for r in results)
+        verified = {"sources": ", ".join(sources) or "none (no source feeds it)"}
         yield dg.AssetCheckResult(
             check_name=CONSISTENT, severity=dg.AssetCheckSeverity.ERROR,
-            passed=not (result.missing or result.orphans or result.stale),
-            metadata={**counts, "offenders": _offenders(result)})
+            passed=not (counts["missing"] or counts["orphans"] or counts["stale"]),
+            description=None if not any(counts[k] for k in ("missing", "orphans", "stale"))
+            else "Qdrant differs from the source: see offenders (`vector-sync repair` fixes)",
+            metadata={**verified, **counts, "offenders": _offenders(results)})
         yield dg.AssetCheckResult(
-            check_name=VECTORS, severity=dg.AssetCheckSeverity.ERROR,
-            passed=not result.config_problems,
-            metadata={"problems": "; ".join(result.config_problems) or "none"})
+            check_name=VECTORS, severity=dg.AssetCheckSeverity.ERROR, passed=not problems,
+            metadata={**verified, "problems": "; ".join(problems) or "none"})
         yield dg.AssetCheckResult(
-            check_name=LEDGER, severity=dg.AssetCheckSeverity.WARN,
-            passed=not result.ledger_disagrees,
-            metadata={"disagreements": len(result.ledger_disagrees)})
-        yield _retries_check(settings, source, collection)
+            check_name=LEDGER, severity=dg.AssetCheckSeverity.WARN, passed=not disagreements,
+            metadata={**verified, "disagreements": disagreements})
 
     return verify
-
-
-def _retries_check(settings: VectorSyncConfig, source: str,
-                   collection: str) -> dg.AssetCheckResult:
-    with open_ledger(settings.state) as ledger:
-        given_up = ledger.count_given_up(source, collection)
-        rows = ledger.failed(source, limit=LISTED, given_up_only=True, collection=collection)
-    return dg.AssetCheckResult(
-        check_name=RETRIES, severity=dg.AssetCheckSeverity.WARN, passed=not given_up,
-        metadata={"documents_given_up": given_up, "documents": _table(
-            [{"doc_id": r.doc_id, "attempts": r.attempts, "error": r.last_error or ""}
-             for r in rows], {"doc_id": "string", "attempts": "int", "error": "string"})})
 
 
 class GuardConfig(dg.Config):
@@ -104,7 +105,7 @@ class GuardConfig(dg.Config):
 
 def guard_check(collection: str, partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
     @dg.asset_check(
-        asset=dg.AssetKey(["changes", collection]), name=GUARD, blocking=True,
+        asset=asset_key("changes", collection), name=GUARD, blocking=True,
         partitions_def=partitions,
         description="Stops the run before anything is deleted when a source that had "
         "documents yields none, or deletions exceed its max_delete_fraction.",

@@ -1,60 +1,119 @@
 """The jobs, and what a run for one source selects.
 
 Every sync is a run of an asset job over one source partition, selecting only the snapshot
-and the chains of the collections that source feeds, plus their mass-delete guards (never
-the slower consistency checks). The CLI, the sensors and the launchpad all run it so.
+and the chains of the collections that source feeds, with their checks (the mass-delete
+guard, failed documents, the verification of that source). The CLI, the sensors, the
+launchpad's operator jobs and the catalog's Materialize button all run it so, and the
+Checks tab shows the same checks whoever started the run.
 """
 
 from __future__ import annotations
+
+import re
 
 import dagster as dg
 
 from vector_sync.core.settings import VectorSyncConfig
 
-SYNC_JOB = "sync"  # the sync assets of one source partition, with the mass-delete guard
+SYNC_JOB = "sync"  # one source partition: its assets, the mass-delete guard, the checks
 SYNC_PENDING_JOB = "sync_all_pending"  # the same, reading only rows not synced
-VERIFY_JOB = "verify"  # the consistency checks of one source partition
+RETRY_JOB = "retry_due"  # the same, reading only failed rows whose retry is due
+RESYNC_JOB = "resync_documents"  # the same, reading only the named documents
+REPAIR_JOB = "repair"  # the ledger rewritten from Qdrant, then the same
+VERIFY_JOB = "verify"  # the consistency checks, for every source or the ones named
+TAG_SOURCE, TAG_TRIGGER = "vector_sync/source", "vector_sync/trigger"
+TAG_DOCUMENTS = "vector_sync/documents"  # what a targeted run reads
+OPERATOR = {TAG_TRIGGER: "operator"}  # a sensor's or the CLI's own tags win
+
 GUARD = "mass_delete_guard"
+FAILED = "failed_documents"
+VERIFY_CHECKS = ("consistent_with_source", "vectors_match_config", "ledger_matches_qdrant")
 STAGES = ("changes", "embeddings", "qdrant")
 SNAPSHOT = dg.AssetKey("source_snapshot")
+SOURCES_GROUP = "sources"
+
+
+def asset_key(stage: str, collection: str) -> dg.AssetKey:
+    """`qdrant_notes`: one part, because the UI labels a box by a key's last part, and a
+    box must say both its stage and its collection."""
+    return dg.AssetKey(f"{stage}_{collection}")
+
+
+def group_of(collection: str) -> str:
+    """Each collection's chain is a group of its own (group names are letters, digits, _)."""
+    return re.sub(r"\W", "_", collection)
 
 
 def guard_key(collection: str) -> dg.AssetCheckKey:
-    return dg.AssetCheckKey(dg.AssetKey(["changes", collection]), GUARD)
+    return dg.AssetCheckKey(asset_key("changes", collection), GUARD)
 
 
 def sync_assets(config: VectorSyncConfig, source: str) -> list[dg.AssetKey]:
     """What a sync of `source` materializes: its snapshot and the chains it feeds."""
-    return [SNAPSHOT, *(dg.AssetKey([stage, collection])
+    return [SNAPSHOT, *(asset_key(stage, collection)
                         for collection in config.sources[source].collections
                         for stage in STAGES)]
 
 
+def collection_checks(collection: str) -> list[dg.AssetCheckKey]:
+    """Every check of a collection's chain; a sync of a source feeding it runs them all."""
+    qdrant = asset_key("qdrant", collection)
+    return [guard_key(collection), *(dg.AssetCheckKey(qdrant, name)
+                                     for name in (FAILED, *VERIFY_CHECKS))]
+
+
 def sync_checks(config: VectorSyncConfig, source: str) -> list[dg.AssetCheckKey]:
-    return [guard_key(collection) for collection in config.sources[source].collections]
+    return [key for collection in config.sources[source].collections
+            for key in collection_checks(collection)]
+
+
+def _operator_job(name: str, description: str, **snapshot_config: object,
+                  ) -> dg.UnresolvedAssetJobDefinition:
+    """A sync job for the launchpad: `snapshot_config` is its default run config of
+    source_snapshot (the launchpad shows it; a person edits only a value)."""
+    return dg.define_asset_job(
+        name, selection=dg.AssetSelection.all(), description=description, tags=OPERATOR,
+        config={"ops": {"source_snapshot": {"config": snapshot_config}}})
 
 
 def build_jobs(config: VectorSyncConfig) -> list[dg.UnresolvedAssetJobDefinition]:
-    guards = [guard_key(c) for c in config.collections]
-    qdrant = [dg.AssetKey(["qdrant", c]) for c in config.collections]
-    sync_selection = dg.AssetSelection.all().without_checks() | dg.AssetSelection.checks(*guards)
+    qdrant = [asset_key("qdrant", c) for c in config.collections]
+    verify_ops = [f"verify_{group_of(c)}" for c in config.collections]
     return [
         dg.define_asset_job(
-            SYNC_JOB, selection=sync_selection,
-            description="Sync the chosen source (partition): snapshot, diff, embed, apply, with "
-            "the mass-delete guard. Run config of source_snapshot: `full` (ignore version "
-            "hints), `doc_ids` (re-sync only these documents), `retry_due` (only failed "
-            "documents whose retry is due), `pending` (every document not synced), `repair` "
-            "(first rewrite the ledger from what Qdrant holds). Collections the source does "
-            "not feed are skipped."),
+            SYNC_JOB, selection=dg.AssetSelection.all(), tags=OPERATOR,
+            description="Sync now: the chosen source (partition; a backfill over every "
+            "partition syncs them all): snapshot, diff, embed, apply, then the checks. The "
+            "sensors and the CLI run this job too. Optional run config of source_snapshot: "
+            "`full` (ignore version hints), `doc_ids`, `retry_due`, `pending`, `repair`. "
+            "Collections the source does not feed are skipped."),
+        _operator_job(
+            RETRY_JOB, "Retry what is due: the failed documents of the chosen source(s) whose "
+            "backoff has expired, and only those (their stored vectors are reused).",
+            retry_due=True),
+        _operator_job(
+            SYNC_PENDING_JOB, "Sync every document of the chosen source(s) with a pending, "
+            "stale or failed row, whether or not its retry is due.", pending=True),
+        _operator_job(
+            RESYNC_JOB, "Re-sync named documents of the chosen source: read them again and "
+            "apply what changed; the rest stay as they are. Run config: the ids under "
+            "ops.source_snapshot.config.doc_ids, as `vector-sync status` and the "
+            "failed_documents table show them.", doc_ids=[]),
+        _operator_job(
+            REPAIR_JOB, "Repair the chosen source: rewrite the ledger from what Qdrant holds, "
+            "then sync, so Qdrant matches the source. Run config: `prune: true` also deletes "
+            "points of sources and collections the config no longer names.",
+            repair=True, prune=False),
         dg.define_asset_job(
-            SYNC_PENDING_JOB, selection=sync_selection,
-            config={"ops": {"source_snapshot": {"config": {"pending": True}}}},
-            description="Sync every document of the chosen source(s) with a pending, stale or "
-            "failed row, whether or not its retry is due (a backfill over all partitions "
-            "does every source)."),
-        dg.define_asset_job(
-            VERIFY_JOB, selection=dg.AssetSelection.checks_for_assets(*qdrant),
-            description="Verify Qdrant against the source as it is now and against the ledger "
-            "(reads only; `vector-sync repair` or a sync run with `repair: true` fixes)."),
+            VERIFY_JOB, selection=dg.AssetSelection.checks(
+                *(dg.AssetCheckKey(q, name) for q in qdrant for name in VERIFY_CHECKS)),
+            tags=OPERATOR,
+            config=dg.ConfigMapping(
+                config_schema={"sources": dg.Field(
+                    [str], default_value=[], description="sources to verify; [] for all")},
+                config_fn=lambda config: {"ops": {op: {"config": {"sources": config["sources"]}}
+                                                  for op in verify_ops}}),
+            description="Verify Qdrant against every source as it is now and against the "
+            "ledger (reads only). Config: `sources: [name, ...]` to verify only those. "
+            "`vector-sync repair` or the repair job fixes what it finds."),
     ]

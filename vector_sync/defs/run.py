@@ -20,7 +20,15 @@ from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.definitions import build_definitions
 from vector_sync.defs.assets import SnapshotConfig
 from vector_sync.defs.checks import GuardConfig
-from vector_sync.defs.jobs import SYNC_JOB, guard_key, sync_assets, sync_checks
+from vector_sync.defs.jobs import (
+    SYNC_JOB,
+    TAG_SOURCE,
+    TAG_TRIGGER,
+    asset_key,
+    guard_key,
+    sync_assets,
+    sync_checks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +64,7 @@ def sync_source(config_file: Path, config: VectorSyncConfig, source: str, full: 
                     # (an unexpected error's stack is logged by failure_message)
                     loggers={"console": {"config": {"log_level": "CRITICAL"}}},
                 ),
-                tags={"vector_sync/source": source, "vector_sync/trigger": trigger},
+                tags={TAG_SOURCE: source, TAG_TRIGGER: trigger},
                 raise_on_error=False,
             )
     except SourceBusy as error:
@@ -67,16 +75,16 @@ def sync_source(config_file: Path, config: VectorSyncConfig, source: str, full: 
 
 def collection_counts(result: dg.ExecuteInProcessResult,
                       collections: list[str]) -> dict[str, dict[str, int]]:
-    metadata: dict[tuple[str, ...], dict[str, Any]] = {}
+    metadata: dict[dg.AssetKey, dict[str, Any]] = {}
     for event in result.get_asset_materialization_events():
         materialization = event.event_specific_data.materialization  # type: ignore[union-attr]
         if materialization is not None:
-            metadata[tuple(materialization.asset_key.path)] = {
+            metadata[materialization.asset_key] = {
                 k: v.value for k, v in materialization.metadata.items()}
     counts = {}
     for collection in collections:
-        applied = metadata.get(("qdrant", collection), {})
-        embedded = metadata.get(("embeddings", collection), {})
+        applied = metadata.get(asset_key("qdrant", collection), {})
+        embedded = metadata.get(asset_key("embeddings", collection), {})
         counts[collection] = {**{k: int(applied.get(k, 0)) for k in OUTCOMES},
                               **{k: int(embedded.get(k, 0))
                                  for k in ("chunks_embedded", "chunks_reused")}}
@@ -87,7 +95,7 @@ def failure_message(result: dg.ExecuteInProcessResult) -> str:
     """Why the run failed: a failed blocking check's description, else the root cause of
     the first failed step, without Dagster's wrapping."""
     for evaluation in result.get_asset_check_evaluations():
-        if not evaluation.passed and evaluation.description:
+        if evaluation.blocking and not evaluation.passed and evaluation.description:
             return evaluation.description
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data is not None:

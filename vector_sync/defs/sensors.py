@@ -18,7 +18,7 @@ from vector_sync.core.hashing import digest, stable_json
 from vector_sync.core.ledger import LedgerUnavailable, open_ledger
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.core.source import SourceConfig, SourceUnavailable
-from vector_sync.defs.jobs import SYNC_JOB, sync_assets, sync_checks
+from vector_sync.defs.jobs import SYNC_JOB, TAG_SOURCE, TAG_TRIGGER, sync_assets, sync_checks
 
 RETRY_INTERVAL_S = 30
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
@@ -44,7 +44,7 @@ def sync_request(config: VectorSyncConfig, source: str, trigger: str, run_key: s
     return dg.RunRequest(
         run_key=run_key[:80], partition_key=source, run_config=run_config or {},
         asset_selection=sync_assets(config, source), asset_check_keys=sync_checks(config, source),
-        tags={"vector_sync/source": source, "vector_sync/trigger": trigger})
+        tags={TAG_SOURCE: source, TAG_TRIGGER: trigger})
 
 
 def _cursor(text: str | None) -> dict[str, Any]:

@@ -28,14 +28,14 @@ def test_definitions_build_one_partition_per_source_and_a_chain_per_collection(p
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert keys == {"source_snapshot", "changes/notes", "embeddings/notes", "qdrant/notes",
-                    "changes/other_notes", "embeddings/other_notes", "qdrant/other_notes"}
+    assert keys == {"source_snapshot", "changes_notes", "embeddings_notes", "qdrant_notes",
+                    "changes_other_notes", "embeddings_other_notes", "qdrant_other_notes"}
     snapshot = graph.get(dg.AssetKey("source_snapshot"))
     assert snapshot.partitions_def.get_partition_keys() == ["notes", "other"]
-    qdrant = defs.get_assets_def(dg.AssetKey(["qdrant", "notes"]))
+    qdrant = defs.get_assets_def(dg.AssetKey("qdrant_notes"))
     assert qdrant.op.pool == QDRANT_POOL
-    assert graph.get(dg.AssetKey(["qdrant", "notes"])).parent_keys == {
-        dg.AssetKey(["embeddings", "notes"])}
+    assert graph.get(dg.AssetKey("qdrant_notes")).parent_keys == {
+        dg.AssetKey("embeddings_notes")}
 
 
 def test_materializing_a_partition_reports_counts_durations_and_throughput(project):
@@ -50,20 +50,20 @@ def test_materializing_a_partition_reports_counts_durations_and_throughput(proje
         for e in result.get_asset_materialization_events()
         if e.materialization is not None  # type: ignore[union-attr]
     }
-    applied = by_key["qdrant/notes"]
+    applied = by_key["qdrant_notes"]
     assert applied["added"].value == 1 and applied["failed"].value == 0
     assert applied["points_written"].value == 1 and "points_per_s" in applied
-    assert by_key["embeddings/notes"]["chunks_embedded"].value == 1
+    assert by_key["embeddings_notes"]["chunks_embedded"].value == 1
     assert by_key["source_snapshot"]["documents"].value == 1
     # the other source's collection is not fed by "notes": its chain is skipped, nothing
     # of it is materialized for this partition
-    assert {"changes/other_notes", "embeddings/other_notes", "qdrant/other_notes"}.isdisjoint(
+    assert {"changes_other_notes", "embeddings_other_notes", "qdrant_other_notes"}.isdisjoint(
         by_key)
     assert set(project.points("notes")) == {"a.md"}
     assert project.points("other_notes") == {}
 
 
-def test_cli_sync_runs_in_the_instance_with_the_guard_but_not_the_slow_checks(
+def test_cli_sync_runs_in_the_instance_with_every_check_of_the_chain(
         project, capsys, monkeypatch, tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -80,7 +80,8 @@ def test_cli_sync_runs_in_the_instance_with_the_guard_but_not_the_slow_checks(
         if event.dagster_event is not None
         and event.dagster_event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
     }
-    assert evaluated == {"mass_delete_guard"}
+    assert evaluated == {"mass_delete_guard", "failed_documents", "consistent_with_source",
+                         "vectors_match_config", "ledger_matches_qdrant"}
 
 
 def test_qdrant_assets_carry_the_step_retry_policy_and_freshness_from_the_config(project):
@@ -88,11 +89,11 @@ def test_qdrant_assets_carry_the_step_retry_policy_and_freshness_from_the_config
     project.config["sensors"] = {"resync_every_s": 600}
     project.save()
     defs = build_definitions(str(project.config_file))
-    qdrant = defs.get_assets_def(dg.AssetKey(["qdrant", "notes"]))
+    qdrant = defs.get_assets_def(dg.AssetKey("qdrant_notes"))
     policy = qdrant.op.retry_policy
     assert policy is not None and (policy.max_retries, policy.delay, policy.backoff) == (
         4, 0.5, dg.Backoff.EXPONENTIAL)
-    freshness = qdrant.specs_by_key[dg.AssetKey(["qdrant", "notes"])].freshness_policy
+    freshness = qdrant.specs_by_key[dg.AssetKey("qdrant_notes")].freshness_policy
     assert freshness is not None
     assert (freshness.fail_window.to_timedelta().total_seconds(),
             freshness.warn_window.to_timedelta().total_seconds()) == (1200, 900)
@@ -145,13 +146,16 @@ def test_cli_launchpad_and_sensor_syncs_are_the_same_run_of_the_same_assets(
     cli_run = instance.get_run_records(dg.RunsFilter(tags={"vector_sync/trigger": "cli"}))[0]
     runs = [_what_the_run_did(instance, run_id) for run_id in (
         cli_run.dagster_run.run_id, launched.run_id, sensed.run_id)]
-    expected_assets = {"source_snapshot", "changes/notes", "embeddings/notes", "qdrant/notes"}
-    for run in runs:  # only what "notes" feeds; the guard ran and passed, nothing else did
+    expected_assets = {"source_snapshot", "changes_notes", "embeddings_notes", "qdrant_notes"}
+    checks = {"changes_notes:mass_delete_guard", "qdrant_notes:failed_documents",
+              "qdrant_notes:consistent_with_source", "qdrant_notes:vectors_match_config",
+              "qdrant_notes:ledger_matches_qdrant"}
+    for run in runs:  # only what "notes" feeds, and the same checks, all passed
         assert set(run["materialized"]) == expected_assets  # type: ignore[arg-type]
-        assert run["checks"] == {"changes/notes:mass_delete_guard": True}
+        assert run["checks"] == dict.fromkeys(checks, True)
     assert runs[0]["materialized"] == runs[1]["materialized"] == runs[2]["materialized"]
     assert {"updated", "points_written", "points_per_s", "duration_s"} <= \
-        runs[1]["materialized"]["qdrant/notes"]  # type: ignore[index]
+        runs[1]["materialized"]["qdrant_notes"]  # type: ignore[index]
     assert "orchards" in project.points("notes")["a.md"][0]["text"]
 
 
@@ -160,8 +164,8 @@ def test_a_backfill_of_one_collection_over_every_partition_skips_sources_that_do
     _two_sources(project)
     defs = build_definitions(str(project.config_file))
     instance = dg.DagsterInstance.ephemeral()
-    chain = {dg.AssetKey(["changes", "other_notes"]), dg.AssetKey(["embeddings", "other_notes"]),
-             dg.AssetKey(["qdrant", "other_notes"])}
+    chain = {dg.AssetKey("changes_other_notes"), dg.AssetKey("embeddings_other_notes"),
+             dg.AssetKey("qdrant_other_notes")}
     job = defs.resolve_implicit_global_asset_job_def()
     fed = job.get_subset(asset_selection={dg.AssetKey("source_snapshot"), *chain}) \
         .execute_in_process(partition_key="other", instance=instance)

@@ -14,8 +14,8 @@ import pytest
 from vector_sync import definitions
 from vector_sync.config import load_config
 from vector_sync.core.ledger import Ledger
-from vector_sync.defs import sensors
-from vector_sync.defs.jobs import SYNC_JOB, SYNC_PENDING_JOB, VERIFY_JOB
+from vector_sync.defs import reports, sensors
+from vector_sync.defs.jobs import SYNC_JOB, SYNC_PENDING_JOB
 from vector_sync_tests.conftest import Project, counts
 
 
@@ -50,11 +50,11 @@ def _run(project: Project, job: str, run_config: dict | None = None,
 
 
 def _materialized(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, int]]:
-    """partition -> metadata of the qdrant/notes materializations the run recorded."""
+    """partition -> metadata of the qdrant_notes materializations the run recorded."""
     found = {}
     for event in result.get_asset_materialization_events():
         materialization = event.event_specific_data.materialization  # type: ignore[union-attr]
-        if materialization.asset_key == dg.AssetKey(["qdrant", "notes"]):
+        if materialization.asset_key == dg.AssetKey("qdrant_notes"):
             found[materialization.partition] = {
                 k: v.value for k, v in materialization.metadata.items()}
     return found
@@ -84,7 +84,7 @@ def test_a_retry_run_reapplies_only_due_documents_with_their_stored_embeddings(h
     assert applied["added"] == 2 and applied["failed"] == 0
     embedded = [e.event_specific_data.materialization.metadata  # type: ignore[union-attr]
                 for e in result.get_asset_materialization_events()
-                if e.asset_key == dg.AssetKey(["embeddings", "notes"])][0]
+                if e.asset_key == dg.AssetKey("embeddings_notes")][0]
     assert embedded["chunks_embedded"].value == 0 and embedded["chunks_reused"].value == 2
     assert set(project.points()) == {"apple.md", "banana.md"}
     with _ledger(project) as ledger:
@@ -122,15 +122,13 @@ def test_retries_give_up_after_max_retries_and_say_so(project: Project, capsys, 
         instance=dg.DagsterInstance.ephemeral(), definitions=defs))
     assert isinstance(tick, dg.SkipReason) and "no failed rows" in (tick.skip_message or "")
 
-    # and the verify job's check says which document gave up
-    _qdrant_down(project, False)
-    verified = definitions.build_definitions(str(project.config_file)).resolve_job_def(
-        VERIFY_JOB).execute_in_process(tags={"dagster/partition": "notes"}, raise_on_error=False,
-                                       instance=dg.DagsterInstance.ephemeral())
-    check = next(e for e in verified.get_asset_check_evaluations()
-                 if e.check_name == "retries_not_exhausted")
+    # and the collection's failed_documents check, which every sync evaluates, says so
+    status = reports.collection_status(load_config(project.config_file), "notes")
+    check = reports.failed_documents_check(status)
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
-    assert [r.data["doc_id"] for r in check.metadata["documents"].value.records] == ["apple.md"]
+    [row] = [r.data for r in check.metadata["failed_documents"].value.records]  # type: ignore
+    assert (row["doc_id"], row["next_retry"], row["attempts"]) == (
+        "apple.md", "retries exhausted", 2)
 
 
 def test_sync_all_pending_syncs_every_unsynced_document_due_or_not(half_failed):

@@ -1,0 +1,115 @@
+"""What a person running vector_sync from the Dagster UI gets from a run: the collection's
+status and failed documents on the materialization, a warning check while any document is
+failed, the run tags whoever launched it, and the operator jobs of the launchpad."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from vector_sync.definitions import build_definitions
+from vector_sync.defs.jobs import REPAIR_JOB, RESYNC_JOB, SYNC_JOB
+from vector_sync_tests.conftest import Project
+
+BROKEN = "---\ntitle: [never closed\n---\n# Broken\n\nThe front matter above is not YAML.\n"
+
+
+def _run(project: Project, job: str, instance: dg.DagsterInstance, partition: str | None = "notes",
+         run_config: dict[str, Any] | None = None,
+         tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
+    defs = build_definitions(str(project.config_file))
+    job_def = defs.resolve_implicit_global_asset_job_def() if job == "ui" else \
+        defs.resolve_job_def(job)
+    return job_def.execute_in_process(partition_key=partition, run_config=run_config or {},
+                                      tags=tags, instance=instance, raise_on_error=False)
+
+
+def _metadata(result: dg.ExecuteInProcessResult, key: str) -> dict[str, Any]:
+    [event] = [e for e in result.get_asset_materialization_events()
+               if e.asset_key == dg.AssetKey(key)]
+    return {k: v.value for k, v in
+            event.materialization.metadata.items()}  # type: ignore[union-attr]
+
+
+def _check(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluation:
+    [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == name]
+    return evaluation
+
+
+def test_a_failed_document_is_listed_on_the_materialization_and_raises_a_warning_check(
+        project: Project):
+    project.note("good.md", "# Good\n\nA note that syncs.\n")
+    project.note("broken.md", BROKEN)
+    instance = dg.DagsterInstance.ephemeral()
+    result = _run(project, SYNC_JOB, instance)
+    assert result.success  # the rest was applied; the failure is a warning, not a red run
+    applied = _metadata(result, "qdrant_notes")
+    assert (applied["documents_synced"], applied["documents_failed"]) == (1, 1)
+    [row] = [r.data for r in applied["failed_documents"].records]
+    assert (row["source"], row["doc_id"], row["error_code"]) == (
+        "notes", "broken.md", "bad_frontmatter")
+    assert "YAML" in row["error"] or "yaml" in row["error"]
+    check = _check(result, "failed_documents")
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.description is not None and "1 document(s) failed" in check.description
+
+    project.note("broken.md", "# Mended\n\nNow it syncs.\n")
+    resynced = _run(project, RESYNC_JOB, instance,
+                    run_config={"ops": {"source_snapshot": {"config": {"doc_ids": ["broken.md"]}}}})
+    assert resynced.success and _check(resynced, "failed_documents").passed
+    assert _metadata(resynced, "qdrant_notes")["documents_failed"] == 0
+    tags = instance.get_run_by_id(resynced.run_id).tags  # type: ignore[union-attr]
+    assert (tags["vector_sync/trigger"], tags["vector_sync/source"],
+            tags["vector_sync/documents"]) == ("operator", "notes", "broken.md")
+    assert set(project.points()) == {"good.md", "broken.md"}
+
+
+def test_runs_the_ui_or_a_backfill_launched_carry_source_and_trigger_tags(project: Project):
+    project.note("a.md", "# A\n\nA note.\n")
+    instance = dg.DagsterInstance.ephemeral()
+    materialized = _run(project, "ui", instance)  # the catalog's Materialize button
+    backfilled = _run(project, "ui", instance, tags={"dagster/backfill": "abcdef"})
+    for result, trigger in ((materialized, "ui"), (backfilled, "backfill")):
+        tags = instance.get_run_by_id(result.run_id).tags  # type: ignore[union-attr]
+        assert (tags["vector_sync/source"], tags["vector_sync/trigger"]) == ("notes", trigger)
+        assert "vector_sync/documents" not in tags  # not a targeted run
+
+
+def test_throughput_is_recorded_only_for_runs_that_did_something(project: Project):
+    project.note("a.md", "# A\n\nA note.\n")
+    instance = dg.DagsterInstance.ephemeral()
+    first, again = _run(project, SYNC_JOB, instance), _run(project, SYNC_JOB, instance)
+    assert _metadata(first, "qdrant_notes")["points_per_s"] > 0
+    assert _metadata(first, "embeddings_notes")["chunks_per_s"] > 0
+    assert "points_per_s" not in _metadata(again, "qdrant_notes")  # nothing written: no rate
+    assert "chunks_per_s" not in _metadata(again, "embeddings_notes")
+    assert _metadata(again, "qdrant_notes")["documents_synced"] == 1  # the status still is
+
+
+def test_resync_documents_without_ids_fails_saying_what_to_type(project: Project):
+    project.note("a.md", "# A\n\nA note.\n")
+    result = _run(project, RESYNC_JOB, dg.DagsterInstance.ephemeral())
+    assert not result.success and not project.points()  # no whole-source sync instead
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert "ops.source_snapshot.config.doc_ids" in \
+        failure.step_failure_data.error.message  # type: ignore[union-attr]
+
+
+def test_the_repair_job_prunes_a_source_the_config_no_longer_names(project: Project, capsys):
+    project.note("a.md", "# A\n\nA note.\n")
+    project.config["sources"]["old"] = {"kind": "markdown", "path": "old",
+                                        "collections": ["notes"]}
+    project.save()
+    (project.root / "old").mkdir()
+    (project.root / "old" / "o.md").write_text("# Old\n\nAn old note.\n")
+    project.cli("sync", capsys=capsys)
+    assert {p[0]["source"] for p in project.points().values()} == {"notes", "old"}
+    del project.config["sources"]["old"]
+    project.save()
+    instance = dg.DagsterInstance.ephemeral()
+    kept = _run(project, REPAIR_JOB, instance)  # prune is off by default: nothing deleted
+    assert kept.success and "o.md" in project.points()
+    pruned = _run(project, REPAIR_JOB, instance, run_config={
+        "ops": {"source_snapshot": {"config": {"repair": True, "prune": True}}}})
+    assert pruned.success and set(project.points()) == {"a.md"}

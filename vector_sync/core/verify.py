@@ -84,6 +84,7 @@ class Verification:
     config_problems: list[str] = field(default_factory=list)
     buckets_differing: int = 0
     surplus_points: int = 0  # sampling: points beyond what the source accounts for
+    missing_points: int = 0  # sampling: points the source accounts for that are not there
     sampled: str | None = None  # what a sampling run checked
     held: dict[str, Held] = field(default_factory=dict)  # drilled documents only
     seconds: float = 0.0
@@ -91,7 +92,7 @@ class Verification:
     @property
     def consistent(self) -> bool:
         return not (self.missing or self.orphans or self.stale or self.config_problems
-                    or self.surplus_points)
+                    or self.surplus_points or self.missing_points)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -100,7 +101,8 @@ class Verification:
             "ledger_disagreements": len(self.ledger_disagrees),
             "config_problems": self.config_problems, "buckets": BUCKETS,
             "buckets_differing": self.buckets_differing,
-            "surplus_points": self.surplus_points, "sampled": self.sampled,
+            "surplus_points": self.surplus_points, "missing_points": self.missing_points,
+            "sampled": self.sampled,
             "seconds": self.seconds,
         }
 
@@ -118,12 +120,13 @@ class Verifier:
 
     @old_objects_frozen()
     def verify(self, expected: dict[str, Expected], ledger_rows: dict[str, LedgerRow],
-               dimension: int | None, sample: float | None = None) -> Verification:
+               dimension: int | None, sample: float | None = None,
+               at_least: int = 1) -> Verification:
         started = time.perf_counter()
         result = Verification(self.source, self.spec.name, checked=len(expected))
         result.config_problems = self._config_problems(dimension)
         if sample is not None:
-            self._sampled(result, expected, sample)
+            self._sampled(result, expected, sample, at_least)
         else:
             self._complete(result, expected, ledger_rows)
         result.seconds = round(time.perf_counter() - started, 3)
@@ -229,10 +232,10 @@ class Verifier:
     # --- sampling: a random subset by point id, plus the total count -------------------------
 
     def _sampled(self, result: Verification, expected: dict[str, Expected],
-                 fraction: float) -> None:
+                 fraction: float, at_least: int = 1) -> None:
         chosen = sorted(expected)
-        chosen = random.Random(0).sample(chosen, max(1, int(len(chosen) * fraction))) \
-            if chosen else []
+        wanted = min(len(chosen), max(at_least, int(len(chosen) * fraction)))
+        chosen = random.Random(0).sample(chosen, wanted) if chosen else []
         if self.store.exists(self.spec.name):
             for doc_id in chosen:
                 count = expected[doc_id][2]
@@ -248,6 +251,7 @@ class Verifier:
             result.missing = [d for d in chosen if expected[d][2]]
         want_points = sum(state[2] for state in expected.values())
         result.surplus_points = max(result.points - want_points, 0)
+        result.missing_points = max(want_points - result.points, 0)
         result.sampled = (f"{len(chosen)} of {len(expected)} documents by point id, and the "
                           f"point count ({result.points} held, {want_points} expected)")
 
@@ -292,3 +296,24 @@ def verify_source(config: VectorSyncConfig, source: str, collections: list[str] 
             results.append(verifier.verify(expected, rows[collection],
                                            model_dimension(config, collection), sample))
     return results
+
+
+SPOT_CHECK = 0.02  # the fraction of documents a sync's spot check reads back
+SPOT_CHECK_AT_LEAST = 20
+
+
+def spot_check(config: VectorSyncConfig, source: str, collection: str) -> Verification:
+    """What every sync checks after writing, cheaply (no source read, a sample of the
+    documents): Qdrant against what the ledger recorded of the source's last diff, by point
+    id for 2% of the documents (at least 20), the points counted, and the ledger's claims
+    for the documents read back. `verify_source` is the complete check."""
+    with read_only_ledger(config) as ledger, open_store(config.qdrant, config.state) as store:
+        verifier = Verifier(store, source, spec_for(config, collection))
+        result = verifier.verify(ledger.expected(source, collection), {},
+                                 model_dimension(config, collection), SPOT_CHECK,
+                                 at_least=SPOT_CHECK_AT_LEAST)
+        claims = {row.doc_id: _claim(row)
+                  for row in ledger.rows_of(source, collection, result.held)}
+    result.ledger_disagrees = sorted(d for d, held in result.held.items()
+                                     if not _holds_exactly(held, claims.get(d)))
+    return result

@@ -73,12 +73,12 @@ def source_snapshot_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefin
     def source_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig,
                         vector_sync: VectorSyncResource) -> dg.MaterializeResult:
         settings, source = vector_sync.load(), context.partition_key
+        if context.job_name == RESYNC_JOB and not config.doc_ids:  # not a whole-source sync
+            raise dg.Failure(description="resync_documents re-syncs named documents: list "
+                             "their ids in the run config, ops.source_snapshot.config.doc_ids "
+                             "(`vector-sync status` shows the failed ones)")
         with _step(context, settings):
             repaired = _repair(context, settings, source, config.prune) if config.repair else {}
-            if context.job_name == RESYNC_JOB and not config.doc_ids:
-                raise dg.Failure(description="resync_documents re-syncs named documents: list "
-                                 "their ids in the run config, ops.source_snapshot.config."
-                                 "doc_ids (`vector-sync status` shows the failed ones)")
             targets = config.targets(settings, source)
             _tag_run(context, source, targets)
             metadata = snapshot.snapshot(settings, source, config.full, targets)

@@ -8,8 +8,9 @@ from typing import Any
 
 import dagster as dg
 
+from vector_sync.core.hashing import point_id
 from vector_sync.definitions import build_definitions
-from vector_sync.defs.jobs import REPAIR_JOB, RESYNC_JOB, SYNC_JOB
+from vector_sync.defs.jobs import REPAIR_JOB, RESYNC_JOB, SYNC_JOB, VERIFY_JOB
 from vector_sync_tests.conftest import Project
 
 BROKEN = "---\ntitle: [never closed\n---\n# Broken\n\nThe front matter above is not YAML.\n"
@@ -113,3 +114,22 @@ def test_the_repair_job_prunes_a_source_the_config_no_longer_names(project: Proj
     pruned = _run(project, REPAIR_JOB, instance, run_config={
         "ops": {"source_snapshot": {"config": {"repair": True, "prune": True}}}})
     assert pruned.success and set(project.points()) == {"a.md"}
+
+
+def test_every_sync_spot_checks_qdrant_and_the_verify_job_names_the_offender(project: Project):
+    for i in range(30):
+        project.note(f"n{i}.md", f"# Note {i}\n\nNote number {i}.\n")
+    instance = dg.DagsterInstance.ephemeral()
+    assert _check(_run(project, SYNC_JOB, instance), "consistent_with_source").passed
+    with project.qdrant() as store:  # a point lost behind vector_sync's back
+        store.delete("notes", [point_id("notes", "n7.md", 0)])
+
+    spot = _check(_run(project, SYNC_JOB, instance), "consistent_with_source")
+    assert not spot.passed and spot.metadata["missing_points"].value == 1
+    assert "20 of 30 documents by point id" in spot.metadata["sampled"].value  # type: ignore
+    complete = _check(_run(project, VERIFY_JOB, instance, partition=None),
+                      "consistent_with_source")
+    assert not complete.passed and complete.metadata["sampled"].value == "no: every document"
+    assert [(r.data["problem"], r.data["doc_id"]) for r in
+            complete.metadata["offenders"].value.records] == [  # type: ignore[union-attr]
+        ("missing", "n7.md"), ("ledger", "n7.md")]

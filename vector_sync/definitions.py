@@ -20,7 +20,7 @@ from vector_sync.defs.jobs import SYNC_JOB, build_jobs, sync_assets, sync_checks
 from vector_sync.defs.resources import VectorSyncResource
 from vector_sync.defs.sensors import build_sensors
 
-# checks run per source partition: a preview feature in Dagster 1.13, and the one that fits
+# the mass-delete guard runs per source partition: a preview feature in Dagster 1.13
 warnings.filterwarnings("ignore", category=dg.PreviewWarning,
                         message=".*partitions_def on an AssetCheckSpec.*")
 

@@ -15,11 +15,12 @@ from vector_sync.core.state_files import StateFiles, read_summary
 from vector_sync.core.store import QdrantUnavailable
 from vector_sync.core.verify import Verification, spot_check, verify_source
 from vector_sync.defs.assets import QDRANT_POOL
-from vector_sync.defs.jobs import GUARD, VERIFY_CHECKS, asset_key, group_of
+from vector_sync.defs.jobs import GUARD, VERIFY_CHECKS, asset_key, verify_op
 from vector_sync.defs.reports import table
 from vector_sync.defs.resources import VectorSyncResource
 
 CONSISTENT, VECTORS, LEDGER = VERIFY_CHECKS
+DIFFERENCES = ("missing", "orphans", "stale", "surplus_points", "missing_points")
 
 
 class VerifyConfig(dg.Config):
@@ -48,8 +49,9 @@ def _sources_to_verify(context: dg.AssetCheckExecutionContext, config: VerifyCon
 
 
 def consistency_checks(collection: str) -> dg.AssetChecksDefinition:
-    """Run by every sync (for its source) and by the verify job (for every source), so the
-    Checks tab always shows the latest verification, whoever started the run."""
+    """Run by every sync (a spot check of its source) and by the verify job (everything, for
+    every source or the named ones), so the Checks tab shows a result for every
+    materialization, whoever started the run."""
     qdrant_key = asset_key("qdrant", collection)
     specs = [
         dg.AssetCheckSpec(CONSISTENT, asset=qdrant_key,
@@ -63,7 +65,7 @@ def consistency_checks(collection: str) -> dg.AssetChecksDefinition:
                           "not, `repair` rewrites it so the next sync fixes Qdrant)."),
     ]
 
-    @dg.multi_asset_check(specs=specs, name=f"verify_{group_of(collection)}", pool=QDRANT_POOL)
+    @dg.multi_asset_check(specs=specs, name=verify_op(collection), pool=QDRANT_POOL)
     def verify(context: dg.AssetCheckExecutionContext, config: VerifyConfig,
                vector_sync: VectorSyncResource) -> Iterator[dg.AssetCheckResult]:
         settings = vector_sync.load()
@@ -80,11 +82,9 @@ def consistency_checks(collection: str) -> dg.AssetChecksDefinition:
                 yield dg.AssetCheckResult(check_name=spec.name, passed=False,
                                           description=f"not verified: {error}")
             return
-        counts = {key: sum(r.summary()[key] for r in results) for key in
-                  ("checked", "points", "missing", "orphans", "stale", "surplus_points",
-                   "missing_points")}
-        differ = sum(counts[k] for k in ("missing", "orphans", "stale", "surplus_points",
-                                          "missing_points"))
+        counts = {key: sum(r.summary()[key] for r in results)
+                  for key in ("checked", "points", *DIFFERENCES)}
+        differ = sum(counts[key] for key in DIFFERENCES)
         problems = sorted({p for r in results for p in r.config_problems})
         disagreements = sum(len(r.ledger_disagrees) for r in results)
         verified = {"sources": ", ".join(sources) or "none (no source feeds it)",

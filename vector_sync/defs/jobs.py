@@ -44,6 +44,11 @@ def group_of(collection: str) -> str:
     return re.sub(r"\W", "_", collection)
 
 
+def verify_op(collection: str) -> str:
+    """The op of a collection's consistency checks (the verify job configures it)."""
+    return f"verify_{group_of(collection)}"
+
+
 def guard_key(collection: str) -> dg.AssetCheckKey:
     return dg.AssetCheckKey(asset_key("changes", collection), GUARD)
 
@@ -78,7 +83,7 @@ def _operator_job(name: str, description: str, **snapshot_config: object,
 
 def build_jobs(config: VectorSyncConfig) -> list[dg.UnresolvedAssetJobDefinition]:
     qdrant = [asset_key("qdrant", c) for c in config.collections]
-    verify_ops = [f"verify_{group_of(c)}" for c in config.collections]
+    verify_ops = [verify_op(c) for c in config.collections]
     return [
         dg.define_asset_job(
             SYNC_JOB, selection=dg.AssetSelection.all(), tags=OPERATOR,

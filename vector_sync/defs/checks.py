@@ -65,45 +65,55 @@ def consistency_checks(collection: str) -> dg.AssetChecksDefinition:
                           "not, `repair` rewrites it so the next sync fixes Qdrant)."),
     ]
 
-    @dg.multi_asset_check(specs=specs, name=verify_op(collection), pool=QDRANT_POOL)
+    # can_subset: each check can be executed alone from its page (one verification still
+    # serves whichever of them a run selects)
+    @dg.multi_asset_check(specs=specs, name=verify_op(collection), pool=QDRANT_POOL,
+                          can_subset=True)
     def verify(context: dg.AssetCheckExecutionContext, config: VerifyConfig,
                vector_sync: VectorSyncResource) -> Iterator[dg.AssetCheckResult]:
         settings = vector_sync.load()
         sources = _sources_to_verify(context, config, settings, collection)
-        results: list[Verification] = []
+        selected = {key.name for key in context.selected_asset_check_keys}
         try:
-            for source in sources:
+            results = [result for source in sources for result in (
                 # a sync spot-checks what it wrote; the verify job checks everything
-                results += [spot_check(settings, source, collection)] if context.has_partition_key \
-                    else verify_source(settings, source, [collection])
+                [spot_check(settings, source, collection)] if context.has_partition_key
+                else verify_source(settings, source, [collection]))]
         except (SourceUnavailable, QdrantUnavailable, LedgerUnavailable) as error:
             # the run that synced goes on as it was; the checks say why nothing was verified
-            for spec in specs:
-                yield dg.AssetCheckResult(check_name=spec.name, passed=False,
+            for name in selected:
+                yield dg.AssetCheckResult(check_name=name, passed=False,
                                           description=f"not verified: {error}")
             return
-        counts = {key: sum(r.summary()[key] for r in results)
-                  for key in ("checked", "points", *DIFFERENCES)}
-        differ = sum(counts[key] for key in DIFFERENCES)
-        problems = sorted({p for r in results for p in r.config_problems})
-        disagreements = sum(len(r.ledger_disagrees) for r in results)
-        verified = {"sources": ", ".join(sources) or "none (no source feeds it)",
-                    "sampled": "; ".join(f"{r.source}: {r.sampled}" for r in results
-                                         if r.sampled) or "no: every document"}
-        yield dg.AssetCheckResult(
-            check_name=CONSISTENT, severity=dg.AssetCheckSeverity.ERROR,
-            passed=not differ,
-            description="Qdrant differs from the source: see offenders and counts "
-            "(`vector-sync repair` or the repair job fixes it)" if differ else None,
-            metadata={**verified, **counts, "offenders": _offenders(results)})
-        yield dg.AssetCheckResult(
-            check_name=VECTORS, severity=dg.AssetCheckSeverity.ERROR, passed=not problems,
-            metadata={**verified, "problems": "; ".join(problems) or "none"})
-        yield dg.AssetCheckResult(
-            check_name=LEDGER, severity=dg.AssetCheckSeverity.WARN, passed=not disagreements,
-            metadata={**verified, "disagreements": disagreements})
+        for check in _evaluations(results, sources):
+            if check.check_name in selected:
+                yield check
 
     return verify
+
+
+def _evaluations(results: list[Verification], sources: list[str]) -> list[dg.AssetCheckResult]:
+    counts = {key: sum(r.summary()[key] for r in results)
+              for key in ("checked", "points", *DIFFERENCES)}
+    differ = sum(counts[key] for key in DIFFERENCES)
+    problems = sorted({p for r in results for p in r.config_problems})
+    disagreements = sum(len(r.ledger_disagrees) for r in results)
+    verified = {"sources": ", ".join(sources) or "none (no source feeds it)",
+                "sampled": "; ".join(f"{r.source}: {r.sampled}" for r in results
+                                     if r.sampled) or "no: every document"}
+    return [
+        dg.AssetCheckResult(
+            check_name=CONSISTENT, severity=dg.AssetCheckSeverity.ERROR, passed=not differ,
+            description="Qdrant differs from the source: see offenders and counts "
+            "(`vector-sync repair` or the repair job fixes it)" if differ else None,
+            metadata={**verified, **counts, "offenders": _offenders(results)}),
+        dg.AssetCheckResult(
+            check_name=VECTORS, severity=dg.AssetCheckSeverity.ERROR, passed=not problems,
+            metadata={**verified, "problems": "; ".join(problems) or "none"}),
+        dg.AssetCheckResult(
+            check_name=LEDGER, severity=dg.AssetCheckSeverity.WARN, passed=not disagreements,
+            metadata={**verified, "disagreements": disagreements}),
+    ]
 
 
 class GuardConfig(dg.Config):

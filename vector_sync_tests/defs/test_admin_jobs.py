@@ -133,3 +133,16 @@ def test_every_sync_spot_checks_qdrant_and_the_verify_job_names_the_offender(pro
     assert [(r.data["problem"], r.data["doc_id"]) for r in
             complete.metadata["offenders"].value.records] == [  # type: ignore[union-attr]
         ("missing", "n7.md"), ("ledger", "n7.md")]
+
+
+def test_a_check_can_be_executed_alone_as_its_page_does(project: Project):
+    project.note("a.md", "# A\n\nA note.\n")
+    instance = dg.DagsterInstance.ephemeral()
+    _run(project, SYNC_JOB, instance)
+    key = dg.AssetCheckKey(dg.AssetKey("qdrant_notes"), "consistent_with_source")
+    job = build_definitions(str(project.config_file)).resolve_implicit_global_asset_job_def()
+    alone = job.get_subset(asset_selection=set(), asset_check_selection={key}) \
+        .execute_in_process(instance=instance)
+    assert [(e.check_name, e.passed) for e in alone.get_asset_check_evaluations()] == [
+        ("consistent_with_source", True)]
+    assert not alone.get_asset_materialization_events()

@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install run test test-slow lint dev bench docs clean deploy-home workers workers-stop
+.PHONY: install run test test-slow test-ui screenshots ui-install lint dev bench docs clean deploy-home workers workers-stop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,26 @@ test: install lint
 # the kill-anywhere harness and other long suites (CI runs them after `make test`)
 test-slow: install
 	$(BIN)/pytest -q -m slow
+
+# browser tests of the Dagster UI (vector_sync_tests/ui): `dagster dev` over a temporary
+# project, driven by playwright in Debian's Chromium (not playwright's own download)
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(CHROMIUM):
+	$(SUDO) apt-get install -y chromium || \
+		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+
+ui-install: install $(CHROMIUM)
+	$(BIN)/python -m pip install --quiet -e '.[dev,deploy,ui]'
+
+test-ui: ui-install
+	$(BIN)/pytest -q -m ui
+
+# the same tests, keeping their screenshots (1280x800 PNG) in docs/images/
+screenshots: ui-install
+	mkdir -p docs/images
+	VECTOR_SYNC_SCREENSHOTS=$(CURDIR)/docs/images $(BIN)/pytest -q -m ui
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	VECTOR_SYNC_CONFIG=$(CURDIR)/vector_sync.yaml $(DG) dev

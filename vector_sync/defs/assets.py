@@ -1,11 +1,12 @@
 """The asset graph, partitioned by source:
 
-source_snapshot -> changes/<collection> -> embeddings/<collection> -> qdrant/<collection>
+source_snapshot -> changes_<collection> -> embeddings_<collection> -> qdrant_<collection>
 
-Assets hand Parquet files to each other under the state dir (paths derived from the
-partition), so each step is inspectable, and `qdrant/<collection>` is the only one that
-writes Qdrant. The work itself is in the core's stage modules; these wrappers add
-Dagster's view of it. A collection's chain materializes only for the sources that feed it.
+(one group per collection). Assets hand Parquet files to each other under the state dir
+(paths derived from the partition), so each step is inspectable, and `qdrant_<collection>`
+is the only one that writes Qdrant. The work itself is in the core's stage modules; these
+wrappers add Dagster's view of it. A collection's chain materializes only for the sources
+that feed it.
 """
 
 
@@ -249,7 +250,7 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
 def sharded_embeddings(collection: str, changes_key: dg.AssetKey, shards: int,
                        partitions: dg.PartitionsDefinition, description: str,
                        settings: VectorSyncConfig) -> dg.AssetsDefinition:
-    """`embeddings/<collection>` as `shards` steps that a multi-process executor runs at
+    """`embeddings_<collection>` as `shards` steps that a multi-process executor runs at
     once (execution.embed_shards): each embeds the documents a hash of their id gives it,
     into a file of its own, and a last step merges them into the embeddings file in
     change-set order. A shard re-run after a crash reuses what its file already holds."""

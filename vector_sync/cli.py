@@ -146,9 +146,11 @@ def cmd_plan(args: argparse.Namespace, config: VectorSyncConfig) -> int:
         for source in _sources(args, config):
             try:
                 counts = plan_source(config, source, ledger, full=args.full)
-                report["sources"][source] = {"collections": counts, "error": None}
+                report["sources"][source] = {"collections": counts, "error": None,
+                                             "warnings": []}  # as sync's; plan checks nothing
             except SourceUnavailable as error:
-                report["sources"][source] = {"collections": {}, "error": str(error)}
+                report["sources"][source] = {"collections": {}, "error": str(error),
+                                             "warnings": []}
     _print_counts(args, report, "plan")
     return 1 if any(s["error"] for s in report["sources"].values()) else 0
 
@@ -179,6 +181,10 @@ def _print_counts(args: argparse.Namespace, report: dict[str, Any], verb: str) -
                       "(--allow-mass-delete to proceed)")
     print("(documents; 'payload' = payload-only updates; chunks 'embedded' by the model and "
           "'reused' from vectors already made)")
+    for result in report["sources"].values():
+        for warning in result.get("warnings", ()):
+            print(f"warning: Qdrant spot check: {warning}; `vector-sync verify` names the "
+                  "documents, `vector-sync repair` fixes them")
 
 
 # --- verify / repair -----------------------------------------------------------------------

@@ -24,6 +24,7 @@ from vector_sync.defs.jobs import (
     SYNC_JOB,
     TAG_SOURCE,
     TAG_TRIGGER,
+    VERIFY_CHECKS,
     asset_key,
     guard_key,
     sync_assets,
@@ -68,9 +69,19 @@ def sync_source(config_file: Path, config: VectorSyncConfig, source: str, full: 
                 raise_on_error=False,
             )
     except SourceBusy as error:
-        return {"collections": {}, "error": str(error)}
+        return {"collections": {}, "error": str(error), "warnings": []}
     return {"collections": collection_counts(result, collections),
-            "error": None if result.success else failure_message(result)}
+            "error": None if result.success else failure_message(result),
+            "warnings": spot_check_warnings(result)}
+
+
+def spot_check_warnings(result: dg.ExecuteInProcessResult) -> list[str]:
+    """What the run's spot check of Qdrant found wrong (the sync itself may have succeeded:
+    a point lost behind vector_sync's back is not this run's failure)."""
+    return [f"{evaluation.asset_key.to_user_string()} {evaluation.check_name}: "
+            f"{evaluation.description or 'failed'}"
+            for evaluation in result.get_asset_check_evaluations()
+            if not evaluation.passed and evaluation.check_name in VERIFY_CHECKS]
 
 
 def collection_counts(result: dg.ExecuteInProcessResult,

@@ -146,3 +146,23 @@ def test_a_check_can_be_executed_alone_as_its_page_does(project: Project):
     assert [(e.check_name, e.passed) for e in alone.get_asset_check_evaluations()] == [
         ("consistent_with_source", True)]
     assert not alone.get_asset_materialization_events()
+
+
+def test_the_cli_sync_warns_when_its_spot_check_finds_qdrant_wrong(project: Project, capsys):
+    for i in range(3):
+        project.note(f"n{i}.md", f"# Note {i}\n\nNote number {i}.\n")
+    code, report = project.cli("sync", capsys=capsys)
+    assert code == 0 and report["sources"]["notes"]["warnings"] == []
+    with project.qdrant() as store:
+        store.delete("notes", [point_id("notes", "n1.md", 0)])
+    code, report = project.cli("sync", capsys=capsys)  # nothing changed in the source
+    assert code == 0  # the sync itself did what it had to
+    warnings = report["sources"]["notes"]["warnings"]
+    assert [w.split(":")[0] for w in warnings] == [  # the lost point, and the ledger's claim
+        "qdrant_notes consistent_with_source", "qdrant_notes ledger_matches_qdrant"]
+    assert "Qdrant differs from the source" in warnings[0]
+    from vector_sync.cli import main
+
+    main(["sync", "--config", str(project.config_file)])
+    assert "warning: Qdrant spot check: qdrant_notes consistent_with_source" in \
+        capsys.readouterr().out

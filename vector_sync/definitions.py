@@ -78,7 +78,7 @@ def sync_job(config_file: str) -> dg.JobDefinition:
 def reconstructable_sync(config_file: str, source: str) -> dg.ReconstructableJob:
     """A sync of `source` for `dg.execute_job` through an instance with any executor: the
     job selected as the CLI and the sensors select it (the source's chains and their
-    mass-delete guards), rebuilt by every step's process from the config file."""
+    checks), rebuilt by every step's process from the config file."""
     config = load_config(config_file)
     job = dg.build_reconstructable_job(__name__, sync_job.__name__,
                                        reconstructable_args=(config_file,))

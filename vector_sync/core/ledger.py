@@ -183,11 +183,14 @@ class Ledger:
             after = (page[-1].collection, page[-1].doc_id)
 
     @_outage_tolerant
-    def counts(self, source: str | None = None) -> dict[tuple[str, str], dict[str, int]]:
+    def counts(self, source: str | None = None, collection: str | None = None,
+               ) -> dict[tuple[str, str], dict[str, int]]:
         """(source, collection) -> status -> number of rows; every status is present."""
         table = ledger_table
         groups = (table.c.source, table.c.collection, table.c.status)
         query = _for_source(select(*groups, func.count()), source).group_by(*groups)
+        if collection is not None:
+            query = query.where(table.c.collection == collection)
         result: dict[tuple[str, str], dict[str, int]] = {}
         with self._engine.connect() as conn:
             for row_source, collection, status, number in conn.execute(query):

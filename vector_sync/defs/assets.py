@@ -10,7 +10,6 @@ that feed it.
 """
 
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import timedelta
@@ -166,6 +165,7 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
                       settings: VectorSyncConfig) -> list[dg.AssetsDefinition]:
     changes_key = asset_key("changes", collection)
     embeddings_key = asset_key("embeddings", collection)
+    qdrant_key = asset_key("qdrant", collection)
     feeding = settings.sources_feeding(collection)
     common: dict[str, Any] = {"partitions_def": partitions, "group_name": group_of(collection),
                               "metadata": {"fed_by": ", ".join(feeding)},
@@ -205,11 +205,11 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
                 yield dg.MaterializeResult(metadata=metadata)
 
     @dg.asset(
-        key=asset_key("qdrant", collection), deps=[embeddings_key], kinds={"qdrant"},
+        key=qdrant_key, deps=[embeddings_key], kinds={"qdrant"},
         pool=QDRANT_POOL, retry_policy=step_retry_policy(settings.retry),
         freshness_policy=freshness_policy(settings.sensors), **common,
         check_specs=[dg.AssetCheckSpec(
-            FAILED, asset=asset_key("qdrant", collection),
+            FAILED, asset=qdrant_key,
             description="No document of the collection is failed (WARN: the rest was "
             "applied; failed documents are retried with backoff). Evaluated by every sync.")],
         description=f"The Qdrant collection {collection!r}: applies the change set "
@@ -254,7 +254,7 @@ def sharded_embeddings(collection: str, changes_key: dg.AssetKey, shards: int,
     once (execution.embed_shards): each embeds the documents a hash of their id gives it,
     into a file of its own, and a last step merges them into the embeddings file in
     change-set order. A shard re-run after a crash reuses what its file already holds."""
-    name = re.sub(r"\W", "_", collection)  # op names are letters, digits and _
+    name = group_of(collection)  # op names are letters, digits and _, as group names
 
     @dg.op(name=f"plan_{name}_shards", ins={"changes": dg.In(dg.Nothing)},
            out=dg.DynamicOut(int, is_required=False))
@@ -274,19 +274,21 @@ def sharded_embeddings(collection: str, changes_key: dg.AssetKey, shards: int,
 
     @dg.op(name=f"merge_{name}_shards", out=dg.Out(dg.Nothing, is_required=False))
     def merge(context: dg.OpExecutionContext, vector_sync: VectorSyncResource,
-              reports: list[dict[str, Any]]) -> Iterator[dg.Output[None]]:
+              shard_reports: list[dict[str, Any]]) -> Iterator[dg.Output[None]]:
         settings = vector_sync.load()
-        if not reports:  # the source does not feed this collection: nothing was planned
+        if not shard_reports:  # the source does not feed this collection: nothing planned
             return
         with _step(context, settings):
             embed.merge_shards(settings, context.partition_key, collection, shards)
-        embedded = sum(r["chunks_embedded"] for r in reports)
-        seconds = sum(r["duration_s"] for r in reports)  # summed over the shards' steps
+        embedded = sum(r["chunks_embedded"] for r in shard_reports)
+        seconds = sum(r["duration_s"] for r in shard_reports)  # summed over the shards' steps
         yield dg.Output(None, metadata={
-            "chunks_embedded": embedded, "chunks_reused": sum(r["chunks_reused"] for r in reports),
+            "chunks_embedded": embedded,
+            "chunks_reused": sum(r["chunks_reused"] for r in shard_reports),
             "shards": shards, "duration_s": seconds,
-            "slowest_shard_s": max(r["duration_s"] for r in reports),
-            **throughput("chunks_per_s", embedded, seconds), "model": reports[0]["model"]})
+            "slowest_shard_s": max(r["duration_s"] for r in shard_reports),
+            **throughput("chunks_per_s", embedded, seconds),
+            "model": shard_reports[0]["model"]})
 
     @dg.graph_asset(key=asset_key("embeddings", collection), partitions_def=partitions,
                     group_name=group_of(collection), kinds={"parquet"}, description=description,

@@ -30,10 +30,9 @@ def collection_status(settings: VectorSyncConfig, collection: str) -> dict[str, 
     table of the failed ones, most recent first."""
     with open_ledger(settings.state) as ledger:
         by_status: dict[str, int] = dict.fromkeys(STATUSES, 0)
-        for (_, name), counts in ledger.counts().items():
-            if name == collection:
-                for status, number in counts.items():
-                    by_status[status] += number
+        for counts in ledger.counts(collection=collection).values():  # one per source
+            for status, number in counts.items():
+                by_status[status] += number
         failed = ledger.failed(limit=LISTED, collection=collection)
     rows = [{"source": r.source, "doc_id": r.doc_id, "error_code": r.error_code or "",
              "error": r.last_error or "", "attempts": r.attempts,

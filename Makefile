@@ -76,7 +76,7 @@ workers: install
 	PATH=$(CURDIR)/$(BIN):$$PATH deploy/workers.sh $(WORKERS)
 
 workers-stop:
-	-pkill -f 'celery -A dagster_celery.app worker'
+	deploy/workers.sh stop
 
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[dev,deploy,bench]'

@@ -25,6 +25,7 @@ from vector_sync.core.settings import (
     RetryConfig,
     SensorsConfig,
     StateConfig,
+    VectorSyncConfig,
 )
 from vector_sync.core.source import SourceConfig
 from vector_sync.sources import REGISTRY
@@ -97,7 +98,9 @@ def _section(title: str, model: type[BaseModel], skip: frozenset[str] = frozense
 
 def render() -> str:
     common = frozenset(SourceConfig.model_fields)
-    parts = [INTRO,
+    sections = frozenset(name for name, field in VectorSyncConfig.model_fields.items()
+                         if _type(field.annotation) in ("mapping", "mapping (below)"))
+    parts = [INTRO, _section("Top level", VectorSyncConfig, sections),
              _section("`qdrant`", QdrantConfig), _section("`state`", StateConfig),
              _section("`embedding`", EmbeddingConfig),
              _section("`collections.<name>`", CollectionConfig),

@@ -26,6 +26,14 @@ from vector_sync.config import QdrantConfig, StateConfig
 from vector_sync.core.store import QdrantStore, open_store
 
 
+def service_missing(reason: str) -> None:
+    """A local service (or capability) a test needs is not there: a skip on a developer's
+    machine, a failure under CI=true, where every one of them must be running."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: every local service must be available)")
+    pytest.skip(reason)
+
+
 @pytest.fixture(autouse=True)
 def _ephemeral_dagster(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DAGSTER_HOME", raising=False)  # CLI runs use an ephemeral instance
@@ -129,7 +137,7 @@ def postgres_admin() -> Iterator[Engine]:
             pass
     except OperationalError as error:
         engine.dispose()
-        pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432 ({error.orig})")
+        service_missing(f"PostgreSQL is not reachable at 127.0.0.1:5432 ({error.orig})")
     yield engine
     engine.dispose()
 

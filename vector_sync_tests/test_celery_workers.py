@@ -25,7 +25,7 @@ import pytest
 from pymongo import MongoClient
 
 from vector_sync.definitions import reconstructable_sync
-from vector_sync_tests.conftest import Project, long_note
+from vector_sync_tests.conftest import Project, long_note, service_missing
 from vector_sync_tests.git_repo import GitRepo
 from vector_sync_tests.mongo_server import running_server
 
@@ -54,7 +54,7 @@ def broker() -> Iterator[str]:
     try:
         socket.create_connection(("127.0.0.1", 5672), timeout=2).close()
     except OSError as error:
-        pytest.skip(f"RabbitMQ is not reachable at 127.0.0.1:5672 ({error})")
+        service_missing(f"RabbitMQ is not reachable at 127.0.0.1:5672 ({error})")
     vhost = f"vector_sync_test_{uuid.uuid4().hex[:10]}"
     ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
     for args in (["add_vhost", vhost], ["set_permissions", "-p", vhost, "guest", ".*", ".*",

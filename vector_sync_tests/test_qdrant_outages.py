@@ -66,11 +66,11 @@ def test_a_stalling_or_cut_off_qdrant_fails_every_document_with_its_reason_then_
         assert all("Qdrant" in r["error"] and reason in r["error"] for r in status["failed"])
         capsys.readouterr()
         code = main(["verify", "--config", str(project.config_file)])
-        error = capsys.readouterr().err
-        assert code == 1 and error.startswith("error: Qdrant could not be read:")
-        assert reason in error
+        out = capsys.readouterr().out
+        assert code == 3 and out.startswith("could not verify: notes: Qdrant could not be read:")
+        assert reason in out
         code, verified = project.cli("verify", capsys=capsys)  # --json: the reason as JSON
-        assert code == 1 and verified["exit_code"] == 1 and reason in verified["error"]
+        assert code == 3 and not verified["verified"] and reason in verified["errors"]["notes"]
 
     project.config["qdrant"] = {"url": None}  # Qdrant answers again
     project.save()

@@ -79,11 +79,33 @@ def test_crawl_syncs_the_main_content_of_every_public_page(project, site, capsys
     assert starter[0]["title"] == "Sourdough Starter"
     assert starter[0]["breadcrumbs"] == ["Cooking", "Sourdough Starter"]
     assert starter[0]["language"] == "en" and starter[0]["modified_at"]
-    # headings survive extraction: the chunker cut at them and names the section
-    assert any("Sourdough Starter > What a starter needs" in p["text"] for p in starter)
+    # headings survive extraction: the chunker cut at them and names the section (under the
+    # title line, which the page's title heading does not repeat)
+    assert any(p["text"].startswith("title: Sourdough Starter\nWhat a starter needs\n\n")
+               for p in starter)
+    assert all(p["text"].count("Sourdough Starter") == 1 for p in starter)
     texts = [p["text"] for chunks in points.values() for p in chunks]
     # the theme's footer, previous/next buttons and sidebar are not content
     assert not any(FOOTER in t or "Kitchen Notes" in t or "Next »" in t for t in texts)
+
+
+def test_indexed_text_is_what_a_reader_sees_without_markdown_escapes(project, site, capsys):
+    # as served, the HTML says refresh_minutes and *literally*; trafilatura's Markdown
+    # escapes them, which a reader of the page never sees; code keeps its backslashes
+    site.write("settings.md", "# Settings\n\nSet refresh_minutes to 5, the stars "
+               "(\\*literally\\*) and [brackets] stay, `max_pages` too.\n\n"
+               "    path = C:\\temp\\_cache\n")
+    site.build()
+    assert "refresh_minutes" in (site.built / "settings" / "index.html").read_text()
+    code, report = project.sync(capsys)
+    assert code == 0
+    text = project.points("docs")[project.url("settings/")][0]["text"]
+    assert "Set refresh_minutes to 5, the stars (*literally*) and [brackets] stay, " \
+        "`max_pages` too." in text, text
+    assert "C:\\temp\\_cache" in text
+    code, hits = project.cli("search", "docs", "refresh minutes", "--limit", "1",
+                             capsys=capsys)
+    assert hits[0]["text"] == text and "\\_" not in text.replace("C:\\temp\\_cache", "")
 
 
 def test_unchanged_site_costs_304s_and_nothing_is_read_or_embedded(project, site, capsys):

@@ -24,6 +24,7 @@ from vector_sync.core.batches import batched
 from vector_sync.core.diff import OUTCOMES, QDRANT_WRITES
 from vector_sync.core.hashing import point_id
 from vector_sync.core.ledger import Ledger, LedgerRow, open_ledger
+from vector_sync.core.ownership import deployment_of
 from vector_sync.core.settings import RetryConfig, VectorSyncConfig
 from vector_sync.core.source import SourceUnavailable, WritesBack, outcomes_from_ledger
 from vector_sync.core.spec import CollectionSpec, spec_for
@@ -88,12 +89,14 @@ class Applier:
                  now: Callable[[], datetime] | None = None,
                  retry: RetryConfig | None = None, may_retry_step: bool = False,
                  unavailable: str | None = None,
-                 rows: dict[str, LedgerRow] | None = None) -> None:
+                 rows: dict[str, LedgerRow] | None = None,
+                 deployment: str | None = None) -> None:
         """`store` may be None for a change set that writes nothing to Qdrant.
         `rows`: the ledger rows of the change set's documents (others are never looked at).
         `may_retry_step`: a Qdrant error raises QdrantTransientError (the step is retried)
         rather than failing the documents; on the step's last attempt it is False.
-        `unavailable`: why Qdrant could not be opened; every write is then marked failed."""
+        `unavailable`: why Qdrant could not be opened; every write is then marked failed.
+        `deployment`: the configuration the collection belongs to (ownership.py)."""
         self._store, self.ledger, self.source, self.spec = store, ledger, source, spec
         self.batch_points = batch_points
         self.retry = retry or RetryConfig()
@@ -103,6 +106,7 @@ class Applier:
         self.report = ApplyReport()
         self._consecutive_errors = 0
         self._unavailable = unavailable
+        self.deployment = deployment
 
     @property
     def store(self) -> QdrantStore:
@@ -114,9 +118,13 @@ class Applier:
               dimension: int | None) -> ApplyReport:
         """Apply in batches: documents with new vectors (upserts), documents with only
         payload or deletion operations, and rows only the ledger has to learn about."""
-        if dimension is not None and self._unavailable is None:
-            try:
-                self.store.ensure_collection(self.spec.name, dimension, self.spec.model)
+        if self._store is not None and self._unavailable is None:
+            try:  # never write a collection another deployment made (ownership.py)
+                if dimension is not None:
+                    self.store.ensure_collection(self.spec.name, dimension, self.spec.model,
+                                                 self.deployment)
+                elif self.store.exists(self.spec.name):
+                    self.store.claim(self.spec.name, self.deployment)
             except CollectionMismatch:
                 raise  # a configuration problem: fail the run, touch nothing
             except Exception as error:  # noqa: BLE001 - Qdrant unreachable: fail every row
@@ -162,7 +170,7 @@ class Applier:
     def _applied_before(self, change: dict[str, Any]) -> bool:
         """The ledger already records this change as acknowledged by Qdrant."""
         previous = self.rows.get(change["doc_id"])
-        if change["action"] == "deleted":
+        if change["action"] in ("deleted", "forgotten"):
             return previous is None
         return (change["action"] != "failed" and previous is not None
                 and previous.status == "synced"
@@ -170,11 +178,15 @@ class Applier:
                 and previous.content_hash == change.get("content_hash")
                 and previous.payload_hash == change.get("payload_hash"))
 
-    # rows that need no Qdrant write: new hints ("unchanged") and read failures
+    # rows that need no Qdrant write: new hints ("unchanged"), read failures, and documents
+    # gone from the source that had no points here ("forgotten", counted as nothing)
     def _record(self, changes: list[dict[str, Any]]) -> None:
         failed = [c for c in changes if c["action"] == "failed"]
         if failed:
             self._record_failure(failed)
+        forgotten = [c["doc_id"] for c in changes if c["action"] == "forgotten"]
+        if forgotten:
+            self.ledger.delete(self.source, self.spec.name, forgotten)
         touched = [c for c in changes if c["action"] == "unchanged"]
         # counted by the diff, together with the documents that were not even read
         self.ledger.upsert([self._synced_row(c, self.rows.get(c["doc_id"]), 0) for c in touched])
@@ -388,7 +400,8 @@ def apply(config: VectorSyncConfig, source: str, collection: str,
         rows = {row.doc_id: row for row in ledger.rows_of(source, collection, changed)}
         applier = Applier(store, ledger, source, spec, batch_points=config.qdrant.batch_size,
                           retry=config.retry, may_retry_step=may_retry_step,
-                          unavailable=unavailable, rows=rows)
+                          unavailable=unavailable, rows=rows,
+                          deployment=deployment_of(config, ledger, create=store is not None))
         report = applier.apply(read_rows(files.changes(collection, source)),
                                read_rows(files.embeddings(collection, source)), dimension)
         report.counts["unchanged"] = planned["unchanged"]

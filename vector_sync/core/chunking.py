@@ -5,7 +5,9 @@ Chunk text layout (stable: changing it means bumping CHUNKER_VERSION)::
     text   = "\\n\\n".join(part for part in (header, body) if part)
     header = "\\n".join(part for part in (preamble.strip(), " > ".join(path)) if part)
 
-e.g. ``"title: Sourdough\\nSourdough > Feeding the starter\\n\\nFeed it twice a day."``.
+e.g. ``"title: Sourdough\\nFeeding the starter\\n\\nFeed it twice a day."``: the path leaves
+out its outermost heading when a preamble line already shows it as a value (the title heading
+of a note whose `title` is embedded), so a reader never sees the title twice.
 The body is Markdown source: whole blocks joined by a blank line, or a piece of one block
 cut from the source as is. When the header would leave less than a quarter of the budget
 for the body, the outermost headings of the path shown in the text become "…" (then the
@@ -49,7 +51,7 @@ from dataclasses import dataclass, field
 
 from markdown_it import MarkdownIt
 
-CHUNKER_VERSION = "md-1"  # bump when the algorithm changes: it is part of every content hash
+CHUNKER_VERSION = "md-2"  # bump when the algorithm changes: it is part of every content hash
 
 MIN_MAX_TOKENS = 16
 _OVERLAP_WINDOW_CHARS_PER_TOKEN = 12  # overlap starts are looked for in this much text
@@ -286,6 +288,8 @@ class _Chunker:
         self, preamble: str, count: TokenCounter, max_tokens: int, overlap_tokens: int
     ) -> None:
         self.preamble = preamble
+        # "title: Sourdough" -> "Sourdough": values a heading need not repeat
+        self.shown = {" ".join(line.partition(": ")[2].split()) for line in preamble.split("\n")}
         self.count = count
         self.max_tokens = max_tokens
         self.overlap_tokens = overlap_tokens
@@ -316,7 +320,10 @@ class _Chunker:
 
     def header(self, context: Context) -> _Header:
         if context not in self.headers:
-            self.headers[context] = self.fitted_header([h.title for h in context])
+            titles = [h.title for h in context]
+            if titles and titles[0] in self.shown:  # the document's title: in the preamble
+                titles = titles[1:]
+            self.headers[context] = self.fitted_header(titles)
         return self.headers[context]
 
     def fitted_header(self, titles: list[str]) -> _Header:

@@ -1,9 +1,12 @@
 """Stage 2, diff: one collection's change set, the decision table applied to a snapshot.
 
 For every document: added, updated (content changed: re-chunked, re-embedded), payload
-only, deleted, or unchanged; plus the expected state (what Qdrant should hold, derived from
-the source alone), which the stage keeps in the ledger for the consistency checks and for
-the documents the next snapshot does not read. The mass-delete guard's rule is here too.
+only, deleted, or unchanged. A document without points in the collection (none of its
+embedded fields) is never added or deleted there: it is unchanged while the source has it,
+and when it leaves, the ledger forgets it without a count (action "forgotten"). Plus the
+expected state (what Qdrant should hold, derived from the source alone), which the stage
+keeps in the ledger for the consistency checks and for the documents the next snapshot does
+not read. The mass-delete guard's rule is here too.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +49,7 @@ class Diff:
 
     counts: Counter[str] = field(default_factory=Counter)
     chunks: int = 0
-    documents_before: int = 0  # in the ledger for this collection
+    documents_before: int = 0  # with points in this collection, as the ledger says
     documents_now: int = 0  # in the source snapshot
 
     def as_dict(self) -> dict[str, int]:
@@ -70,15 +73,19 @@ class Differ:
 
     def changes(
         self, snapshot: Iterable[dict[str, Any]], ledger_rows: dict[str, LedgerRow], diff: Diff,
-        ledger_ids: Iterable[str] | None = None,
+        chunk_counts: Mapping[str, int] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Rows of the change set; `diff` is filled in as they are produced. Rows that need
         no Qdrant write are still emitted when the ledger must learn something (a new hint,
-        a failure) — as action "unchanged" or "failed". `ledger_ids`: every document the
-        ledger has for the collection, when `ledger_rows` holds only those the snapshot read
-        (or lacks an expectation for): a no-op diff then builds no ledger row at all."""
-        remaining = set(ledger_rows if ledger_ids is None else ledger_ids)
-        diff.documents_before = len(remaining)
+        a failure, a row to forget) — as action "unchanged", "failed" or "forgotten".
+        `chunk_counts`: doc_id -> chunk count of every document the ledger has for the
+        collection, when `ledger_rows` holds only those the snapshot read (or lacks an
+        expectation for): a no-op diff then builds no ledger row at all."""
+        if chunk_counts is None:
+            chunk_counts = {doc_id: row.chunk_count for doc_id, row in ledger_rows.items()}
+        remaining = set(chunk_counts)
+        # the mass-delete guard weighs deletions against what the collection holds
+        diff.documents_before = sum(1 for count in chunk_counts.values() if count)
         for row in snapshot:
             diff.documents_now += 1
             doc_id = row["doc_id"]
@@ -93,6 +100,9 @@ class Differ:
                 diff.chunks += len(change.get("chunks") or ())
                 yield change
         for doc_id in remaining:  # in the ledger, gone from the source
+            if chunk_counts[doc_id] == 0:  # no point in Qdrant to delete: nothing to count
+                yield {"doc_id": doc_id, "action": "forgotten"}
+                continue
             diff.counts["deleted"] += 1
             yield {"doc_id": doc_id, "action": "deleted"}
 
@@ -199,7 +209,7 @@ def changes(config: VectorSyncConfig, source: str, collection: str) -> dict[str,
         differ = differ_for(config, collection, previous)
         write_rows(files.changes(collection, source), CHANGES,
                    differ.changes(read_rows(snapshot), rows, diff,
-                                  ledger.doc_ids(source, collection)),
+                                  ledger.chunk_counts(source, collection)),
                    summary=diff.as_dict)
         ledger.update_expected(
             source, collection,

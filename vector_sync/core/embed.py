@@ -13,6 +13,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from vector_sync.core import faults
 from vector_sync.core.batches import batched
 from vector_sync.core.embedder import Embedder
 from vector_sync.core.hashing import point_id
-from vector_sync.core.ledger import open_ledger
+from vector_sync.core.ledger import Ledger, open_ledger
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.core.spec import spec_for
 from vector_sync.core.state_files import EMBEDDINGS, StateFiles, read_rows, write_rows
@@ -67,17 +68,19 @@ def worth_reading_back(changes: Iterable[dict[str, Any]]) -> set[str]:
 
 
 def held_chunks(config: VectorSyncConfig, source: str, collection: str,
-                doc_ids: Collection[str], with_vectors: bool = True
-                ) -> dict[str, list[float] | None]:
+                doc_ids: Collection[str], with_vectors: bool = True,
+                ledger: Ledger | None = None) -> dict[str, list[float] | None]:
     """Chunk text -> vector of the points Qdrant holds for these documents, where the ledger
     says they were embedded by the collection's current model and chunker: an edited
     document's unchanged chunks need no new vector. Reuse only saves work, so when Qdrant
     cannot be read right now (down, or embedded storage held by another process) the answer
-    is empty and every chunk is embedded."""
+    is empty and every chunk is embedded. `ledger`: one already open (a dry run's, read-only),
+    else the configured one is opened."""
     if not doc_ids:
         return {}
     version = spec_for(config, collection).vector_version
-    with open_ledger(config.state) as ledger:
+    with ExitStack() as opened:
+        ledger = ledger or opened.enter_context(open_ledger(config.state))
         ids = [point_id(source, row.doc_id, index)
                for row in ledger.rows_of(source, collection, doc_ids)
                if row.vector_version == version for index in range(row.chunk_count)]

@@ -22,7 +22,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Concatenate, Literal, NamedTuple, ParamSpec, TypeVar, get_args
 
-from sqlalchemy import Connection, Select, delete, distinct, func, select, text, tuple_
+from sqlalchemy import (
+    Connection,
+    Select,
+    delete,
+    distinct,
+    func,
+    inspect,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.engine import URL, Result, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 
@@ -63,6 +73,19 @@ class MigrationFailed(Exception):
 class LedgerUnavailable(Exception):
     """The ledger database cannot be opened, migrated, read or written (a PostgreSQL server
     unreachable for longer than the outage window); the message names the masked URL."""
+
+
+class SchemaNotCurrent(LedgerUnavailable):
+    """A ledger opened read-only is not at this version's schema revision: `revision` None
+    means it has no tables yet (nothing was synced into it)."""
+
+    def __init__(self, url: str, revision: str | None) -> None:
+        self.revision = revision
+        super().__init__(
+            f"the ledger at {url} has no tables yet" if revision is None else
+            f"the ledger at {url} is at schema revision {revision}, older than this "
+            f"version's ({HEAD_REVISION}): run `vector-sync sync` first, which upgrades it "
+            "(plan, status and verify never change the ledger)")
 
 
 def _outage_tolerant(method: Callable[Concatenate[Ledger, P], R]) -> Callable[
@@ -117,17 +140,19 @@ _ROW_COLUMNS = [ledger_table.c[name] for name in _FIELDS]
 class Ledger:
     """What Qdrant holds, per document and collection. Safe for several writer processes."""
 
-    def __init__(self, url: str, outage_s: float = 0):
+    def __init__(self, url: str, outage_s: float = 0, read_only: bool = False):
         """`outage_s`: how long a PostgreSQL server may stay unreachable before a call
-        fails (state.ledger_outage_s); its calls are retried meanwhile."""
+        fails (state.ledger_outage_s); its calls are retried meanwhile. `read_only`: for
+        commands that change nothing (plan, status, verify): the schema is not migrated
+        (SchemaNotCurrent when it is not the current one) and SQLite refuses any write."""
         given = _parse_url(url)
         self._masked_url = given.render_as_string(hide_password=True)
         self._url = with_installed_driver(given)
         self._postgresql = self._url.get_backend_name() == "postgresql"
         self._outage_s = outage_s
         try:
-            self._engine = create_engine_for(self._url)
-            self._retrying(self._migrate, doing="open")
+            self._engine = create_engine_for(self._url, read_only)
+            self._retrying(self._check_schema if read_only else self._migrate, doing="open")
         except LedgerUnavailable:
             self._dispose_if_created()
             raise
@@ -152,13 +177,14 @@ class Ledger:
             return {row.doc_id: row for row in _to_rows(conn.execute(query))}
 
     @_outage_tolerant
-    def doc_ids(self, source: str, collection: str) -> list[str]:
-        """The documents of one (source, collection), without building their rows."""
+    def chunk_counts(self, source: str, collection: str) -> dict[str, int]:
+        """doc_id -> chunk_count of one (source, collection), without building the rows: 0
+        means no point of the document can be in Qdrant."""
         table = ledger_table
-        query = select(table.c.doc_id).where(table.c.source == source,
-                                             table.c.collection == collection)
+        query = select(table.c.doc_id, table.c.chunk_count).where(
+            table.c.source == source, table.c.collection == collection)
         with self._engine.connect() as conn:
-            return list(conn.execute(query).scalars().all())
+            return {doc_id: count for doc_id, count in conn.execute(query).all()}
 
     @_outage_tolerant
     def rows_of(self, source: str, collection: str, doc_ids: Iterable[str]) -> list[LedgerRow]:
@@ -323,6 +349,19 @@ class Ledger:
         with self._writing() as conn:
             conn.execute(self._upsert_state, {"source": source, "key": key, "value": value})
 
+    @_outage_tolerant
+    def first_state(self, source: str, key: str, value: str) -> str:
+        """The value kept under `key`, storing `value` if there is none yet: of processes
+        racing to set it, the first one's value is everyone's."""
+        table = source_state_table
+        with self._writing() as conn:
+            kept = conn.execute(select(table.c.value).where(
+                table.c.source == source, table.c.key == key)).scalar_one_or_none()
+            if kept is not None:
+                return str(kept)
+            conn.execute(self._upsert_state, {"source": source, "key": key, "value": value})
+        return value
+
     # --- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -363,6 +402,14 @@ class Ledger:
                 command.upgrade(config, "head")
             except CommandError as error:
                 raise MigrationFailed(str(error)) from None
+
+    def _check_schema(self) -> None:
+        # not _revision(): an unreachable server must be waited for, not read as "no tables"
+        with self._engine.connect() as conn:
+            revision = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() \
+                if inspect(conn).has_table(VERSION_TABLE) else None
+        if revision != HEAD_REVISION:
+            raise SchemaNotCurrent(self._masked_url, revision)
 
     def _revision(self) -> str | None:
         """The schema revision the database is at (None before the first migration)."""

@@ -132,15 +132,18 @@ expected_table = Table(
 _BACKENDS = ("sqlite", "postgresql")  # the two with INSERT ... ON CONFLICT DO UPDATE
 
 
-def create_engine_for(url: URL) -> Engine:
+def create_engine_for(url: URL, read_only: bool = False) -> Engine:
+    """`read_only`: SQLite connections refuse every write (PRAGMA query_only), so a command
+    that must change nothing cannot, whatever code it runs."""
     backend = url.get_backend_name()
     if backend not in _BACKENDS:
         raise ArgumentError(f"unsupported database {backend!r} (use sqlite or postgresql)")
     if backend == "postgresql":
         return create_engine(url, pool_pre_ping=True, connect_args=_libpq_timeout(url))
-    _create_sqlite_folder(url)
+    if not read_only:
+        _create_sqlite_folder(url)
     engine = create_engine(url)
-    _configure_sqlite(engine)
+    _configure_sqlite(engine, read_only)
     return engine
 
 
@@ -161,7 +164,7 @@ def _create_sqlite_folder(url: URL) -> None:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, read_only: bool) -> None:
     """WAL + busy_timeout for concurrent writer processes, and SQLAlchemy (not the sqlite3
     module, which skips BEGIN for DDL) in control of transactions."""
 
@@ -169,7 +172,10 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         dbapi_connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        _enable_wal(dbapi_connection)
+        if read_only:  # a ledger made by a sync is in WAL mode already
+            dbapi_connection.execute("PRAGMA query_only = ON")
+        else:
+            _enable_wal(dbapi_connection)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:

@@ -1,8 +1,9 @@
 """A dry run: what a sync of one source would do right now, computed in memory.
 
 It powers `plan` (the counts the next sync would report) and the consistency checks (the
-expected state of the source as it is now). Nothing is written and nothing is embedded; the
-default SQLite ledger is not even created when it does not exist yet.
+expected state of the source as it is now). Nothing is written and nothing is embedded: the
+source is opened read-only (no crawl cache or clone updated), the ledger is read as it is
+(not migrated, not even created when it does not exist yet).
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from vector_sync.core.diff import OUTCOMES, Diff, differ_for, mass_delete
 from vector_sync.core.embed import held_chunks, worth_reading_back
-from vector_sync.core.ledger import Expected, Ledger
+from vector_sync.core.ledger import Expected, Ledger, SchemaNotCurrent
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.core.snapshot import snapshot_rows
 from vector_sync.core.spec import collection_specs
@@ -24,15 +28,33 @@ from vector_sync.core.state_files import StateFiles, read_rows
 
 @contextmanager
 def read_only_ledger(config: VectorSyncConfig) -> Iterator[Ledger]:
-    """The configured ledger, or an empty in-memory one if the default SQLite file does not
-    exist yet (so that planning or verifying never creates the state dir)."""
+    """The configured ledger, for reading only: never migrated, never written (SQLite refuses
+    writes), retried like any ledger while a PostgreSQL server is briefly unreachable. A
+    ledger nothing was synced into yet (no SQLite file, or no tables) reads as an empty one,
+    kept in memory, so planning or verifying creates nothing. Raises LedgerUnavailable,
+    SchemaNotCurrent when the schema is older than this version's (`sync` upgrades it)."""
     url = config.state.ledger_sqlalchemy_url()
-    default_file = config.state.dir / "ledger.sqlite"
-    if url.startswith("sqlite:///") and Path(url.removeprefix("sqlite:///")) == default_file \
-            and not default_file.exists():
-        url = "sqlite://"
-    with Ledger(url) as ledger:
+    if _missing_sqlite_file(url):
+        ledger = Ledger("sqlite://")
+    else:
+        try:
+            ledger = Ledger(url, config.state.ledger_outage_s, read_only=True)
+        except SchemaNotCurrent as behind:
+            if behind.revision is not None:
+                raise
+            ledger = Ledger("sqlite://")
+    with ledger:
         yield ledger
+
+
+def _missing_sqlite_file(url: str) -> bool:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False  # Ledger() says what is wrong with it, without echoing it
+    database = parsed.database or ""
+    return parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:") \
+        and not database.startswith("file:") and not Path(database).exists()
 
 
 @dataclass
@@ -52,7 +74,8 @@ def dry_run(config: VectorSyncConfig, source_name: str, ledger: Ledger, full: bo
     source, or only `collections`. Raises SourceUnavailable."""
     specs = [s for s in collection_specs(config, source_name)
              if collections is None or s.name in collections]
-    snapshot = list(snapshot_rows(config.open_source(source_name), ledger, specs, full))
+    source = config.sources[source_name].open_read_only(source_name, config.fields_of(source_name))
+    snapshot = list(snapshot_rows(source, ledger, specs, full))
     files = StateFiles(config.state.dir)
     result = DryRun()
     for spec in specs:
@@ -63,7 +86,7 @@ def dry_run(config: VectorSyncConfig, source_name: str, ledger: Ledger, full: bo
         # what the embed stage would reuse: an earlier embeddings file, chunks Qdrant holds
         reusable = _reusable_keys(files.embeddings(spec.name, source_name))
         held = held_chunks(config, source_name, spec.name, worth_reading_back(changes),
-                           with_vectors=False)
+                           with_vectors=False, ledger=ledger)
         result.to_embed[spec.name] = sum(
             0 if reusable.get((c["doc_id"], c["content_hash"])) == len(c["chunks"])
             else sum(text not in held for text in c["chunks"]) for c in embedded)

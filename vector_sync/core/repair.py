@@ -4,7 +4,8 @@ rewrites exactly what differs.
 Verification finds the offending documents; their ledger rows are rewritten from what
 Qdrant really holds (stale, no hint: the next snapshot reads them again). A collection whose
 vectors the config cannot produce (size, distance, model) is dropped and rebuilt by every
-source that feeds it. The sync itself is an ordinary run of the asset job.
+source that feeds it; a collection another deployment made is never dropped nor written
+(ownership.py). The sync itself is an ordinary run of the asset job.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from vector_sync.core.ledger import LedgerRow, open_ledger
+from vector_sync.core.ownership import deployment_of
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.core.source import SourceUnavailable
-from vector_sync.core.store import open_store
+from vector_sync.core.store import NotThisDeployments, open_store
 from vector_sync.core.verify import Verification, verify_source
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ def repair(config: VectorSyncConfig, sources: list[str],
     for source in sources:
         try:
             to_sync |= prepare_repair(config, source)
-        except SourceUnavailable as error:
+        except (SourceUnavailable, NotThisDeployments) as error:
             errors[source] = str(error)
     for source in sorted(to_sync - set(errors)):
         failure = sync_source(source)
@@ -66,7 +68,8 @@ def delete_foreign_points(config: VectorSyncConfig, result: Verification) -> Non
     foreign = [i for held in result.held.values() for i in held.foreign]
     if not foreign:
         return
-    with open_store(config.qdrant, config.state) as store:
+    with open_ledger(config.state) as ledger, open_store(config.qdrant, config.state) as store:
+        store.claim(result.collection, deployment_of(config, ledger, create=True))
         store.delete(result.collection, foreign)
     log.warning("repair %s/%s: deleted %d point(s) under ids vector_sync does not compute",
                 result.source, result.collection, len(foreign))
@@ -86,6 +89,7 @@ def drop_collection(config: VectorSyncConfig, collection: str) -> None:
     log.warning("dropping collection %s to rebuild it with %s", collection,
                 config.embedding_for(collection).model)
     with open_ledger(config.state) as ledger, open_store(config.qdrant, config.state) as store:
+        store.claim(collection, deployment_of(config, ledger, create=True))
         store.drop(collection)
         for source in config.sources_feeding(collection):
             ledger.delete(source, collection, list(ledger.rows(source, collection)))

@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     create_model,
@@ -179,7 +180,7 @@ class ExecutionConfig(Strict):
 
 
 class VectorSyncConfig(Strict):
-    """The whole file."""
+    """The whole file: the sections below, and these keys of its own."""
 
     qdrant: QdrantConfig = Field(QdrantConfig(), description="the Qdrant side")
     state: StateConfig = Field(StateConfig(), description="vector_sync's own state")
@@ -192,6 +193,19 @@ class VectorSyncConfig(Strict):
         min_length=1, description="name -> settings of a source; `kind` picks the source kind")
     collections: dict[str, CollectionConfig] = Field(
         min_length=1, description="name -> a Qdrant collection (the name in Qdrant)")
+    deployment: str | None = Field(
+        None, min_length=1, description="this configuration's name in Qdrant, recorded in "
+        "every collection it creates: only those are its to prune, other collections are "
+        "\"not managed here\" and never written. Null: an id made on the first sync and kept "
+        "in the ledger. Set it when several teams share a Qdrant server and you want to read "
+        "who owns what, or to keep the id when the ledger is replaced")
+    # the file the config was loaded from (None when built from a dict): names the ledger's
+    # record of the deployment id
+    _config_file: Path | None = PrivateAttr(None)
+
+    @property
+    def config_file(self) -> Path | None:
+        return self._config_file
 
     @model_validator(mode="after")
     def _references_resolve(self) -> VectorSyncConfig:
@@ -371,6 +385,8 @@ def load_config(path: str | Path | None, registry: Registry) -> VectorSyncConfig
     except yaml.YAMLError as error:
         raise ConfigError(f"{file} is not valid YAML: {error}") from None
     try:
-        return parse_config(data, file.resolve().parent, registry)
+        config = parse_config(data, file.resolve().parent, registry)
     except ConfigError as error:
         raise ConfigError(f"{file}: {error}") from None
+    config._config_file = file.resolve()
+    return config

@@ -148,6 +148,12 @@ class SourceConfig(BaseModel):
         Must be cheap: connect on first use, not here."""
         raise NotImplementedError(f"source kind {self.kind!r} does not implement open()")
 
+    def open_read_only(self, name: str, fields: Sequence[str] | None) -> Source:
+        """The source for a dry run (`plan`, the consistency checks), which must leave every
+        file as it was: a kind that keeps state of its own while scanning (a crawl cache, a
+        clone) overrides this to scan without writing it. By default, open()."""
+        return self.open(name, fields)
+
     def look(self, name: str, state: dict[str, Any] | None) -> ChangeCheck:
         """A sensor's cheap look: has anything changed since `state` (None: never looked)?
         By default a fingerprint of scan(), which reads no document; kinds with a cheaper

@@ -21,7 +21,8 @@ from typing import Any
 from vector_sync.core.settings import QdrantConfig, StateConfig
 
 log = logging.getLogger(__name__)
-MODEL_KEY = "vector_sync"  # collection metadata: {"vector_sync": {"model": ..., "dimension": ...}}
+# collection metadata: {"vector_sync": {"model": ..., "dimension": ..., "deployment": ...}}
+MODEL_KEY = "vector_sync"
 INDEXED_KEYS = ("source", "doc_id")  # keyword indexes: every scroll and count filters on them
 
 
@@ -31,6 +32,11 @@ class QdrantUnavailable(Exception):
 
 class CollectionMismatch(Exception):
     """The collection exists with vectors that the configured model cannot produce."""
+
+
+class NotThisDeployments(CollectionMismatch):
+    """The collection was created by another deployment (another configuration sharing this
+    Qdrant): this one never writes it."""
 
 
 @dataclass(frozen=True)
@@ -148,12 +154,16 @@ class QdrantStore(ABC):
         vectors = self.vectors(collection)
         return vectors[0] if vectors else None
 
-    def ensure_collection(self, collection: str, dimension: int, model: str) -> None:
+    def ensure_collection(self, collection: str, dimension: int, model: str,
+                          deployment: str | None = None) -> None:
+        """Create the collection for `deployment`, or check that the existing one is its (a
+        collection that records no deployment is adopted) and fits the model."""
         if not self.exists(collection):
-            self.create(collection, dimension,
-                        metadata={MODEL_KEY: {"model": model, "dimension": dimension}})
+            self.create(collection, dimension, metadata={MODEL_KEY: {
+                "model": model, "dimension": dimension, "deployment": deployment}})
             log.info("created collection %s (%d dimensions, cosine)", collection, dimension)
             return
+        self.claim(collection, deployment)
         size = self.vector_size(collection)
         if size != dimension:
             raise CollectionMismatch(
@@ -162,12 +172,37 @@ class QdrantStore(ABC):
                 "or give the collection a new name"
             )
 
+    def claim(self, collection: str, deployment: str | None) -> None:
+        """Check that the existing collection is `deployment`'s before writing it; one that
+        records no deployment (made by an earlier vector_sync) is adopted."""
+        owner = self.deployment(collection)
+        if owner is None and deployment is not None:
+            self._stamp(collection, deployment=deployment)
+            log.info("collection %s is now recorded as this deployment's (%s)", collection,
+                     deployment)
+        elif owner is not None and owner != deployment:
+            raise NotThisDeployments(
+                f"collection {collection!r} in Qdrant was created by another vector_sync "
+                f"deployment ({owner!r}; this configuration is {deployment!r}): nothing was "
+                "written to it. Give the collection another name in the config; or, if that "
+                f"deployment is this one (its ledger was replaced), set `deployment: {owner}`")
+
     def record_model(self, collection: str, model: str, dimension: int) -> None:
         """Stamp the collection with the model its vectors come from (the check compares)."""
-        self.set_metadata(collection, {MODEL_KEY: {"model": model, "dimension": dimension}})
+        self._stamp(collection, model=model, dimension=dimension)
 
     def model(self, collection: str) -> str | None:
-        return (self.metadata(collection).get(MODEL_KEY) or {}).get("model")
+        return self._stamps(collection).get("model")
+
+    def deployment(self, collection: str) -> str | None:
+        """The vector_sync deployment that created the collection (None: not recorded)."""
+        return self._stamps(collection).get("deployment")
+
+    def _stamps(self, collection: str) -> dict[str, Any]:
+        return dict(self.metadata(collection).get(MODEL_KEY) or {})
+
+    def _stamp(self, collection: str, **values: Any) -> None:
+        self.set_metadata(collection, {MODEL_KEY: {**self._stamps(collection), **values}})
 
     def delete(self, collection: str, ids: Sequence[str]) -> None:
         if ids and self.exists(collection):  # a missing collection holds nothing to delete

@@ -4,7 +4,7 @@ client's local mode, which speaks the same API)."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from qdrant_client import QdrantClient, models
@@ -29,12 +29,21 @@ FACET_LIMIT = 100_000  # distinct sources per collection; a handful in practice
 
 
 @contextmanager
-def _reading() -> Iterator[None]:
-    """A read that a server refuses or drops is Qdrant being unavailable, said plainly."""
+def _reading(done: str = "read") -> Iterator[None]:
+    """A request that a server refuses or drops is Qdrant being unavailable, said plainly in
+    one line: every command reports QdrantUnavailable as such, never with a traceback."""
     try:
         yield
-    except (ResponseHandlingException, UnexpectedResponse) as error:
-        raise QdrantUnavailable(f"Qdrant could not be read: {error}") from None
+    except UnexpectedResponse as error:
+        content = " ".join(error.content[:200].decode(errors="replace").split())
+        raise QdrantUnavailable(f"Qdrant could not be {done}: HTTP {error.status_code} "
+                                f"{error.reason_phrase}: {content}") from None
+    except ResponseHandlingException as error:
+        raise QdrantUnavailable(f"Qdrant could not be {done}: {error}") from None
+
+
+def _writing() -> AbstractContextManager[None]:
+    return _reading("written")
 
 
 class ServerStore(QdrantStore):
@@ -54,39 +63,46 @@ class ServerStore(QdrantStore):
         self.client.close()
 
     def collections(self) -> list[str]:
-        return [c.name for c in self.client.get_collections().collections]
+        with _reading():
+            return [c.name for c in self.client.get_collections().collections]
 
     def exists(self, collection: str) -> bool:
         with _reading():
             return bool(self.client.collection_exists(collection))
 
     def vectors(self, collection: str) -> tuple[int, str] | None:
-        vectors = self.client.get_collection(collection).config.params.vectors
+        with _reading():
+            vectors = self.client.get_collection(collection).config.params.vectors
         if not isinstance(vectors, models.VectorParams):
             return None
         return int(vectors.size), str(vectors.distance.value)
 
     def create(self, collection: str, dimension: int, distance: str = "Cosine",
                metadata: dict[str, Any] | None = None) -> None:
-        self.client.create_collection(
-            collection, metadata=metadata,
-            vectors_config=models.VectorParams(size=dimension, distance=models.Distance(distance)))
-        for key in INDEXED_KEYS:
-            self.client.create_payload_index(
-                collection, key, models.PayloadSchemaType.KEYWORD, wait=True)
+        with _writing():
+            self.client.create_collection(
+                collection, metadata=metadata, vectors_config=models.VectorParams(
+                    size=dimension, distance=models.Distance(distance)))
+            for key in INDEXED_KEYS:
+                self.client.create_payload_index(
+                    collection, key, models.PayloadSchemaType.KEYWORD, wait=True)
 
     def metadata(self, collection: str) -> dict[str, Any]:
-        return dict(self.client.get_collection(collection).config.metadata or {})
+        with _reading():
+            return dict(self.client.get_collection(collection).config.metadata or {})
 
     def set_metadata(self, collection: str, metadata: dict[str, Any]) -> None:
-        self.client.update_collection(collection, metadata=metadata)
+        with _writing():
+            self.client.update_collection(collection, metadata=metadata)
 
     def drop(self, collection: str) -> None:
-        self.client.delete_collection(collection)
+        with _writing():
+            self.client.delete_collection(collection)
 
     def upsert(self, collection: str, points: Sequence[Point]) -> None:
-        self.client.upsert(collection, wait=True, points=[
-            models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points])
+        with _writing():
+            self.client.upsert(collection, wait=True, points=[
+                models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points])
 
     def batch(self, collection: str, operations: Sequence[Operation]) -> None:
         def converted(operation: Operation) -> Any:
@@ -98,8 +114,9 @@ class ServerStore(QdrantStore):
             return models.DeletePayloadOperation(delete_payload=models.DeletePayload(
                 keys=operation.keys, points=operation.ids))
 
-        self.client.batch_update_points(
-            collection, update_operations=[converted(o) for o in operations], wait=True)
+        with _writing():
+            self.client.batch_update_points(
+                collection, update_operations=[converted(o) for o in operations], wait=True)
 
     def scroll(self, collection: str, source: str | None, with_payload: WithPayload = True,
                with_vectors: bool = False) -> Iterator[StoredPoint]:
@@ -127,8 +144,9 @@ class ServerStore(QdrantStore):
                                          exact=True).count)
 
     def search(self, collection: str, vector: Sequence[float], limit: int) -> list[Hit]:
-        points = self.client.query_points(
-            collection, query=list(vector), limit=limit, with_payload=True).points
+        with _reading("searched"):
+            points = self.client.query_points(
+                collection, query=list(vector), limit=limit, with_payload=True).points
         return [Hit(str(p.id), float(p.score), p.payload or {}) for p in points]
 
     def sources(self, collection: str) -> dict[str | None, int]:
@@ -142,8 +160,9 @@ class ServerStore(QdrantStore):
         return found
 
     def delete_source(self, collection: str, source: str | None) -> None:
-        self.client.delete(collection, wait=True, points_selector=models.FilterSelector(
-            filter=_of_source(source) if source is not None else _without_source()))
+        with _writing():
+            self.client.delete(collection, wait=True, points_selector=models.FilterSelector(
+                filter=_of_source(source) if source is not None else _without_source()))
 
 
 def _without_source() -> models.Filter:

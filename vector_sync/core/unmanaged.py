@@ -1,9 +1,12 @@
-"""What Qdrant holds that the config does not account for: collections it no longer names,
-and points of a named collection whose `source` is not a source feeding it (a source removed
-from the config, another tool's points, points with no `source` at all).
+"""What Qdrant holds that the config does not account for: collections this deployment
+made that the config no longer names, and points of a named collection whose `source` is not
+a source feeding it (a source removed from the config, another tool's points, points with no
+`source` at all).
 
 A sync never touches them: it only ever addresses its own sources' points. `verify` reports
-them and fails; only `repair --prune` deletes them, and says what it deleted.
+them and fails; only `repair --prune` deletes them, and says what it deleted. Collections
+another configuration or another tool made are "not managed here" (ownership.py): listed,
+never counted as a problem, never deleted.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vector_sync.core.ledger import open_ledger
+from vector_sync.core.ownership import deployment_of
+from vector_sync.core.plan import read_only_ledger
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.core.store import open_store
 
@@ -24,9 +29,15 @@ class Unmanaged:
     collections: dict[str, int] = field(default_factory=dict)  # collection -> points
     # (collection, source or None for points without one) -> points
     sources: dict[tuple[str, str | None], int] = field(default_factory=dict)
+    # collections not managed here -> the deployment that made them (None: not recorded)
+    elsewhere: dict[str, str | None] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
+        """Whether there is anything of this deployment's to prune."""
         return bool(self.collections or self.sources)
+
+    def not_managed_here(self) -> list[dict[str, Any]]:
+        return [{"collection": c, "deployment": d} for c, d in sorted(self.elsewhere.items())]
 
     def summary(self) -> list[dict[str, Any]]:
         return [{"collection": c, "source": None, "points": n, "what": "collection not in "
@@ -39,8 +50,14 @@ class Unmanaged:
 
 def find_unmanaged(config: VectorSyncConfig) -> Unmanaged:
     found = Unmanaged()
+    with read_only_ledger(config) as ledger:
+        ours = deployment_of(config, ledger)
     with open_store(config.qdrant, config.state) as store:
         for collection in store.collections():
+            owner = store.deployment(collection)
+            if not _managed_here(owner, ours, collection in config.collections):
+                found.elsewhere[collection] = owner
+                continue
             if collection not in config.collections:
                 found.collections[collection] = store.count(collection, None)
                 continue
@@ -49,6 +66,12 @@ def find_unmanaged(config: VectorSyncConfig) -> Unmanaged:
                 if source not in feeding:
                     found.sources[(collection, source)] = points
     return found
+
+
+def _managed_here(owner: str | None, ours: str | None, named: bool) -> bool:
+    if owner is None:  # made by an earlier vector_sync: the next sync adopts a named one
+        return named
+    return owner == ours
 
 
 def prune(config: VectorSyncConfig, found: Unmanaged) -> None:

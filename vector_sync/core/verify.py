@@ -5,9 +5,9 @@ reports: `repair` is what writes.
 Qdrant is scrolled once, payloads only (never vectors), folding every point into one of
 BUCKETS digests keyed by doc_id; the expected state and the ledger are folded the same way.
 Only buckets whose digests differ are drilled into with a second pass, so a consistent
-collection costs one scroll and memory proportional to the bucket count (seed 004's
-Merkle idea). A sampling mode checks a random subset of documents by their point ids plus
-the total point count, and says so.
+collection costs one scroll and memory proportional to the bucket count (a Merkle-style
+summary). A sampling mode checks a random subset of documents by their point ids plus the
+total point count, and says so.
 """
 
 from __future__ import annotations
@@ -83,8 +83,9 @@ class Verification:
     ledger_disagrees: list[str] = field(default_factory=list)
     config_problems: list[str] = field(default_factory=list)
     buckets_differing: int = 0
-    surplus_points: int = 0  # sampling: points beyond what the source accounts for
-    missing_points: int = 0  # sampling: points the source accounts for that are not there
+    # points the expected state accounts for (its chunk counts summed): compared with
+    # `points`, it is how sampling finds a lost or extra point in a document it did not draw
+    points_expected: int = 0
     sampled: str | None = None  # what a sampling run checked
     held: dict[str, Held] = field(default_factory=dict)  # drilled documents only
     seconds: float = 0.0
@@ -92,16 +93,19 @@ class Verification:
     @property
     def consistent(self) -> bool:
         return not (self.missing or self.orphans or self.stale or self.config_problems
-                    or self.surplus_points or self.missing_points)
+                    or self.points != self.points_expected)
 
     def summary(self) -> dict[str, Any]:
+        """The counts every report uses (CLI, checks, docs): documents `checked`, and of
+        them `missing`, `orphans`, `stale` and `ledger_disagreements`; `points` held in
+        Qdrant beside `points_expected`."""
         return {
-            "checked": self.checked, "points": self.points, "missing": len(self.missing),
+            "checked": self.checked, "missing": len(self.missing),
             "orphans": len(self.orphans), "stale": len(self.stale),
             "ledger_disagreements": len(self.ledger_disagrees),
+            "points": self.points, "points_expected": self.points_expected,
             "config_problems": self.config_problems, "buckets": BUCKETS,
             "buckets_differing": self.buckets_differing,
-            "surplus_points": self.surplus_points, "missing_points": self.missing_points,
             "sampled": self.sampled,
             "seconds": self.seconds,
         }
@@ -123,7 +127,8 @@ class Verifier:
                dimension: int | None, sample: float | None = None,
                at_least: int = 1) -> Verification:
         started = time.perf_counter()
-        result = Verification(self.source, self.spec.name, checked=len(expected))
+        result = Verification(self.source, self.spec.name, checked=len(expected),
+                              points_expected=sum(state[2] for state in expected.values()))
         result.config_problems = self._config_problems(dimension)
         if sample is not None:
             self._sampled(result, expected, sample, at_least)
@@ -249,11 +254,9 @@ class Verifier:
             result.points = self.store.count(self.spec.name, self.source)
         else:
             result.missing = [d for d in chosen if expected[d][2]]
-        want_points = sum(state[2] for state in expected.values())
-        result.surplus_points = max(result.points - want_points, 0)
-        result.missing_points = max(want_points - result.points, 0)
         result.sampled = (f"{len(chosen)} of {len(expected)} documents by point id, and the "
-                          f"point count ({result.points} held, {want_points} expected)")
+                          f"point count ({result.points} held, {result.points_expected} "
+                          "expected)")
 
 
 def _claim(row: LedgerRow) -> Expected:

@@ -12,7 +12,7 @@ that feed it.
 
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -28,6 +28,7 @@ from vector_sync.core.store import CollectionMismatch, QdrantUnavailable
 from vector_sync.defs import reports
 from vector_sync.defs.jobs import (
     FAILED,
+    PRESETS,
     RESYNC_JOB,
     SNAPSHOT,
     SOURCES_GROUP,
@@ -49,10 +50,19 @@ LAUNCHED_BY = {"dagster/backfill": "backfill", "dagster/schedule_name": "schedul
 class SnapshotConfig(dg.Config):
     full: bool = False  # read every document, ignoring the cheap version hints
     doc_ids: list[str] = []  # re-sync only these documents; the rest stay as they are
-    retry_due: bool = False  # only the failed documents whose backoff has expired
-    pending: bool = False  # only the documents with a row not synced (due or not)
-    repair: bool = False  # first rewrite the ledger from what Qdrant holds (then sync)
+    # unset: as the job says (true in the job of the same name, false elsewhere)
+    retry_due: bool | None = None  # only the failed documents whose backoff has expired
+    pending: bool | None = None  # only the documents with a row not synced (due or not)
+    repair: bool | None = None  # first rewrite the ledger from what Qdrant holds (then sync)
     prune: bool = False  # with repair: delete what the config no longer names
+
+    def for_job(self, job: str) -> "SnapshotConfig":
+        """The values the run config leaves unset taken from the job's preset: a `repair`
+        run repairs however it was launched (a launchpad whose editor was filled before a
+        partition was picked, `dg launch`, a GraphQL client sending no config)."""
+        preset = PRESETS.get(job, {})
+        return self.model_copy(update={key: preset.get(key, False) for key in (
+            "retry_due", "pending", "repair") if getattr(self, key) is None})
 
     def targets(self, settings: VectorSyncConfig, source: str) -> set[str] | None:
         """The documents a targeted run reads, or None for a whole-source sync."""
@@ -73,6 +83,7 @@ def source_snapshot_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefin
     def source_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig,
                         vector_sync: VectorSyncResource) -> dg.MaterializeResult:
         settings, source = vector_sync.load(), context.partition_key
+        config = config.for_job(context.job_name)
         if context.job_name == RESYNC_JOB and not config.doc_ids:  # not a whole-source sync
             raise dg.Failure(description="resync_documents re-syncs named documents: list "
                              "their ids in the run config, ops.source_snapshot.config.doc_ids "
@@ -161,6 +172,45 @@ def _fed(context: dg.AssetExecutionContext | dg.OpExecutionContext, settings: Ve
     return False
 
 
+def _run_and_its_ancestors(context: dg.AssetExecutionContext | dg.OpExecutionContext,
+                           ) -> list[str]:
+    """This run's id, and those of the runs it re-executes ("re-execute from failure" keeps
+    the steps that had succeeded, the snapshot among them), back to the first."""
+    run, ids = context.run, [context.run.run_id]
+    while run.parent_run_id and run.parent_run_id not in ids:
+        ids.append(run.parent_run_id)
+        parent = context.instance.get_run_by_id(run.parent_run_id)
+        if parent is None:  # deleted from the run history
+            break
+        run = parent
+    return ids
+
+
+def _made_in_this_run(context: dg.AssetExecutionContext | dg.OpExecutionContext,
+                      upstream: dg.AssetKey, stage: dg.AssetKey) -> None:
+    """Each stage reads the file its upstream asset's latest materialization (for the run's
+    source) wrote. A run that selects a stage without what comes before it (the "Materialize
+    all" of a collection's group, which holds the chain but not source_snapshot; one asset
+    materialized alone) would work from an old look at the source and report nothing of
+    the edits since: it is refused, saying what to launch instead."""
+    source = context.partition_key
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=upstream, asset_partitions=[source]), limit=1).records
+    if records and records[0].run_id in _run_and_its_ancestors(context):
+        return
+    name, made = upstream.to_user_string(), "it was never materialized" if not records else (
+        f"its latest materialization is from run {records[0].run_id[:8]}, "
+        f"{datetime.fromtimestamp(records[0].timestamp, UTC):%Y-%m-%d %H:%M:%S} UTC")
+    raise dg.Failure(
+        description=f"{stage.to_user_string()} did not run: this run does not materialize "
+        f"{name} for source {source!r} ({name} is not selected), and {made}: working from "
+        f"it would miss every change to {source} since. To sync {source}, launch the `sync` "
+        f"job for partition {source} (Jobs > sync > Launchpad), or materialize "
+        f"{SNAPSHOT.to_user_string()} together with this chain (in the graph, select "
+        f"{SNAPSHOT.to_user_string()} and its downstream assets, then Materialize).",
+        allow_retries=False)
+
+
 def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
                       settings: VectorSyncConfig) -> list[dg.AssetsDefinition]:
     changes_key = asset_key("changes", collection)
@@ -182,6 +232,7 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
         settings = vector_sync.load()
         if not _fed(context, settings, collection):
             return
+        _made_in_this_run(context, SNAPSHOT, changes_key)
         with _step(context, settings):
             metadata = diff.changes(settings, context.partition_key, collection)
         yield dg.MaterializeResult(metadata=metadata)
@@ -200,6 +251,7 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
                        vector_sync: VectorSyncResource) -> Iterator[dg.MaterializeResult]:
             settings = vector_sync.load()
             if _fed(context, settings, collection):
+                _made_in_this_run(context, changes_key, embeddings_key)
                 with _step(context, settings):
                     metadata = embed.embeddings(settings, context.partition_key, collection)
                 yield dg.MaterializeResult(metadata=metadata)
@@ -211,7 +263,8 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
         check_specs=[dg.AssetCheckSpec(
             FAILED, asset=qdrant_key,
             description="No document of the collection is failed (WARN: the rest was "
-            "applied; failed documents are retried with backoff). Evaluated by every sync.")],
+            "applied; failed documents are retried with backoff; ERROR once the retries gave "
+            "up on one). Evaluated by every sync.")],
         description=f"The Qdrant collection {collection!r}: applies the change set "
         "(upsert, set_payload, delete) and records each acknowledged write in the ledger. "
         "Each materialization shows this run's counts, the collection's documents by status "
@@ -226,6 +279,7 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
                 status = reports.collection_status(settings, collection)
             yield reports.failed_documents_check(status)
             return
+        _made_in_this_run(context, embeddings_key, qdrant_key)
         last_attempt = context.retry_number >= settings.retry.step_retries
         try:
             with _step(context, settings):
@@ -261,6 +315,7 @@ def sharded_embeddings(collection: str, changes_key: dg.AssetKey, shards: int,
     def plan(context: dg.OpExecutionContext,
              vector_sync: VectorSyncResource) -> Iterator[dg.DynamicOutput[int]]:
         if _fed(context, vector_sync.load(), collection):
+            _made_in_this_run(context, changes_key, asset_key("embeddings", collection))
             for shard in range(shards):
                 yield dg.DynamicOutput(shard, mapping_key=f"shard_{shard}")
 

@@ -20,7 +20,12 @@ from vector_sync.defs.reports import table
 from vector_sync.defs.resources import VectorSyncResource
 
 CONSISTENT, VECTORS, LEDGER = VERIFY_CHECKS
-DIFFERENCES = ("missing", "orphans", "stale", "surplus_points", "missing_points")
+# documents found wrong, as `vector-sync verify` counts them; the points held are shown
+# beside the points expected (a sampled check finds a lost point by that count)
+DIFFERENCES = ("missing", "orphans", "stale")
+
+
+NAMED = 10  # offenders named in a failed verification's message; its table has them all
 
 
 class VerifyConfig(dg.Config):
@@ -81,21 +86,46 @@ def consistency_checks(collection: str) -> dg.AssetChecksDefinition:
                 else verify_source(settings, source, [collection]))]
         except (SourceUnavailable, QdrantUnavailable, LedgerUnavailable) as error:
             # the run that synced goes on as it was; the checks say why nothing was verified
-            for name in selected:
-                yield dg.AssetCheckResult(check_name=name, passed=False,
-                                          description=f"not verified: {error}")
-            return
-        for check in _evaluations(results, sources):
-            if check.check_name in selected:
-                yield check
+            results = []
+            evaluations = [dg.AssetCheckResult(check_name=name, passed=False,
+                                               description=f"not verified: {error}")
+                           for name in sorted(selected)]
+        else:
+            evaluations = [check for check in _evaluations(results, sources)
+                           if check.check_name in selected]
+        yield from evaluations  # recorded first: the check's page shows what was found
+        if not context.has_partition_key:
+            _fail_verification(collection, evaluations, results)
 
     return verify
 
 
+def _fail_verification(collection: str, evaluations: list[dg.AssetCheckResult],
+                       results: list[Verification]) -> None:
+    """A verification that found Qdrant wrong (or could not verify it) fails its run, so the
+    verify job's run is red when there is something to repair; the failure names what was
+    found. A sync's spot check only reports: the sync itself did what it had to."""
+    failed = [check for check in evaluations if not check.passed
+              and check.severity == dg.AssetCheckSeverity.ERROR]
+    if not failed:
+        return
+    problems = "; ".join(sorted({p for r in results for p in r.config_problems}))
+    found = [f"{problem} {doc_id}" for r in results for problem, doc_id in r.offenders()]
+    message = "; ".join(f"{asset_key('qdrant', collection).to_user_string()} "
+                        f"{check.check_name}: {check.description or problems or 'failed'}"
+                        for check in failed)
+    if found:
+        message += f". Offenders: {', '.join(found[:NAMED])}" + (
+            f" and {len(found) - NAMED} more" if len(found) > NAMED else "")
+    raise dg.Failure(description=message, allow_retries=False,
+                     metadata={"offenders": _offenders(results)} if found else {})
+
+
 def _evaluations(results: list[Verification], sources: list[str]) -> list[dg.AssetCheckResult]:
     counts = {key: sum(r.summary()[key] for r in results)
-              for key in ("checked", "points", *DIFFERENCES)}
-    differ = sum(counts[key] for key in DIFFERENCES)
+              for key in ("checked", *DIFFERENCES, "points", "points_expected")}
+    differ = sum(counts[key] for key in DIFFERENCES) or any(
+        r.points != r.points_expected for r in results)
     problems = sorted({p for r in results for p in r.config_problems})
     disagreements = sum(len(r.ledger_disagrees) for r in results)
     verified = {"sources": ", ".join(sources) or "none (no source feeds it)",

@@ -25,6 +25,12 @@ TAG_SOURCE, TAG_TRIGGER = "vector_sync/source", "vector_sync/trigger"
 TAG_DOCUMENTS = "vector_sync/documents"  # what a targeted run reads
 OPERATOR = {TAG_TRIGGER: "operator"}  # a sensor's or the CLI's own tags win
 
+# what an operator job does without being told (the run config can still say otherwise);
+# resync_documents needs its ids, and a repair prunes only when asked
+PRESETS: dict[str, dict[str, bool]] = {RETRY_JOB: {"retry_due": True},
+                                       SYNC_PENDING_JOB: {"pending": True},
+                                       REPAIR_JOB: {"repair": True}}
+
 GUARD = "mass_delete_guard"
 FAILED = "failed_documents"
 VERIFY_CHECKS = ("consistent_with_source", "vectors_match_config", "ledger_matches_qdrant")
@@ -74,11 +80,16 @@ def sync_checks(config: VectorSyncConfig, source: str) -> list[dg.AssetCheckKey]
 
 def _operator_job(name: str, description: str, **snapshot_config: object,
                   ) -> dg.UnresolvedAssetJobDefinition:
-    """A sync job for the launchpad: `snapshot_config` is its default run config of
-    source_snapshot (the launchpad shows it; a person edits only a value)."""
+    """A sync job for the launchpad, which does what its name says (PRESETS). Dagster does
+    not show a partitioned job's run config on its launchpad until a partition is picked
+    (the editor starts from the defaults of source_snapshot's config, which every job
+    shares): the snapshot takes the job's preset itself, so an unset value means "as the
+    job says", and `snapshot_config` (the preset, and the values a person may edit) is what
+    picking a partition writes into the editor."""
     return dg.define_asset_job(
         name, selection=dg.AssetSelection.all(), description=description, tags=OPERATOR,
-        config={"ops": {"source_snapshot": {"config": snapshot_config}}})
+        config={"ops": {"source_snapshot": {"config": {**PRESETS.get(name, {}),
+                                                         **snapshot_config}}}})
 
 
 def build_jobs(config: VectorSyncConfig) -> list[dg.UnresolvedAssetJobDefinition]:
@@ -94,11 +105,10 @@ def build_jobs(config: VectorSyncConfig) -> list[dg.UnresolvedAssetJobDefinition
             "Collections the source does not feed are skipped."),
         _operator_job(
             RETRY_JOB, "Retry what is due: the failed documents of the chosen source(s) whose "
-            "backoff has expired, and only those (their stored vectors are reused).",
-            retry_due=True),
+            "backoff has expired, and only those (their stored vectors are reused)."),
         _operator_job(
             SYNC_PENDING_JOB, "Sync every document of the chosen source(s) with a pending, "
-            "stale or failed row, whether or not its retry is due.", pending=True),
+            "stale or failed row, whether or not its retry is due."),
         _operator_job(
             RESYNC_JOB, "Re-sync named documents of the chosen source: read them again and "
             "apply what changed; the rest stay as they are. Run config: the ids under "
@@ -107,8 +117,7 @@ def build_jobs(config: VectorSyncConfig) -> list[dg.UnresolvedAssetJobDefinition
         _operator_job(
             REPAIR_JOB, "Repair the chosen source: rewrite the ledger from what Qdrant holds, "
             "then sync, so Qdrant matches the source. Run config: `prune: true` also deletes "
-            "points of sources and collections the config no longer names.",
-            repair=True, prune=False),
+            "points of sources and collections the config no longer names.", prune=False),
         dg.define_asset_job(
             VERIFY_JOB, selection=dg.AssetSelection.checks(
                 *(dg.AssetCheckKey(q, name) for q in qdrant for name in VERIFY_CHECKS)),

@@ -2,8 +2,8 @@
 
 Every `qdrant_<collection>` materialization, whoever started it, records the collection's
 status counts (so the UI plots them over time) and the documents that failed with their
-errors, and evaluates the `failed_documents` check from the same rows, so the catalog
-shows a warning while any document of the collection is failed.
+errors, and evaluates the `failed_documents` check from the same rows: a warning while the
+failed documents are being retried, an error once retries gave up on any of them.
 """
 
 from __future__ import annotations
@@ -34,12 +34,15 @@ def collection_status(settings: VectorSyncConfig, collection: str) -> dict[str, 
             for status, number in counts.items():
                 by_status[status] += number
         failed = ledger.failed(limit=LISTED, collection=collection)
+        given_up = sum(ledger.count_given_up(source, collection)
+                       for source in settings.sources_feeding(collection))
     rows = [{"source": r.source, "doc_id": r.doc_id, "error_code": r.error_code or "",
              "error": r.last_error or "", "attempts": r.attempts,
              "next_retry": f"{r.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"
              if r.next_attempt_at else "retries exhausted"} for r in failed]
     return {
         **{f"documents_{status}": number for status, number in by_status.items()},
+        "documents_given_up": given_up,
         "failed_documents": table(rows, {
             "source": "string", "doc_id": "string", "error_code": "string", "error": "string",
             "attempts": "int", "next_retry": "string"}),
@@ -47,14 +50,20 @@ def collection_status(settings: VectorSyncConfig, collection: str) -> dict[str, 
 
 
 def failed_documents_check(status: dict[str, Any]) -> dg.AssetCheckResult:
-    """WARN while any document of the collection is failed: the run still succeeds (the
-    rest was applied, retries follow), but the catalog shows it."""
-    failed = status["documents_failed"]
+    """Failed while any document of the collection is failed; the run still succeeds (the
+    rest was applied). WARN while the retry sensor takes them again; ERROR once it gave up
+    on one: nothing will fix it without a person, and an ERROR check is what turns the
+    asset's box red in the UI's graph."""
+    failed, given_up = status["documents_failed"], status["documents_given_up"]
     shown = len(status["failed_documents"].records)
     return dg.AssetCheckResult(
-        check_name=FAILED, passed=failed == 0, severity=dg.AssetCheckSeverity.WARN,
+        check_name=FAILED, passed=failed == 0,
+        severity=dg.AssetCheckSeverity.ERROR if given_up else dg.AssetCheckSeverity.WARN,
         description=None if failed == 0 else
-        f"{failed} document(s) failed" + (f"; the {shown} most recent are listed"
-                                          if shown < failed else "")
+        f"{failed} document(s) failed" + (
+            f", retries exhausted for {given_up}: fix them, then run resync_documents with "
+            "their ids" if given_up else ", retried with backoff")
+        + (f"; the {shown} most recent are listed" if shown < failed else "")
         + ": see the table (`vector-sync status` lists them too)",
-        metadata={"documents_failed": failed, "failed_documents": status["failed_documents"]})
+        metadata={"documents_failed": failed, "documents_given_up": given_up,
+                  "failed_documents": status["failed_documents"]})

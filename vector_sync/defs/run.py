@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import dagster as dg
 
 from vector_sync.core.diff import OUTCOMES
 from vector_sync.core.locks import SourceBusy, source_lock
+from vector_sync.core.plan import read_only_ledger
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.definitions import build_definitions
 from vector_sync.defs.assets import SnapshotConfig
@@ -32,6 +34,7 @@ from vector_sync.defs.jobs import (
 )
 
 log = logging.getLogger(__name__)
+KEPT_FAILING = "not attempted, Qdrant kept failing: "  # a document after the first refusals
 
 
 def instance() -> dg.DagsterInstance:
@@ -41,13 +44,16 @@ def instance() -> dg.DagsterInstance:
 
 def sync_source(config_file: Path, config: VectorSyncConfig, source: str, full: bool = False,
                 allow_mass_delete: bool = False, trigger: str = "cli") -> dict[str, Any]:
-    """{"collections": {name: counts}, "error": None or the reason the run failed}."""
+    """{"collections": {name: counts}, "error": None or what failed, "warnings": [...]}.
+    A collection the run did not get to apply has no counts (rather than zeros); a run that
+    completed with documents Qdrant refused has the reason as its error."""
     defs = build_definitions(str(config_file))
     collections = config.sources[source].collections
     guard = GuardConfig(allow_mass_delete=allow_mass_delete)
     job = defs.resolve_job_def(SYNC_JOB).get_subset(
         asset_selection=set(sync_assets(config, source)),
         asset_check_selection=set(sync_checks(config, source)))
+    started = datetime.now(UTC)
     try:
         # one sync of a source at a time; the instance is disposed here because the CLI
         # exits without the interpreter's teardown
@@ -70,18 +76,53 @@ def sync_source(config_file: Path, config: VectorSyncConfig, source: str, full: 
             )
     except SourceBusy as error:
         return {"collections": {}, "error": str(error), "warnings": []}
-    return {"collections": collection_counts(result, collections),
-            "error": None if result.success else failure_message(result),
+    counts = collection_counts(result, collections)
+    return {"collections": counts,
+            "error": qdrant_failure(config, source, counts, started) if result.success
+            else failure_message(result),
             "warnings": spot_check_warnings(result)}
+
+
+def qdrant_failure(config: VectorSyncConfig, source: str, counts: dict[str, dict[str, int]],
+                   since: datetime) -> str | None:
+    """Why this run's documents could not be written, when Qdrant refused or was down: the
+    run itself completes (the documents are recorded failed, to be retried), but the sync
+    did not do its job. The ledger holds each document's reason."""
+    refused: dict[str, int] = {}
+    reason = ""
+    with read_only_ledger(config) as ledger:
+        for collection, applied in counts.items():
+            if not applied["failed"]:
+                continue
+            # most recent first: this run's failures are among the first `failed` rows
+            rows = [row for row in ledger.failed(source, limit=applied["failed"],
+                                                 collection=collection)
+                    if row.error_code == "qdrant_error" and row.last_attempt_at is not None
+                    and row.last_attempt_at >= since]
+            if rows:
+                refused[collection] = len(rows)
+                reason = reason or (rows[0].last_error or "").removeprefix(KEPT_FAILING)
+    if not refused:
+        return None
+    return (f"Qdrant: {sum(refused.values())} document(s) not written ("
+            + ", ".join(f"{n} in {c}" for c, n in refused.items())
+            + f"; later syncs retry them): {reason}")
 
 
 def spot_check_warnings(result: dg.ExecuteInProcessResult) -> list[str]:
     """What the run's spot check of Qdrant found wrong (the sync itself may have succeeded:
-    a point lost behind vector_sync's back is not this run's failure)."""
-    return [f"{evaluation.asset_key.to_user_string()} {evaluation.check_name}: "
-            f"{evaluation.description or 'failed'}"
-            for evaluation in result.get_asset_check_evaluations()
-            if not evaluation.passed and evaluation.check_name in VERIFY_CHECKS]
+    a point lost behind vector_sync's back is not this run's failure). A spot check that
+    could not read Qdrant says so once per collection, not once per check."""
+    warnings: dict[str, None] = {}
+    for evaluation in result.get_asset_check_evaluations():
+        if evaluation.passed or evaluation.check_name not in VERIFY_CHECKS:
+            continue
+        asset, description = evaluation.asset_key.to_user_string(), evaluation.description
+        if description and description.startswith("not verified"):
+            warnings[f"{asset}: {description}"] = None
+        else:
+            warnings[f"{asset} {evaluation.check_name}: {description or 'failed'}"] = None
+    return list(warnings)
 
 
 def collection_counts(result: dg.ExecuteInProcessResult,
@@ -94,7 +135,9 @@ def collection_counts(result: dg.ExecuteInProcessResult,
                 k: v.value for k, v in materialization.metadata.items()}
     counts = {}
     for collection in collections:
-        applied = metadata.get(asset_key("qdrant", collection), {})
+        applied = metadata.get(asset_key("qdrant", collection))
+        if applied is None:  # the run stopped before this collection's Qdrant step
+            continue
         embedded = metadata.get(asset_key("embeddings", collection), {})
         counts[collection] = {**{k: int(applied.get(k, 0)) for k in OUTCOMES},
                               **{k: int(embedded.get(k, 0))

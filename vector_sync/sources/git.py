@@ -4,7 +4,8 @@ Content comes from Git objects, never from a working tree, so an uncommitted edi
 synced. scan() pins the branch head once and lists its tree (`git ls-tree`) with each blob
 id as the version hint; changed_since() diffs the last synced commit against that head;
 read() takes only the requested blobs, from one `git cat-file --batch` process. A URL repo
-is cloned (bare) into `clone_dir` and fetched on every scan; a local repo's branch is read
+is cloned (bare) into `clone_dir` and fetched on every scan (a dry run fetches into a
+temporary repository instead, leaving the clone as it is); a local repo's branch is read
 where it is. Every git command runs with the repository's git dir, never its working tree.
 """
 
@@ -38,6 +39,7 @@ from vector_sync.sources.git_objects import (
     Entry,
     Repo,
     fetched_clone,
+    fetched_copy,
     head_commit,
     is_repo_url,
     local_repo,
@@ -79,6 +81,9 @@ class GitConfig(SourceConfig):
 
     def open(self, name: str, fields: Sequence[str] | None) -> Source:
         return GitSource(name, self)
+
+    def open_read_only(self, name: str, fields: Sequence[str] | None) -> Source:
+        return GitSource(name, self, read_only=True)
 
     def look(self, name: str, state: dict[str, Any] | None) -> ChangeCheck:
         """Has the branch head moved since the head kept in `state`? A local repo's ref, or
@@ -154,9 +159,10 @@ class GitSource:
 
     scoped_reads = True  # read() only knows the selected files of the pinned tree
 
-    def __init__(self, name: str, config: GitConfig) -> None:
+    def __init__(self, name: str, config: GitConfig, read_only: bool = False) -> None:
         self.name = name
         self.config = config
+        self._read_only = read_only  # a dry run: a URL repo's clone is not fetched into
         self._rules = PathRules(name, config.include, config.exclude, config.ignore_files)
         self._pinned: _Pin | None = None
         self._pinned_for_scan = False
@@ -223,8 +229,11 @@ class GitSource:
                       f"{short(pin.head)})")
 
     def _pin(self) -> _Pin:
-        repo = fetched_clone(self.name, self.config) if is_repo_url(self.config.repo) \
-            else local_repo(self.name, self.config.repo)
+        if not is_repo_url(self.config.repo):
+            repo = local_repo(self.name, self.config.repo)
+        else:
+            fetch = fetched_copy if self._read_only else fetched_clone
+            repo = fetch(self.name, self.config)
         head, committed = repo.head(self.config.branch)
         tree = dict(repo.tree(head))
         selection = _Selection(self.name, self._rules, self._ignore_files(repo, tree))

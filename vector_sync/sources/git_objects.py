@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import weakref
@@ -193,14 +194,42 @@ def fetched_clone(source: str, config: GitConfig) -> Repo:
     if config.clone_dir is None:
         raise ValueError(f"sources.{source}.clone_dir is not set (load the config with "
                          "load_config, which defaults it)")
-    clone, where = str(config.clone_dir), mask_url(config.repo)
+    clone = str(config.clone_dir)
     if not os.path.exists(os.path.join(clone, "HEAD")):
-        done = _git(source, ["init", "--bare", "--quiet", clone])  # creates missing folders
-        if done.returncode:
-            raise unavailable(source, f"cannot create the clone in {clone}: {_stderr(done)}")
+        _init_bare(source, clone)
+    return _fetch_branch(source, config, clone)
+
+
+def fetched_copy(source: str, config: GitConfig) -> Repo:
+    """For a dry run, which leaves the clone in `clone_dir` as it is: the branch fetched into
+    a temporary bare repository that borrows the clone's objects (git alternates), so only
+    what the clone lacks is downloaded. The folder is removed with the returned Repo."""
+    scratch = tempfile.mkdtemp(prefix="vector-sync-git-")
+    try:
+        _init_bare(source, scratch)
+        objects = os.path.join(str(config.clone_dir), "objects")
+        if config.clone_dir is not None and os.path.isdir(objects):
+            with open(os.path.join(scratch, "objects", "info", "alternates"), "w") as file:
+                file.write(os.path.abspath(objects) + "\n")
+        repo = _fetch_branch(source, config, scratch)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    weakref.finalize(repo, shutil.rmtree, scratch, ignore_errors=True)
+    return repo
+
+
+def _init_bare(source: str, git_dir: str) -> None:
+    done = _git(source, ["init", "--bare", "--quiet", git_dir])  # creates missing folders
+    if done.returncode:
+        raise unavailable(source, f"cannot create the clone in {git_dir}: {_stderr(done)}")
+
+
+def _fetch_branch(source: str, config: GitConfig, git_dir: str) -> Repo:
+    where = mask_url(config.repo)
     ref = f"refs/heads/{config.branch}"
     # `+`: a force-pushed branch is taken as it now is; detection sees the rewrite
-    done = _git(source, ["--git-dir", clone, "fetch", "--quiet", "--no-tags",
+    done = _git(source, ["--git-dir", git_dir, "fetch", "--quiet", "--no-tags",
                          "--no-write-fetch-head", "--end-of-options", config.repo,
                          f"+{ref}:{ref}"], timeout=config.fetch_timeout_s,
                 action=f"fetching {where} (fetch_timeout_s)")
@@ -209,7 +238,7 @@ def fetched_clone(source: str, config: GitConfig) -> Repo:
     if done.returncode:
         raise unavailable(source, f"cannot fetch {where}: {_stderr(done, config.repo)}. Nothing "
                            "was synced or deleted")
-    return Repo(clone, where, source)
+    return Repo(git_dir, where, source)
 
 
 def head_commit(source: str, config: GitConfig) -> str:

@@ -7,14 +7,16 @@
 - `Scope`: which URLs the crawl may fetch (allowed prefixes, exclude globs).
 - `parse_sitemap`: page URLs and lastmods of a sitemap or sitemap index (gzip or plain).
 - `page_links` / `parse_page`: a page's links, and its fields: the main content as Markdown
-  (trafilatura: no navigation, footer or cookie banner, headings kept for the chunker), its
-  title, description, language, breadcrumbs and last modification.
+  (trafilatura: no navigation, footer or cookie banner, headings kept for the chunker,
+  without the backslash escapes a reader never sees), its title, description, language,
+  breadcrumbs and last modification.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import gzip
+import re
 import zlib
 from collections.abc import Sequence
 from datetime import UTC
@@ -244,4 +246,36 @@ def parse_page(body: bytes, url: str, last_modified: str | None = None) -> dict[
                                    include_images=False, deduplicate=False)
     if not markdown or not markdown.strip():
         raise ValueError("the page has no main content to extract")
-    return {**fields, "body": markdown.strip()}
+    return {**fields, "body": without_escapes(markdown.strip())}
+
+
+# trafilatura escapes what Markdown would read as markup, in prose only: inline characters
+# (a backslash run before one doubled, plus one) and the marker starting a paragraph
+_INLINE_ESCAPE = re.compile(r"(\\+)([*_`~\[\]<])|(`+)(?:.*?[^`])?\3(?!`)")
+_BLOCK_ESCAPE = re.compile(r"^( {0,3}(?:\d{1,9})?)\\([>+\-.)])(?=[ \t]|$)")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+
+def without_escapes(markdown: str) -> str:
+    """The page's Markdown with trafilatura's backslash escapes taken out, so the text is what
+    a reader of the page sees (`refresh_minutes`, not `refresh\\_minutes`). Code blocks and
+    code spans keep every backslash (it is literal there), and so does a `\\#` starting a
+    line, which would otherwise read as a heading and change the chunks' heading paths."""
+    lines, fence = [], ""
+    for line in markdown.split("\n"):
+        opening = _FENCE.match(line)
+        if fence:
+            fence = "" if opening and opening.group(1).startswith(fence) else fence
+        elif opening:
+            fence = opening.group(1)
+        else:
+            line = _INLINE_ESCAPE.sub(_unescaped, _BLOCK_ESCAPE.sub(r"\1\2", line))
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _unescaped(match: re.Match[str]) -> str:
+    backslashes = match.group(1)
+    if backslashes is None or len(backslashes) % 2 == 0:
+        return match.group(0)  # a code span, or backslashes trafilatura did not add
+    return "\\" * (len(backslashes) // 2) + match.group(2)

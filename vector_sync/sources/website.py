@@ -77,6 +77,10 @@ class WebsiteConfig(SourceConfig):
     def open(self, name: str, fields: Sequence[str] | None) -> Source:
         return WebsiteSource(name, self)
 
+    def open_read_only(self, name: str, fields: Sequence[str] | None) -> Source:
+        # the crawl still asks with the cache's validators, but leaves the cache as it was
+        return WebsiteSource(name, self, keep_cache=False)
+
     def look(self, name: str, state: dict[str, Any] | None) -> ChangeCheck:
         from vector_sync.sources.web_watch import look
 
@@ -101,15 +105,16 @@ class WebsiteConfig(SourceConfig):
 class WebsiteSource:
     scoped_reads = False  # a page's scope is known only from a crawl
 
-    def __init__(self, name: str, settings: WebsiteConfig) -> None:
+    def __init__(self, name: str, settings: WebsiteConfig, keep_cache: bool = True) -> None:
         self.name = name
         self.settings = settings
+        self._keep_cache = keep_cache  # False: a dry run, which writes nothing
         self._pages: dict[str, Page] = {}
 
     def scan(self) -> Iterator[SourceEntry]:
         with self.settings.fetcher() as fetcher:
             crawl = Crawler(self.name, self.settings, fetcher, self.settings.cache()).run()
-        if self.settings.cache_file:
+        if self.settings.cache_file and self._keep_cache:
             write_json(self.settings.cache_file, crawl.cache)
         self._pages = crawl.pages
         log.info("%s: crawled %d pages: %s", self.name, len(crawl.pages),

@@ -61,7 +61,7 @@ def sentences(count: int, topic: str = "s", words: int = 9) -> str:
 
 
 def test_fingerprint_names_version_budget_and_overlap() -> None:
-    assert chunker_fingerprint(256, 32) == "md-1/256/32"
+    assert chunker_fingerprint(256, 32) == "md-2/256/32"
 
 
 def test_exact_layout_preamble_path_blank_line_body(count: Counter) -> None:
@@ -73,6 +73,17 @@ def test_exact_layout_preamble_path_blank_line_body(count: Counter) -> None:
             ("Sourdough", "Feeding the starter"),
         )
     ]
+
+
+def test_a_title_heading_is_not_repeated_after_the_title_line(count: Counter) -> None:
+    markdown = ("# Sourdough basics\n\nIntro.\n\n## Feeding\n\nFeed it.\n\n"
+                "### Sourdough basics\n\nA sub-heading named like the title stays.\n")
+    chunks = chunk(count, markdown, max_tokens=32, overlap=0)
+    assert [c.text.split("\n\n")[0] for c in chunks] == [
+        PREAMBLE, f"{PREAMBLE}\nFeeding", f"{PREAMBLE}\nFeeding > Sourdough basics"]
+    assert chunks[1].heading_path == ("Sourdough basics", "Feeding")  # the full path
+    # a heading that is not the title is shown as before
+    assert chunk(count, "# Rye\n\nText.")[0].text == f"{PREAMBLE}\nRye\n\nText."
 
 
 def test_without_preamble_or_headings_the_text_is_the_body(count: Counter) -> None:

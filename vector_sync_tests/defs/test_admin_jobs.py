@@ -125,7 +125,8 @@ def test_every_sync_spot_checks_qdrant_and_the_verify_job_names_the_offender(pro
         store.delete("notes", [point_id("notes", "n7.md", 0)])
 
     spot = _check(_run(project, SYNC_JOB, instance), "consistent_with_source")
-    assert not spot.passed and spot.metadata["missing_points"].value == 1
+    assert not spot.passed and (spot.metadata["points"].value,  # the lost point, counted
+                                spot.metadata["points_expected"].value) == (29, 30)
     assert "20 of 30 documents by point id" in spot.metadata["sampled"].value  # type: ignore
     complete = _check(_run(project, VERIFY_JOB, instance, partition=None),
                       "consistent_with_source")
@@ -166,3 +167,54 @@ def test_the_cli_sync_warns_when_its_spot_check_finds_qdrant_wrong(project: Proj
     main(["sync", "--config", str(project.config_file)])
     assert "warning: Qdrant spot check: qdrant_notes consistent_with_source" in \
         capsys.readouterr().out
+
+
+def test_a_verify_run_that_finds_qdrant_wrong_fails_naming_it_and_a_consistent_one_succeeds(
+        project: Project):
+    for i in range(3):
+        project.note(f"n{i}.md", f"# Note {i}\n\nNote number {i}.\n")
+    instance = dg.DagsterInstance.ephemeral()
+    assert _run(project, SYNC_JOB, instance).success
+    consistent = _run(project, VERIFY_JOB, instance, partition=None)
+    assert consistent.success and _check(consistent, "consistent_with_source").passed
+
+    with project.qdrant() as store:  # a point lost behind vector_sync's back
+        store.delete("notes", [point_id("notes", "n1.md", 0)])
+    # a sync's spot check finds it too, and only reports it: the sync did its own work
+    spot = _run(project, SYNC_JOB, instance)
+    assert spot.success and not _check(spot, "consistent_with_source").passed
+
+    verified = _run(project, VERIFY_JOB, instance, partition=None)
+    assert not verified.success
+    run = instance.get_run_by_id(verified.run_id)
+    assert run is not None and run.status == dg.DagsterRunStatus.FAILURE  # a red run
+    [failure] = [e for e in verified.all_events if e.is_step_failure]
+    message = failure.step_failure_data.error.message  # type: ignore[union-attr]
+    assert "qdrant_notes consistent_with_source: Qdrant differs from the source" in message
+    assert "missing n1.md" in message
+    # the checks were still recorded, with the offenders the check's page lists
+    check = _check(verified, "consistent_with_source")
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert ("missing", "n1.md") in [(r.data["problem"], r.data["doc_id"]) for r in
+                                    check.metadata["offenders"].value.records]  # type: ignore
+    recorded = {(event.dagster_event.event_specific_data.check_name,  # type: ignore[union-attr]
+                 event.dagster_event.event_specific_data.passed)  # type: ignore[union-attr]
+                for event in instance.all_logs(
+                    verified.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)}
+    assert ("consistent_with_source", False) in recorded
+
+
+def test_a_failed_document_the_retries_gave_up_on_turns_its_check_to_an_error(
+        project: Project):
+    project.config["retry"] = {"max_retries": 1}  # the first failure is the last one allowed
+    project.save()
+    project.note("good.md", "# Good\n\nA note that syncs.\n")
+    project.note("broken.md", BROKEN)
+    result = _run(project, SYNC_JOB, dg.DagsterInstance.ephemeral())
+    assert result.success  # the rest was applied
+    check = _check(result, "failed_documents")
+    # an ERROR check (not a WARN one) is what turns the asset's box red in the UI's graph
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert check.description is not None
+    assert check.description.startswith("1 document(s) failed, retries exhausted for 1")
+    assert _metadata(result, "qdrant_notes")["documents_given_up"] == 1

@@ -175,3 +175,76 @@ def test_a_backfill_of_one_collection_over_every_partition_skips_sources_that_do
             partition_key="notes", instance=instance)
         assert alone.success and not alone.get_asset_materialization_events()
     assert set(project.points("other_notes")) == {"x.md"}
+
+
+def _failure(result: dg.ExecuteInProcessResult) -> str:
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    return failure.step_failure_data.error.message  # type: ignore[union-attr]
+
+
+def test_materializing_a_collections_group_without_the_snapshot_is_refused_not_synced_stale(
+        project):
+    project.note("a.md", "# Apples\n\nApples grow on trees.\n")
+    defs = build_definitions(str(project.config_file))
+    instance = dg.DagsterInstance.ephemeral()
+    assert defs.resolve_job_def(SYNC_JOB).execute_in_process(
+        partition_key="notes", instance=instance).success
+    project.note("a.md", "# Apples\n\nApples grow on trees, in orchards.\n")
+
+    # "Materialize all" on the collection's group: the UI runs Dagster's asset job with the
+    # group's selection, which holds the chain but not source_snapshot (group `sources`)
+    every_asset = defs.resolve_implicit_global_asset_job_def()
+    group = dg.AssetSelection.groups("notes").resolve(defs.resolve_asset_graph())
+    assert dg.AssetKey("source_snapshot") not in group
+    stale = every_asset.get_subset(asset_selection=group).execute_in_process(
+        partition_key="notes", instance=instance, raise_on_error=False)
+    assert not stale.success
+    message = _failure(stale)
+    assert "changes_notes did not run" in message
+    assert "launch the `sync` job for partition notes" in message
+    assert not stale.get_asset_materialization_events()  # nothing diffed, nothing applied
+    assert "orchards" not in project.points()["a.md"][0]["text"]
+    # the Qdrant asset materialized alone would apply the last run's change set: refused too
+    alone = every_asset.get_subset(asset_selection={dg.AssetKey("qdrant_notes")}) \
+        .execute_in_process(partition_key="notes", instance=instance, raise_on_error=False)
+    assert not alone.success and "qdrant_notes did not run" in _failure(alone)
+
+    # the snapshot selected with the chain: a correct sync, tagged as the UI's
+    fresh = every_asset.get_subset(
+        asset_selection={*group, dg.AssetKey("source_snapshot")}).execute_in_process(
+        partition_key="notes", instance=instance)
+    assert fresh.success
+    applied = [e.materialization.metadata for e in  # type: ignore[union-attr]
+               fresh.get_asset_materialization_events() if e.asset_key.path == ["qdrant_notes"]]
+    assert applied[0]["updated"].value == 1
+    assert "orchards" in project.points()["a.md"][0]["text"]
+    tags = instance.get_run_by_id(fresh.run_id).tags  # type: ignore[union-attr]
+    assert (tags["vector_sync/source"], tags["vector_sync/trigger"]) == ("notes", "ui")
+
+
+def test_a_run_re_executed_from_its_failed_diff_uses_the_snapshot_of_the_run_it_re_executes(
+        project):
+    from vector_sync.definitions import reconstructable_sync
+
+    project.note("a.md", "# Apples\n\nApples grow on trees.\n")
+    # the change set cannot be written (a directory where its file goes): the diff fails
+    # after the snapshot succeeded
+    blocked = project.root / "state" / "changes" / "notes" / "notes.parquet"
+    (blocked / "in_the_way").mkdir(parents=True)
+    job = reconstructable_sync(str(project.config_file), "notes")
+    with dg.instance_for_test() as instance:
+        with dg.execute_job(job, instance=instance, tags={"dagster/partition": "notes"},
+                            raise_on_error=False) as failed:
+            assert not failed.success
+            assert {event.step_key for event in instance.all_logs(
+                failed.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)} == {"changes_notes"}
+        (blocked / "in_the_way").rmdir()
+        blocked.rmdir()  # fixed: "re-execute from failure" takes the failed steps on
+        with dg.execute_job(job, instance=instance, tags=failed.dagster_run.tags,
+                            reexecution_options=dg.ReexecutionOptions.from_failure(
+                                failed.run_id, instance)) as retried:
+            assert retried.success
+            rerun = {event.step_key for event in instance.all_logs(
+                retried.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)}
+    assert "source_snapshot" not in rerun and "changes_notes" in rerun
+    assert set(project.points()) == {"a.md"}

@@ -122,10 +122,11 @@ def test_retries_give_up_after_max_retries_and_say_so(project: Project, capsys, 
         instance=dg.DagsterInstance.ephemeral(), definitions=defs))
     assert isinstance(tick, dg.SkipReason) and "no failed rows" in (tick.skip_message or "")
 
-    # and the collection's failed_documents check, which every sync evaluates, says so
+    # and the collection's failed_documents check, which every sync evaluates, says so: an
+    # error now, since nothing will retry the document
     status = reports.collection_status(load_config(project.config_file), "notes")
     check = reports.failed_documents_check(status)
-    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     [row] = [r.data for r in check.metadata["failed_documents"].value.records]  # type: ignore
     assert (row["doc_id"], row["next_retry"], row["attempts"]) == (
         "apple.md", "retries exhausted", 2)

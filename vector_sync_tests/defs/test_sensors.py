@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -214,3 +215,89 @@ def test_the_git_watcher_requests_a_sync_per_new_commit_not_per_uncommitted_edit
     after = _tick(project, instance, "watch_docs", cursor)
     assert len(_requests(after)) == 1
     assert json.loads(after.cursor)["state"]["head"] == head  # type: ignore[union-attr]
+
+
+# --- a requested run that failed -----------------------------------------------------------
+
+
+def _execute(project: Project, instance: dg.DagsterInstance, request: dg.RunRequest,
+             typo: bool = False) -> dg.ExecuteInProcessResult:
+    """Run what the sensor requested, as the daemon would launch it: the sync job, the
+    request's selection, partition, config and tags, recorded in `instance`. `typo`: the
+    config file has a typo while the run runs (it reads the file when it starts); the
+    typo is fixed afterwards."""
+    job = _defs(project).resolve_job_def(sensors.SYNC_JOB).get_subset(
+        asset_selection=set(request.asset_selection or ()),
+        asset_check_selection=set(request.asset_check_keys or ()))
+    good = project.config_file.read_text()
+    if typo:
+        project.config_file.write_text(good + "sensers: {interval_s: 5}\n")
+    try:
+        return _launch(job, instance, request)
+    finally:
+        project.config_file.write_text(good)
+
+
+def _launch(job: dg.JobDefinition, instance: dg.DagsterInstance,
+            request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+    return job.execute_in_process(
+        partition_key=request.partition_key, run_config=request.run_config, instance=instance,
+        tags={**request.tags, "dagster/sensor_name": "watch_notes"}, raise_on_error=False)
+
+
+def test_a_change_whose_run_failed_is_requested_again_with_backoff_until_a_run_succeeds(
+        project, instance, clock):
+    project.note("a.md", "# Apples\n\nApples grow on trees.\n")
+    first = _tick(project, instance, "watch_notes")
+    [request] = _requests(first)
+    # the config has a typo when the run starts: the run fails, nothing is synced; the user
+    # fixes the typo afterwards (the vault does not change)
+    assert not _execute(project, instance, request, typo=True).success
+
+    cursor = first.cursor  # type: ignore[union-attr]
+    waiting = _tick(project, instance, "watch_notes", cursor)
+    assert re.fullmatch(r"last run of notes failed at \d\d:\d\d:\d\d UTC; retrying in 40 s",
+                        _skip_message(waiting) or "")
+    clock[0] = T0 + timedelta(seconds=39)
+    later = _tick(project, instance, "watch_notes", waiting.cursor)  # type: ignore[union-attr]
+    assert (_skip_message(later) or "").endswith("retrying in 1 s")
+    clock[0] = T0 + timedelta(seconds=40)
+    again = _tick(project, instance, "watch_notes", later.cursor)  # type: ignore[union-attr]
+    [rerun] = _requests(again)
+    assert (rerun.partition_key, rerun.tags["vector_sync/trigger"]) == ("notes", "rerun")
+    assert rerun.run_key != request.run_key
+
+    # broken again: the next request waits twice as long
+    assert not _execute(project, instance, rerun, typo=True).success
+    clock[0] = T0 + timedelta(seconds=50)
+    doubled = _tick(project, instance, "watch_notes", again.cursor)  # type: ignore[union-attr]
+    assert (_skip_message(doubled) or "").endswith("retrying in 80 s")
+    clock[0] = T0 + timedelta(seconds=130)
+    third = _tick(project, instance, "watch_notes", doubled.cursor)  # type: ignore[union-attr]
+    [last] = _requests(third)
+    assert not project.points()  # nothing synced so far
+
+    assert _execute(project, instance, last).success
+    assert set(project.points()) == {"a.md"}
+    clock[0] = T0 + timedelta(seconds=500)  # long past any backoff: nothing more to ask
+    settled = _tick(project, instance, "watch_notes", third.cursor)  # type: ignore[union-attr]
+    assert "unchanged" in (_skip_message(settled) or "")
+
+
+def test_a_canceled_run_is_requested_again_and_a_success_by_anyone_settles_it(
+        project, instance, clock):
+    project.note("a.md", "# Apples\n\nApples grow on trees.\n")
+    first = _tick(project, instance, "watch_notes")
+    [request] = _requests(first)
+    run = instance.add_run(dg.DagsterRun(job_name=sensors.SYNC_JOB, tags={
+        **request.tags, "dagster/partition": "notes"}, status=dg.DagsterRunStatus.STARTED))
+    instance.report_run_canceled(run)  # stopped from the UI before it synced anything
+    canceled = _tick(project, instance, "watch_notes", first.cursor)  # type: ignore[union-attr]
+    assert "last run of notes was canceled at" in (_skip_message(canceled) or "")
+
+    # a sync run launched by hand succeeds meanwhile: the change is synced, nothing to redo
+    instance.add_run(dg.DagsterRun(job_name=sensors.SYNC_JOB, tags={"dagster/partition": "notes"},
+                                   status=dg.DagsterRunStatus.SUCCESS))
+    clock[0] = T0 + timedelta(seconds=60)
+    done = _tick(project, instance, "watch_notes", canceled.cursor)  # type: ignore[union-attr]
+    assert "unchanged" in (_skip_message(done) or "")

@@ -149,6 +149,18 @@ def test_title_falls_back_to_the_title_tag_without_the_site_name():
         parse_page(b"<html><body><nav><a href='/'>Home</a></nav></body></html>", "u")
 
 
+def test_body_has_no_markdown_escapes_outside_code():
+    prose = b"Set refresh_minutes, a_b\\_c and [x] *as is* here. " * 4
+    fields = parse_page(b"<html><body><article><h1>Opts</h1><p>" + prose + b"</p>"
+                        b"<p># not a heading</p><p>- not a list</p>"
+                        b"<p>Use <code>my_var</code> in code.</p>"
+                        b"<pre><code>a\\_b = c_d</code></pre></article></body></html>", "u")
+    body = fields["body"]
+    assert prose.decode().strip() in body  # as the page shows it, backslash included
+    assert "\\# not a heading" in body  # escaped still: it is no heading
+    assert "- not a list" in body and "`my_var`" in body and "a\\_b = c_d" in body
+
+
 def test_crawl_is_deterministic_under_max_pages(tmp_path, site):
     first = [e.doc_id for e in source(tmp_path / "a", site, max_pages=5).scan()]
     second = [e.doc_id for e in source(tmp_path / "b", site, max_pages=5).scan()]

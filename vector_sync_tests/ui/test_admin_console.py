@@ -12,13 +12,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from playwright.sync_api import Page, expect
 
 from vector_sync.defs.jobs import TAG_SOURCE, TAG_TRIGGER, asset_key, group_of
 from vector_sync_tests.conftest import Project
 from vector_sync_tests.ui.conftest import Server, asset_url, metadata_value, wait_for_run
-
-pytest.importorskip("playwright.sync_api", reason="playwright is missing: make test-ui")
-from playwright.sync_api import Page, expect  # noqa: E402
 
 pytestmark = pytest.mark.ui
 Screenshot = Callable[[Page, str], Path]

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from vector_sync.core.hashing import point_id
 from vector_sync.defs.jobs import (
@@ -40,10 +42,6 @@ from vector_sync_tests.ui.conftest import (
     wait_for_run,
     wait_until_quiet,
 )
-
-pytest.importorskip("playwright.sync_api", reason="playwright is missing: make test-ui")
-from playwright.sync_api import Locator, Page, expect  # noqa: E402
-from playwright.sync_api import TimeoutError as PlaywrightTimeoutError  # noqa: E402
 
 pytestmark = pytest.mark.ui
 Screenshot = Callable[[Page, str], Path]
@@ -104,14 +102,17 @@ def set_config(page: Page, editor: Locator, text: str) -> None:
     expect(editor).to_contain_text(text.strip().splitlines()[-1].strip())
 
 
-def launch(page: Page, server: Server) -> str:
-    """Launch Run: the launchpad opens the run's page. The run's id, once it succeeded."""
+def launch(page: Page, server: Server, succeeds: bool = True) -> str:
+    """Launch Run: the launchpad opens the run's page. The run's id, once it succeeded (or
+    failed, when `succeeds` is False)."""
     page.get_by_role("button", name="Launch Run").click()
     expect(page).to_have_url(re.compile(r"/runs/[0-9a-f-]{36}"))
     run_id = re.findall(r"/runs/([0-9a-f-]{36})", page.url)[0]
     run = wait_for_run(server, run_id)
-    assert run.status == dg.DagsterRunStatus.SUCCESS, server.log_tail()
-    expect(page.get_by_text("Success", exact=True).first).to_be_visible()
+    status, shown = (dg.DagsterRunStatus.SUCCESS, "Success") if succeeds else (
+        dg.DagsterRunStatus.FAILURE, "Failure")
+    assert run.status == status, server.log_tail()
+    expect(page.get_by_text(shown, exact=True).first).to_be_visible()
     return run_id
 
 
@@ -222,7 +223,7 @@ def test_verify_finds_a_deleted_point_and_repair_restores_it(
 
     editor = open_launchpad(page, dagster_server, VERIFY_JOB)  # not partitioned
     expect(editor).to_contain_text("sources: []")  # every source
-    launch(page, dagster_server)
+    launch(page, dagster_server, succeeds=False)  # red: there is something to repair
     result = open_check(page, dagster_server, qdrant, CONSISTENT)
     expect(result).to_contain_text("Failed")
     expect(page.get_by_text("Qdrant differs from the source")).to_be_visible()

@@ -117,6 +117,8 @@ def _step(context: dg.AssetExecutionContext | dg.OpExecutionContext,
     except (SourceBusy, SourceUnavailable, LedgerUnavailable, diff.ChunkBudgetError,
             embed.ShardMismatch) as error:
         raise dg.Failure(description=str(error)) from None
+    except CollectionMismatch as error:  # configuration, not a transient fault: no retry
+        raise dg.Failure(description=str(error), allow_retries=False) from None
 
 
 def _tag_run(context: dg.AssetExecutionContext, source: str, targets: set[str] | None) -> None:
@@ -286,8 +288,6 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
                 report = apply.apply(settings, context.partition_key, collection,
                                      may_retry_step=not last_attempt)
                 status = reports.collection_status(settings, collection)
-        except CollectionMismatch as error:  # configuration, not a transient fault
-            raise dg.Failure(description=str(error), allow_retries=False) from None
         except (QdrantTransientError, QdrantUnavailable) as error:
             context.log.warning("Qdrant step attempt %d failed (%s)%s", context.retry_number + 1,
                                 error, "" if last_attempt else "; retrying the step")

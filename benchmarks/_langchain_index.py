@@ -27,11 +27,11 @@ def vault_chunks(config_file: Path) -> dict[str, list[str]]:
     """doc_id -> the chunk texts vector_sync embeds for it (render + chunk_document with the
     collection's settings), for every note of the source, sorted by doc_id."""
     from vector_sync.config import load_config
-    from vector_sync.core.chunking import chunk_document
     from vector_sync.core.documents import Document
-    from vector_sync.core.embedder import Embedder
-    from vector_sync.core.render import render
     from vector_sync.core.spec import spec_for
+    from vector_sync.core.text.chunking import chunk_document
+    from vector_sync.core.text.embedder import Embedder
+    from vector_sync.core.text.render import render
 
     config = load_config(config_file)
     spec = spec_for(config, COLLECTION)
@@ -76,7 +76,7 @@ def langchain_index(config_file: Path, work: Path) -> dict[str, Any]:
         from langchain_community.indexes import SQLRecordManager
 
     from vector_sync.config import load_config
-    from vector_sync.core.embedder import Embedder
+    from vector_sync.core.text.embedder import Embedder
 
     class SameModel(Embeddings):
         """The model vector_sync uses, through the Embeddings interface."""

@@ -244,7 +244,7 @@ def fake_embed(self: Any, texts: Sequence[str]) -> np.ndarray:
 @contextmanager
 def cheap_setup() -> Iterator[None]:
     """For the setup run only: the stand-in embedder."""
-    from vector_sync.core.embedder import Embedder
+    from vector_sync.core.text.embedder import Embedder
 
     original_embed = Embedder.embed
     Embedder.embed = fake_embed  # type: ignore[method-assign]

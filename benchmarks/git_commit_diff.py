@@ -7,8 +7,9 @@ modified, 2 added) and measures, on that new head:
 (a) detection by the source alone: GitSource.scan() (pin the head, ``git ls-tree`` of the
     whole tree, include/ignore rules) plus changed_since(<last synced commit>) (``git
     diff-tree``). Target: < 2 s.
-(b) the ``source_snapshot`` stage (vector_sync.core.snapshot.snapshot, no Dagster): (a) plus
-    the ledger look-ups, the hint comparison of every file, reading the changed blobs and
+(b) the ``source_snapshot`` stage (vector_sync.core.pipeline.snapshot.snapshot, no
+    Dagster): (a) plus the ledger look-ups, the hint comparison of every file, reading the
+    changed blobs and
     writing the snapshot Parquet. Counts the blobs actually taken from ``git cat-file``:
     it must be exactly the 10 changed files.
 (c) the whole ``vector-sync sync --json`` process for that commit (Python start-up,
@@ -143,8 +144,8 @@ def counted_blobs() -> Iterator[list[str]]:
 
 def detect(config: Any) -> tuple[float, int, set[str], dict[str, Any]]:
     """(a): seconds, files listed, paths to read, detection metadata."""
-    from vector_sync.core.checkpoints import last_checkpoint
     from vector_sync.core.ledger import open_ledger
+    from vector_sync.core.pipeline.checkpoints import last_checkpoint
 
     with open_ledger(config.state) as ledger:
         last = last_checkpoint(ledger, SOURCE, [COLLECTION])
@@ -157,7 +158,7 @@ def detect(config: Any) -> tuple[float, int, set[str], dict[str, Any]]:
 
 def snapshot_stage(config: Any) -> tuple[float, dict[str, Any], list[str]]:
     """(b): seconds, the stage's metadata, the blobs read."""
-    from vector_sync.core.snapshot import snapshot
+    from vector_sync.core.pipeline.snapshot import snapshot
 
     with counted_blobs() as taken:
         started = time.perf_counter()

@@ -124,7 +124,7 @@ def changed_chunks(state_dir: Path) -> list[str]:
     change set)."""
     import pyarrow.parquet as pq
 
-    from vector_sync.core.state_files import StateFiles
+    from vector_sync.core.pipeline.state_files import StateFiles
 
     table = pq.read_table(StateFiles(state_dir).changes(COLLECTION, SOURCE),
                           columns=["action", "chunks"]).to_pydict()
@@ -135,7 +135,7 @@ def changed_chunks(state_dir: Path) -> list[str]:
 def pipeline_vectors(state_dir: Path) -> np.ndarray:
     import pyarrow.parquet as pq
 
-    from vector_sync.core.state_files import StateFiles
+    from vector_sync.core.pipeline.state_files import StateFiles
 
     column = pq.read_table(StateFiles(state_dir).embeddings(COLLECTION, SOURCE),
                            columns=["vector"]).column("vector")
@@ -212,7 +212,7 @@ def one_pair(args: argparse.Namespace, root: Path, n: int, log_file: Path,
              problems: list[str]) -> Pair:
     """(a) then (b) on a fresh state dir (so every pipeline run is an initial sync)."""
     from vector_sync.config import load_config
-    from vector_sync.core.embedder import Embedder
+    from vector_sync.core.text.embedder import Embedder
 
     config_file = write_config(root, batch_size=args.batch_size, state=f"state{n}",
                                name=f"vector_sync{n}.yaml")
@@ -276,7 +276,7 @@ def run(args: argparse.Namespace, root: Path) -> int:
     started = time.perf_counter()
     import vector_sync.defs.run  # noqa: F401 - the Dagster + Qdrant imports, not measured
     from vector_sync.config import EmbeddingConfig
-    from vector_sync.core.embedder import Embedder
+    from vector_sync.core.text.embedder import Embedder
 
     imports = time.perf_counter() - started
     embedder = Embedder(EmbeddingConfig(batch_size=args.batch_size))  # what the config says

@@ -3,7 +3,7 @@ changed" costs.
 
 The collection (seed 001's tools, ``--docs``) is fanned out to two Qdrant collections and
 already fully synced. Measured: the ``source_snapshot`` stage
-(vector_sync.core.snapshot.snapshot: source.scan, the ledger look-ups, the hint comparison,
+(vector_sync.core.pipeline.snapshot.snapshot: source.scan, the ledger look-ups, the hint comparison,
 the snapshot Parquet), which is where a no-op run decides that nothing has to be read.
 
 (a) with ``updated_field``: scan() streams only ``_id`` and ``updatedAt`` (this pass is
@@ -183,7 +183,7 @@ def timing() -> Iterator[Timing]:
 def detection(config_file: Path) -> tuple[Timing, dict[str, Any]]:
     """The source_snapshot stage, timed; its metadata (states counted)."""
     from vector_sync.config import load_config
-    from vector_sync.core.snapshot import snapshot
+    from vector_sync.core.pipeline.snapshot import snapshot
 
     config = load_config(config_file)
     with timing() as took:

@@ -4,9 +4,9 @@ Measures, on a generated vault of 20,000 Markdown notes (``--notes``) that is al
 fully synced:
 
 (a) scan + diff: what the ``source_snapshot`` and ``changes_<collection>`` assets run,
-    without Dagster: the config load each asset does, vector_sync.core.snapshot.snapshot
+    without Dagster: the config load each asset does, vector_sync.core.pipeline.snapshot.snapshot
     (source.scan, the ledger look-ups, the hint comparison, the snapshot Parquet) and
-    vector_sync.core.diff.changes (the ledger rows and expected state, Differ.changes, the
+    vector_sync.core.pipeline.diff.changes (the ledger rows and expected state, Differ.changes, the
     change-set Parquet, the expected state kept in the ledger). Target: >= 20,000
     documents/s. The breakdown times the stages from the outside (nothing in them is
     replaced), then the public calls they are made of, each on its own on the same state,
@@ -130,14 +130,15 @@ def generate_vault(vault: Path, notes: int, min_words: int, max_words: int,
 
 def scan_and_diff(config_file: Path) -> tuple[float, dict[str, float], dict[str, Any]]:
     """What the source_snapshot and changes_<collection> assets run, without Dagster: the
-    config load each asset does, then vector_sync.core.snapshot.snapshot and
-    vector_sync.core.diff.changes (they write the snapshot and the change set into the state
-    dir and the expected state into the ledger, as a run does). Timed from the outside only:
+    config load each asset does, then vector_sync.core.pipeline.snapshot.snapshot and
+    vector_sync.core.pipeline.diff.changes (they write the snapshot and the change set into
+    the state dir and the expected state into the ledger, as a run does). Timed from the
+    outside only:
     nothing in them is replaced or wrapped. Returns (seconds, the stages' times, the changes
     metadata + the snapshot metadata)."""
     from vector_sync.config import load_config
-    from vector_sync.core.diff import changes
-    from vector_sync.core.snapshot import snapshot
+    from vector_sync.core.pipeline.diff import changes
+    from vector_sync.core.pipeline.snapshot import snapshot
 
     times: dict[str, float] = {}
     with gc_pauses() as pauses:
@@ -159,8 +160,8 @@ def scan_and_diff(config_file: Path) -> tuple[float, dict[str, float], dict[str,
 
 
 CONFIG = "config load x2 (load_config, as each asset does)"
-SNAPSHOT_STAGE = "snapshot stage (vector_sync.core.snapshot.snapshot)"
-CHANGES_STAGE = "changes stage (vector_sync.core.diff.changes)"
+SNAPSHOT_STAGE = "snapshot stage (vector_sync.core.pipeline.snapshot.snapshot)"
+CHANGES_STAGE = "changes stage (vector_sync.core.pipeline.diff.changes)"
 SCAN = "source.scan() alone (list folders, stat files)"
 LEDGER_OPEN = "open_ledger alone (engine, schema check)"
 

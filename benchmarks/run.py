@@ -67,7 +67,7 @@ NOOP_KEYS = ("added", "updated", "payload_updated", "deleted", "failed", "chunks
 RAW_EMBED = """
 import json, sys
 from vector_sync.config import load_config
-from vector_sync.core.embedder import Embedder
+from vector_sync.core.text.embedder import Embedder
 texts = json.load(open(sys.argv[2]))
 Embedder(load_config(sys.argv[1]).embedding).embed(texts)
 """

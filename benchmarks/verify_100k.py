@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from vector_sync.config import ChunkingConfig, QdrantConfig, StateConfig
+from vector_sync.core.consistency.verify import Verification, Verifier
 from vector_sync.core.hashing import payload_hash, point_id
 from vector_sync.core.ledger import Ledger, LedgerRow
 from vector_sync.core.spec import CollectionSpec
 from vector_sync.core.store import Point, open_store
-from vector_sync.core.verify import Verification, Verifier
 
 SOURCE, COLLECTION = "bench", "docs"
 

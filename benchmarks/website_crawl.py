@@ -36,9 +36,9 @@ from _vault import WORDS, scratch, sentence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vector_sync.config import load_config  # noqa: E402
-from vector_sync.core.embed import embed_by_length  # noqa: E402
-from vector_sync.core.embedder import Embedder  # noqa: E402
+from vector_sync.core.pipeline.embed import embed_by_length  # noqa: E402
 from vector_sync.core.store import open_store  # noqa: E402
+from vector_sync.core.text.embedder import Embedder  # noqa: E402
 from vector_sync_tests.doc_site import DocSite  # noqa: E402
 
 SECTIONS = 20

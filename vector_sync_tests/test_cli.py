@@ -15,8 +15,8 @@ import pytest
 
 from vector_sync.cli import main
 from vector_sync.config import load_config
+from vector_sync.core.consistency.verify import verify_source
 from vector_sync.core.hashing import point_id
-from vector_sync.core.verify import verify_source
 from vector_sync.defs.checks import _evaluations
 from vector_sync_tests.conftest import Project, long_note
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from vector_sync.core.ledger import Ledger
-from vector_sync.core.store_embedded import EmbeddedStore
+from vector_sync.core.store.embedded import EmbeddedStore
 from vector_sync_tests.conftest import Project, counts, long_note
 
 

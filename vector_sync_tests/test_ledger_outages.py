@@ -19,7 +19,7 @@ import threading
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
-from vector_sync.core.ledger_db import with_installed_driver
+from vector_sync.core.ledger.db import with_installed_driver
 from vector_sync_tests.conftest import Project, long_note, sync_stopped_at
 from vector_sync_tests.tcp_proxy import TcpProxy
 

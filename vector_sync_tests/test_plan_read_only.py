@@ -20,7 +20,7 @@ from surrealdb import RecordID, Surreal
 
 from vector_sync.cli import main
 from vector_sync.core.ledger import HEAD_REVISION
-from vector_sync.core.ledger_db import with_installed_driver
+from vector_sync.core.ledger.db import with_installed_driver
 from vector_sync_tests.conftest import Project, counts, long_note
 from vector_sync_tests.doc_site import DocSite
 from vector_sync_tests.git_repo import GitRepo

@@ -15,7 +15,7 @@ import yaml
 from pymongo import MongoClient
 from sqlalchemy import create_engine, inspect, make_url, text
 
-from vector_sync.core.ledger_db import with_installed_driver
+from vector_sync.core.ledger.db import with_installed_driver
 from vector_sync_tests.conftest import Project
 from vector_sync_tests.test_mongodb_sync import mongo  # noqa: F401 - the fixture
 

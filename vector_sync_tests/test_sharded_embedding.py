@@ -11,8 +11,8 @@ import dagster as dg
 import pytest
 
 from vector_sync.config import load_config
-from vector_sync.core.embed import ShardMismatch, merge_shards
-from vector_sync.core.state_files import EMBEDDINGS, StateFiles, write_rows
+from vector_sync.core.pipeline.embed import ShardMismatch, merge_shards
+from vector_sync.core.pipeline.state_files import EMBEDDINGS, StateFiles, write_rows
 from vector_sync.definitions import build_definitions
 from vector_sync.defs.jobs import SYNC_JOB
 from vector_sync_tests.conftest import Project, counts, long_note

@@ -17,7 +17,7 @@ from surrealdb import RecordID, Surreal
 
 from vector_sync.config import load_config
 from vector_sync.core.ledger import open_ledger
-from vector_sync.core.state_files import StateFiles, read_rows
+from vector_sync.core.pipeline.state_files import StateFiles, read_rows
 from vector_sync_tests.conftest import Project, counts
 
 RECORDS = 200

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vector_sync.config import load_config
-from vector_sync.core import embed
+from vector_sync.core.pipeline import embed
 from vector_sync.core.store import open_store
 from vector_sync_tests.conftest import Project, counts, long_note
 
@@ -144,7 +144,7 @@ def test_changing_chunking_or_model_re_embeds_that_collection_only(project, caps
     assert counts(report, collection="titles")["unchanged"] == 4
     assert all(p[0]["chunk_count"] == len(p) for p in project.points("notes").values())
 
-    from vector_sync.core.model_files import default_model_dir
+    from vector_sync.core.text.model_files import default_model_dir
 
     project.config["collections"]["titles"]["embedding"] = {
         "model": "local/minilm-copy", "model_path": str(default_model_dir())}

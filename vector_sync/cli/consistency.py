@@ -16,19 +16,19 @@ from vector_sync.cli.common import FAILED, NOT_VERIFIED, OK, UsageError, print_j
 from vector_sync.config import VectorSyncConfig, config_path
 
 if TYPE_CHECKING:
-    from vector_sync.core.inspect import Inspection
-    from vector_sync.core.unmanaged import Unmanaged
-    from vector_sync.core.verify import Verification
+    from vector_sync.core.consistency.inspect import Inspection
+    from vector_sync.core.consistency.unmanaged import Unmanaged
+    from vector_sync.core.consistency.verify import Verification
 
 # the key in `errors` for the look at what no source accounts for (no source has this name)
 UNMANAGED = "(unmanaged)"
 
 
 def cmd_verify(args: argparse.Namespace, config: VectorSyncConfig) -> int:
+    from vector_sync.core.consistency.verify import verify_source
     from vector_sync.core.ledger import LedgerUnavailable
     from vector_sync.core.source import SourceUnavailable
     from vector_sync.core.store import QdrantUnavailable
-    from vector_sync.core.verify import verify_source
 
     results: list[Verification] = []
     errors: dict[str, str] = {}
@@ -40,7 +40,7 @@ def cmd_verify(args: argparse.Namespace, config: VectorSyncConfig) -> int:
     try:
         unmanaged = _unmanaged(args, config)
     except (QdrantUnavailable, LedgerUnavailable) as error:
-        from vector_sync.core.unmanaged import Unmanaged
+        from vector_sync.core.consistency.unmanaged import Unmanaged
 
         unmanaged, errors[UNMANAGED] = Unmanaged(), str(error)
     return _print_verification(args, results, errors, unmanaged, repairing=False)
@@ -48,13 +48,13 @@ def cmd_verify(args: argparse.Namespace, config: VectorSyncConfig) -> int:
 
 def _unmanaged(args: argparse.Namespace, config: VectorSyncConfig) -> Unmanaged:
     """Qdrant's content no source accounts for; looked for when every source is checked."""
-    from vector_sync.core.unmanaged import Unmanaged, find_unmanaged
+    from vector_sync.core.consistency.unmanaged import Unmanaged, find_unmanaged
 
     return Unmanaged() if args.source else find_unmanaged(config)
 
 
 def cmd_repair(args: argparse.Namespace, config: VectorSyncConfig) -> int:
-    from vector_sync.core.repair import repair
+    from vector_sync.core.consistency.repair import repair
     from vector_sync.defs.run import sync_source
 
     def sync_in_dagster(source: str) -> str | None:
@@ -63,7 +63,7 @@ def cmd_repair(args: argparse.Namespace, config: VectorSyncConfig) -> int:
 
     unmanaged = _unmanaged(args, config)
     if unmanaged and args.prune:
-        from vector_sync.core.unmanaged import prune
+        from vector_sync.core.consistency.unmanaged import prune
 
         prune(config, unmanaged)
         unmanaged = _unmanaged(args, config)
@@ -120,7 +120,7 @@ def _print_verification(args: argparse.Namespace, results: list[Verification],
 
 
 def cmd_inspect(args: argparse.Namespace, config: VectorSyncConfig) -> int:
-    from vector_sync.core.inspect import inspect_document
+    from vector_sync.core.consistency.inspect import inspect_document
     from vector_sync.core.ledger import LedgerUnavailable
     from vector_sync.core.store import QdrantUnavailable
 

@@ -11,7 +11,7 @@ from vector_sync.config import VectorSyncConfig
 
 def cmd_status(args: argparse.Namespace, config: VectorSyncConfig) -> int:
     from vector_sync.core.ledger import STATUSES
-    from vector_sync.core.plan import read_only_ledger
+    from vector_sync.core.pipeline.plan import read_only_ledger
 
     sources = sources_of(args, config)
     with read_only_ledger(config) as ledger:
@@ -68,8 +68,8 @@ def _unreachable(config: VectorSyncConfig, source: str) -> str | None:
 
 
 def cmd_search(args: argparse.Namespace, config: VectorSyncConfig) -> int:
-    from vector_sync.core.embedder import Embedder
     from vector_sync.core.store import QdrantUnavailable, open_store
+    from vector_sync.core.text.embedder import Embedder
 
     if args.collection not in config.collections:
         raise UsageError(f"unknown collection {args.collection!r} (configured: "

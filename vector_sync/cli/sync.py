@@ -26,7 +26,7 @@ def cmd_sync(args: argparse.Namespace, config: VectorSyncConfig) -> int:
 
 
 def cmd_plan(args: argparse.Namespace, config: VectorSyncConfig) -> int:
-    from vector_sync.core.plan import plan_source, read_only_ledger
+    from vector_sync.core.pipeline.plan import plan_source, read_only_ledger
     from vector_sync.core.source import SourceUnavailable
 
     report: dict[str, Any] = {"sources": {}}

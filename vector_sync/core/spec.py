@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vector_sync.core.chunking import chunker_fingerprint
 from vector_sync.core.hashing import digest, stable_json, vector_version
 from vector_sync.core.settings import ChunkingConfig, VectorSyncConfig
+from vector_sync.core.text.chunking import chunker_fingerprint
 
 
 @dataclass(frozen=True)

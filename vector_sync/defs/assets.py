@@ -17,10 +17,12 @@ from typing import Any
 
 import dagster as dg
 
-from vector_sync.core import apply, diff, embed, faults, repair, snapshot, unmanaged
-from vector_sync.core.apply import QdrantTransientError
+from vector_sync.core import faults
+from vector_sync.core.consistency import repair, unmanaged
 from vector_sync.core.ledger import LedgerUnavailable, open_ledger
 from vector_sync.core.locks import SourceBusy, source_lock
+from vector_sync.core.pipeline import apply, diff, embed, snapshot
+from vector_sync.core.pipeline.apply import QdrantTransientError
 from vector_sync.core.settings import RetryConfig, SensorsConfig, VectorSyncConfig
 from vector_sync.core.source import SourceUnavailable
 from vector_sync.core.stats import throughput

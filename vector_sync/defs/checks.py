@@ -7,13 +7,13 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from vector_sync.core.diff import mass_delete
+from vector_sync.core.consistency.verify import Verification, spot_check, verify_source
 from vector_sync.core.ledger import LedgerUnavailable
+from vector_sync.core.pipeline.diff import mass_delete
+from vector_sync.core.pipeline.state_files import StateFiles, read_summary
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.core.source import SourceUnavailable
-from vector_sync.core.state_files import StateFiles, read_summary
 from vector_sync.core.store import QdrantUnavailable
-from vector_sync.core.verify import Verification, spot_check, verify_source
 from vector_sync.defs.assets import QDRANT_POOL
 from vector_sync.defs.jobs import GUARD, VERIFY_CHECKS, asset_key, verify_op
 from vector_sync.defs.reports import table

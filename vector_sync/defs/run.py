@@ -15,9 +15,9 @@ from typing import Any
 
 import dagster as dg
 
-from vector_sync.core.diff import OUTCOMES
 from vector_sync.core.locks import SourceBusy, source_lock
-from vector_sync.core.plan import read_only_ledger
+from vector_sync.core.pipeline.diff import OUTCOMES
+from vector_sync.core.pipeline.plan import read_only_ledger
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.definitions import build_definitions
 from vector_sync.defs.assets import SnapshotConfig

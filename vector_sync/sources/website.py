@@ -16,8 +16,8 @@ from typing import Any, Literal, Self
 from pydantic import Field, HttpUrl, TypeAdapter, field_validator, model_validator
 
 from vector_sync.core.documents import Document, ReadFailure, SourceEntry
+from vector_sync.core.pipeline.state_files import read_json, write_json
 from vector_sync.core.source import ChangeCheck, Source, SourceConfig
-from vector_sync.core.state_files import read_json, write_json
 from vector_sync.sources.web_crawl import Crawler, Page, version_of
 from vector_sync.sources.web_fetch import Fetcher
 from vector_sync.sources.web_pages import default_prefix, fetch_url, parse_page

@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
-from vector_sync.core.chunking import Chunk, chunk_document, chunker_fingerprint
-from vector_sync.core.model_files import default_model_dir
-from vector_sync.core.tokens import token_counter
+from vector_sync.core.text.chunking import Chunk, chunk_document, chunker_fingerprint
+from vector_sync.core.text.model_files import default_model_dir
+from vector_sync.core.text.tokens import token_counter
 
 Counter = Callable[[str], int]
 PREAMBLE = "title: Sourdough basics\ntags: bread, baking"

@@ -7,7 +7,7 @@ import uuid
 
 from vector_sync.core.documents import MISSING, get_path, nested_subset
 from vector_sync.core.hashing import NAMESPACE, content_hash, payload_hash, point_id
-from vector_sync.core.render import LONG_TEXT_CHARS, render
+from vector_sync.core.text.render import LONG_TEXT_CHARS, render
 
 
 def test_point_ids_follow_the_documented_uuid5_formula():

@@ -26,7 +26,7 @@ from vector_sync.core.ledger import (
     LedgerRow,
     LedgerUnavailable,
 )
-from vector_sync.core.ledger_db import VERSION_TABLE, metadata
+from vector_sync.core.ledger.db import VERSION_TABLE, metadata
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 

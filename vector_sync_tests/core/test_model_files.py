@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from vector_sync.core import model_files
-from vector_sync.core.embedder import hub_folder
-from vector_sync.core.model_files import ModelUnavailable, default_model_dir
-from vector_sync.core.tokens import model_max_tokens, token_counter
+from vector_sync.core.text import model_files
+from vector_sync.core.text.embedder import hub_folder
+from vector_sync.core.text.model_files import ModelUnavailable, default_model_dir
+from vector_sync.core.text.tokens import model_max_tokens, token_counter
 
 
 def test_the_model_folder_is_assembled_verified_and_reused(tmp_path, monkeypatch):

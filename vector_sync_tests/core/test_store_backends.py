@@ -24,8 +24,8 @@ from vector_sync.core.store import (
     StoredPoint,
     open_store,
 )
-from vector_sync.core.store_embedded import EmbeddedStore
-from vector_sync.core.store_server import ServerStore
+from vector_sync.core.store.embedded import EmbeddedStore
+from vector_sync.core.store.server import ServerStore
 from vector_sync_tests.conftest import Project
 
 

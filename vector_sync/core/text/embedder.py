@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from vector_sync.core.model_files import ModelUnavailable, cache_root, model_dir
 from vector_sync.core.settings import EmbeddingConfig
-from vector_sync.core.tokens import TokenCounter, model_max_tokens, token_counter
+from vector_sync.core.text.model_files import ModelUnavailable, cache_root, model_dir
+from vector_sync.core.text.tokens import TokenCounter, model_max_tokens, token_counter
 
 log = logging.getLogger(__name__)
 

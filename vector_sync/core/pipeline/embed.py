@@ -20,14 +20,14 @@ import numpy as np
 
 from vector_sync.core import faults
 from vector_sync.core.batches import batched
-from vector_sync.core.embedder import Embedder
 from vector_sync.core.hashing import point_id
 from vector_sync.core.ledger import Ledger, open_ledger
+from vector_sync.core.pipeline.state_files import EMBEDDINGS, StateFiles, read_rows, write_rows
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.core.spec import spec_for
-from vector_sync.core.state_files import EMBEDDINGS, StateFiles, read_rows, write_rows
 from vector_sync.core.stats import throughput, timed
 from vector_sync.core.store import open_store
+from vector_sync.core.text.embedder import Embedder
 
 log = logging.getLogger(__name__)
 

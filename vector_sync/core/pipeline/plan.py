@@ -17,13 +17,13 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from vector_sync.core.diff import OUTCOMES, Diff, differ_for, mass_delete
-from vector_sync.core.embed import held_chunks, worth_reading_back
 from vector_sync.core.ledger import Expected, Ledger, SchemaNotCurrent
+from vector_sync.core.pipeline.diff import OUTCOMES, Diff, differ_for, mass_delete
+from vector_sync.core.pipeline.embed import held_chunks, worth_reading_back
+from vector_sync.core.pipeline.snapshot import snapshot_rows
+from vector_sync.core.pipeline.state_files import StateFiles, read_rows
 from vector_sync.core.settings import VectorSyncConfig
-from vector_sync.core.snapshot import snapshot_rows
 from vector_sync.core.spec import collection_specs
-from vector_sync.core.state_files import StateFiles, read_rows
 
 
 @contextmanager

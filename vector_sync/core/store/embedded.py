@@ -65,7 +65,7 @@ class EmbeddedStore(QdrantStore):
                 "at a time: wait for the other run to finish, or set qdrant.url to a Qdrant "
                 "server for concurrent access)") from None
         try:
-            from vector_sync.core.store_migration import migrate_if_local_mode
+            from vector_sync.core.store.migration import migrate_if_local_mode
 
             migrate_if_local_mode(root, root / "shards")
         except BaseException:

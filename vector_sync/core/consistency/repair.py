@@ -14,12 +14,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 
+from vector_sync.core.consistency.verify import Verification, verify_source
 from vector_sync.core.ledger import LedgerRow, open_ledger
-from vector_sync.core.ownership import deployment_of
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.core.source import SourceUnavailable
 from vector_sync.core.store import NotThisDeployments, open_store
-from vector_sync.core.verify import Verification, verify_source
+from vector_sync.core.store.ownership import deployment_of
 
 log = logging.getLogger(__name__)
 

@@ -21,14 +21,14 @@ from typing import Any
 
 from vector_sync.core.batches import old_objects_frozen
 from vector_sync.core.documents import nested_subset
-from vector_sync.core.embedder import Embedder
 from vector_sync.core.hashing import payload_hash, point_id
 from vector_sync.core.ledger import Expected, LedgerRow
-from vector_sync.core.model_files import DIMENSION
-from vector_sync.core.plan import dry_run, read_only_ledger
+from vector_sync.core.pipeline.plan import dry_run, read_only_ledger
 from vector_sync.core.settings import DEFAULT_MODEL, VectorSyncConfig
 from vector_sync.core.spec import CollectionSpec, spec_for
 from vector_sync.core.store import QdrantStore, open_store
+from vector_sync.core.text.embedder import Embedder
+from vector_sync.core.text.model_files import DIMENSION
 
 BUCKETS = 1024
 SAMPLE_SIZE = 20  # offending doc_ids kept per problem for reports

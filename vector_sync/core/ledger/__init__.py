@@ -37,7 +37,7 @@ from sqlalchemy.engine import URL, Result, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 
 from vector_sync.core.batches import batched
-from vector_sync.core.ledger_db import (
+from vector_sync.core.ledger.db import (
     VERSION_TABLE,
     WRITE_OPTION,
     create_engine_for,

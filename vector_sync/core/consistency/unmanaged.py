@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vector_sync.core.ledger import open_ledger
-from vector_sync.core.ownership import deployment_of
-from vector_sync.core.plan import read_only_ledger
+from vector_sync.core.pipeline.plan import read_only_ledger
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.core.store import open_store
+from vector_sync.core.store.ownership import deployment_of
 
 log = logging.getLogger(__name__)
 

@@ -39,8 +39,8 @@ def migrate_if_local_mode(root: Path, shards_dir: Path) -> None:
 def _copy(root: Path, shards_dir: Path) -> None:
     from qdrant_client import QdrantClient
 
-    from vector_sync.core.store_embedded import EmbeddedStore
-    from vector_sync.core.store_server import ServerStore
+    from vector_sync.core.store.embedded import EmbeddedStore
+    from vector_sync.core.store.server import ServerStore
 
     started = time.perf_counter()
     log.warning("migrating the embedded Qdrant storage at %s from qdrant-client's local mode "

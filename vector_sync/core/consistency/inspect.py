@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from vector_sync.core.consistency.verify import Held, Verification, Verifier, _claim, _holds_exactly
 from vector_sync.core.hashing import point_id
 from vector_sync.core.ledger import Expected, LedgerRow
-from vector_sync.core.plan import dry_run, read_only_ledger
+from vector_sync.core.pipeline.plan import dry_run, read_only_ledger
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.core.source import SourceUnavailable
 from vector_sync.core.spec import spec_for
 from vector_sync.core.store import QdrantStore, StoredPoint, open_store
-from vector_sync.core.verify import Held, Verification, Verifier, _claim, _holds_exactly
 
 TEXT_HEAD = 80  # characters of a chunk's text shown
 # payload keys every point carries; the rest are the collection's payload fields

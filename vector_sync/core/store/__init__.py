@@ -226,11 +226,11 @@ def open_store(qdrant: QdrantConfig, state: StateConfig) -> Iterator[QdrantStore
     time (the opener waits up to `qdrant.lock_wait_s` for it)."""
     store: QdrantStore
     if qdrant.url:
-        from vector_sync.core.store_server import ServerStore
+        from vector_sync.core.store.server import ServerStore
 
         store = ServerStore.connect(qdrant)
     else:
-        from vector_sync.core.store_embedded import EmbeddedStore
+        from vector_sync.core.store.embedded import EmbeddedStore
 
         store = EmbeddedStore.open(state.qdrant_path, qdrant.lock_wait_s)
     try:

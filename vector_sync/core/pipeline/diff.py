@@ -21,17 +21,17 @@ from typing import Any
 
 from vector_sync.core import faults
 from vector_sync.core.batches import old_objects_frozen
-from vector_sync.core.chunking import chunk_document
 from vector_sync.core.documents import nested_subset
-from vector_sync.core.embedder import Embedder
 from vector_sync.core.hashing import content_hash, payload_hash, stable_json
 from vector_sync.core.ledger import Expected, LedgerRow, open_ledger
-from vector_sync.core.render import render
+from vector_sync.core.pipeline.state_files import CHANGES, StateFiles, read_rows, write_rows
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.core.spec import CollectionSpec, spec_for
-from vector_sync.core.state_files import CHANGES, StateFiles, read_rows, write_rows
 from vector_sync.core.stats import timed
-from vector_sync.core.tokens import TokenCounter
+from vector_sync.core.text.chunking import chunk_document
+from vector_sync.core.text.embedder import Embedder
+from vector_sync.core.text.render import render
+from vector_sync.core.text.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 

@@ -19,22 +19,22 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from vector_sync.core import checkpoints, faults
+from vector_sync.core import faults
 from vector_sync.core.batches import batched
-from vector_sync.core.diff import OUTCOMES, QDRANT_WRITES
 from vector_sync.core.hashing import point_id
 from vector_sync.core.ledger import Ledger, LedgerRow, open_ledger
-from vector_sync.core.ownership import deployment_of
-from vector_sync.core.settings import RetryConfig, VectorSyncConfig
-from vector_sync.core.source import SourceUnavailable, WritesBack, outcomes_from_ledger
-from vector_sync.core.spec import CollectionSpec, spec_for
-from vector_sync.core.state_files import (
+from vector_sync.core.pipeline import checkpoints
+from vector_sync.core.pipeline.diff import OUTCOMES, QDRANT_WRITES
+from vector_sync.core.pipeline.state_files import (
     StateFiles,
     read_json,
     read_rows,
     read_summary,
     write_json,
 )
+from vector_sync.core.settings import RetryConfig, VectorSyncConfig
+from vector_sync.core.source import SourceUnavailable, WritesBack, outcomes_from_ledger
+from vector_sync.core.spec import CollectionSpec, spec_for
 from vector_sync.core.stats import timed
 from vector_sync.core.store import (
     CollectionMismatch,
@@ -47,6 +47,7 @@ from vector_sync.core.store import (
     SetPayload,
     open_store,
 )
+from vector_sync.core.store.ownership import deployment_of
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ revisions with `alembic revision --autogenerate`.
 from alembic import context
 from sqlalchemy import create_engine
 
-from vector_sync.core.ledger_db import VERSION_TABLE, UtcDateTime, metadata
+from vector_sync.core.ledger.db import VERSION_TABLE, UtcDateTime, metadata
 
 
 def render_item(type_, obj, autogen_context):

@@ -14,15 +14,16 @@ from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from vector_sync.core import checkpoints, faults
+from vector_sync.core import faults
 from vector_sync.core.batches import batched, old_objects_frozen
 from vector_sync.core.documents import Document, ReadFailure, SourceEntry
 from vector_sync.core.hashing import stable_json
 from vector_sync.core.ledger import Ledger, open_ledger
+from vector_sync.core.pipeline import checkpoints
+from vector_sync.core.pipeline.state_files import SNAPSHOT, StateFiles, write_rows
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.core.source import Checkpointed, Source
 from vector_sync.core.spec import CollectionSpec, collection_specs
-from vector_sync.core.state_files import SNAPSHOT, StateFiles, write_rows
 from vector_sync.core.stats import throughput, timed
 
 log = logging.getLogger(__name__)

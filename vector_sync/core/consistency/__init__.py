@@ -1,0 +1,2 @@
+"""What Qdrant really holds, against the source and the ledger: verify, repair, prune and
+inspect."""

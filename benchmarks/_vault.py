@@ -165,10 +165,10 @@ def code_version() -> str:
 
 
 def sync_with_result(config_file: Path, config: Any, source: str) -> tuple[float, Any, Any]:
-    """vector_sync.defs.run.sync_source, timed, plus the ExecuteInProcessResult it builds its
+    """vector_sync.cli.runner.sync_source, timed, plus the ExecuteInProcessResult it builds its
     report from (taken from its call to collection_counts, so the run is exactly the CLI's).
     Returns (seconds, report, result)."""
-    from vector_sync.defs import run
+    from vector_sync.cli import runner as run
 
     results = []
     original = run.collection_counts

@@ -15,7 +15,8 @@ its GraphQL endpoint (run records, step stats, sensor ticks). On a copy of examp
   searchable (the end of the search that found it); they add up to the total.
 
 An edit is a level-2 heading and a sentence with a unique nonsense phrase: the heading starts
-a chunk of its own (README §7), so a search for the phrase ranks it first. Target: 30 s;
+a chunk of its own (level-1/2 headings are hard chunk boundaries, see
+docs/chunking-and-embedding.md), so a search for the phrase ranks it first. Target: 30 s;
 exit code 1 when an edit missed it.
 
     .venv/bin/python benchmarks/dev_latency.py [--repeats 3] [--seed N] [--keep]

@@ -124,9 +124,9 @@ def write_config(root: Path) -> Path:
 
 @contextmanager
 def counted_blobs() -> Iterator[list[str]]:
-    """The blob ids the Git source takes from `git cat-file` (git_objects.Blobs.get), in
+    """The blob ids the Git source takes from `git cat-file` (git/objects.py, Blobs.get), in
     order: counted, then passed on to the real method."""
-    from vector_sync.sources.git_objects import Blobs
+    from vector_sync.sources.git.objects import Blobs
 
     taken: list[str] = []
     original = Blobs.get
@@ -198,8 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, root: Path) -> int:
+    from vector_sync.cli.runner import sync_source
     from vector_sync.config import load_config
-    from vector_sync.defs.run import sync_source
 
     print(f"git_commit_diff: {args.files} files, {args.repeats} run(s) per measurement, "
           f"{os.cpu_count()} CPUs, in {root}")
@@ -268,7 +268,7 @@ def run(args: argparse.Namespace, root: Path) -> int:
           f"blobs taken from git cat-file: {len(taken)} (expected {len(wanted_blobs)})")
     print(f"    target < {TARGET_S:.0f} s: {'MEETS' if snapshot_median < TARGET_S else 'MISSES'}")
     print(f"(c) `vector-sync sync --json` process: {seconds:.3f} s "
-          f"(a process that only imports vector_sync.cli and .defs.run: {imports:.3f} s)")
+          f"(a process that only imports vector_sync.cli and .cli.runner: {imports:.3f} s)")
     print(f"    {', '.join(f'{k} {v}' for k, v in synced.items())}")
     print(f"(d) in-process Dagster run for a second 10-file commit: {inproc:.3f} s, by step:")
     for line in step_table(inproc, step_seconds(result), asset_durations(result)):

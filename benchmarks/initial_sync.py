@@ -4,7 +4,7 @@ speed of the model alone.
 Generates 150 Markdown notes (``--notes``) of 300-900 words with headings, then, in one
 process:
 
-(a) pipeline: the full initial sync of the source, by vector_sync.defs.run.sync_source
+(a) pipeline: the full initial sync of the source, by vector_sync.cli.runner.sync_source
     (the CLI's Dagster run: snapshot, changes, embeddings with the real offline
     all-MiniLM-L6-v2, embedded Qdrant, the SQLite ledger, and whatever checks the run
     includes). Wall time, chunks/s over the whole run, and a breakdown by Dagster step with
@@ -274,7 +274,7 @@ def run(args: argparse.Namespace, root: Path) -> int:
           f"{time.perf_counter() - started:.1f} s, not measured")
 
     started = time.perf_counter()
-    import vector_sync.defs.run  # noqa: F401 - the Dagster + Qdrant imports, not measured
+    import vector_sync.cli.runner  # noqa: F401 - the Dagster + Qdrant imports, not measured
     from vector_sync.config import EmbeddingConfig
     from vector_sync.core.text.embedder import Embedder
 

@@ -1,10 +1,11 @@
 """No-op re-sync of a MongoDB collection of 100,000 documents: what finding "nothing
 changed" costs.
 
-The collection (seed 001's tools, ``--docs``) is fanned out to two Qdrant collections and
-already fully synced. Measured: the ``source_snapshot`` stage
-(vector_sync.core.pipeline.snapshot.snapshot: source.scan, the ledger look-ups, the hint comparison,
-the snapshot Parquet), which is where a no-op run decides that nothing has to be read.
+The collection (a catalogue of software tools, ``--docs`` documents) is fanned out to two
+Qdrant collections and already fully synced. Measured: the ``source_snapshot`` stage
+(vector_sync.core.pipeline.snapshot.snapshot: source.scan, the ledger look-ups, the hint
+comparison, the snapshot Parquet), which is where a no-op run decides that nothing has to be
+read.
 
 (a) with ``updated_field``: scan() streams only ``_id`` and ``updatedAt`` (this pass is
     also the id scan that finds deletions). Target: under 2 s.
@@ -48,7 +49,7 @@ from typing import Any
 import yaml
 from _vault import WORDS, cheap_setup, dagster_log, sentence
 
-from vector_sync.sources.mongodb import ID_SCAN_BATCH_FACTOR
+from vector_sync.sources.mongodb.source import ID_SCAN_BATCH_FACTOR
 
 SOURCE = "tools"
 COLLECTIONS = {
@@ -102,7 +103,8 @@ def words(rng: random.Random, low: int, high: int) -> str:
 
 
 def tool(rng: random.Random, index: int, start: datetime) -> dict[str, Any]:
-    """A document shaped like seed 001's tools (about 1 KB of BSON)."""
+    """A software tool's catalogue entry: name, tagline, description, functionality,
+    categories... (about 1 KB of BSON)."""
     name = f"{rng.choice(WORDS).title()}{rng.choice(WORDS).title()} {index}"
     return {
         "name": name, "tagline": words(rng, 4, 9), "description": words(rng, 15, 30),
@@ -147,8 +149,8 @@ def write_config(root: Path, updated_field: str | None) -> Path:
 
 def setup_sync(config_file: Path, docs: int, what: str) -> bool:
     """A sync as the CLI runs it (the Dagster asset job, in-process), with the stand-ins."""
+    from vector_sync.cli.runner import sync_source
     from vector_sync.config import load_config
-    from vector_sync.defs.run import sync_source
 
     started = time.perf_counter()
     with cheap_setup(), dagster_log(config_file.with_name("dagster.log")):

@@ -14,7 +14,7 @@ fully synced:
 (b) the whole ``vector-sync sync --config <cfg> --json`` process (Python start-up, imports,
     the Dagster run); its JSON must report nothing added/updated/payload_updated/deleted,
     0 chunks embedded and every note unchanged.
-(c) the in-process ``vector_sync.defs.run.sync_source`` call (the Dagster run without the
+(c) the in-process ``vector_sync.cli.runner.sync_source`` call (the Dagster run without the
     interpreter start-up).
 
 Setup (not measured): the "already synced" state comes from one real sync_source run in
@@ -299,7 +299,7 @@ def cli_sync(config_file: Path, env: dict[str, str]) -> tuple[float, dict[str, A
 def import_only(env: dict[str, str]) -> float:
     """A process that only imports what `vector-sync sync` imports before its run."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import vector_sync.cli, vector_sync.defs.run"],
+    subprocess.run([sys.executable, "-c", "import vector_sync.cli, vector_sync.cli.runner"],
                    env=env, check=True)
     return time.perf_counter() - started
 
@@ -368,8 +368,8 @@ def run(args: argparse.Namespace, root: Path, env: dict[str, str]) -> int:
           f"{time.perf_counter() - started:.1f} s, not measured")
 
     started = time.perf_counter()
+    from vector_sync.cli.runner import sync_source
     from vector_sync.config import load_config
-    from vector_sync.defs.run import sync_source
 
     with cheap_setup(), quiet():
         initial = sync_source(config_file, load_config(config_file), SOURCE)
@@ -451,7 +451,7 @@ def run(args: argparse.Namespace, root: Path, env: dict[str, str]) -> int:
     print(f"(b) `vector-sync sync --json` process: {_stats(cli_runs)}")
     print(f"    ({notes / median_b:,.0f} documents/s end to end)")
     print(f"    of which imports (a process that only imports vector_sync.cli and "
-          f"vector_sync.defs.run): {_stats(import_runs)}")
+          f"vector_sync.cli.runner): {_stats(import_runs)}")
     print(f"(c) in-process sync_source (Dagster run): {_stats([s for s, _ in inproc_runs])}")
     print(f"    ({notes / median_c:,.0f} documents/s)")
     print("    Dagster steps (median run):")

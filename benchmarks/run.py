@@ -1,6 +1,8 @@
-"""One entry point for the figures of issue 11, each next to a baseline measured in the same
-run: `make bench`, or `.venv/bin/python benchmarks/run.py [--quick] [--only NAMES]
-[--json PATH]`. Prints one Markdown table; `--json` writes the same rows with raw values.
+"""One entry point for the headline figures that have targets (initial sync throughput and
+memory, no-op and edit re-syncs, scan + diff at 20,000 notes, verify, Git), each next to a
+baseline measured in the same run: `make bench`, or
+`.venv/bin/python benchmarks/run.py [--quick] [--only NAMES] [--json PATH]`. Prints one
+Markdown table; `--json` writes the same rows with raw values.
 
 Every figure but the scan + diff and verify rows is a whole process (the real
 `vector-sync sync --config X --json`, Python start-up, imports and model load included),
@@ -74,8 +76,8 @@ Embedder(load_config(sys.argv[1]).embedding).embed(texts)
 # start-up baselines; the last one is what `sync` imports before it works, and it exits the
 # way the CLI does (os._exit, no interpreter teardown)
 STARTUP = {"python -c pass": "pass", "import vector_sync.cli": "import vector_sync.cli",
-           "+ vector_sync.defs.run": "import os, vector_sync.cli, vector_sync.defs.run\n"
-                                     "os._exit(0)"}
+           "+ vector_sync.cli.runner": "import os, vector_sync.cli, vector_sync.cli.runner\n"
+                                       "os._exit(0)"}
 
 
 @dataclass(frozen=True)
@@ -124,8 +126,8 @@ def check_noop(counts: dict[str, int]) -> None:
 
 def in_process_setup(config: Path) -> None:
     """An already synced state, quickly: one in-process sync with the stand-in embedder."""
+    from vector_sync.cli.runner import sync_source
     from vector_sync.config import load_config
-    from vector_sync.defs.run import sync_source
 
     with cheap_setup(), dagster_log(config.parent / "dagster.log"):
         report = sync_source(config, load_config(config), SOURCE)
@@ -181,14 +183,14 @@ def noops(config: Path) -> list[Measured]:
 def noop(config: Path, rows: Rows) -> None:
     progress("no-op sync, small vault")
     runs, starts = noops(config), startup()
-    seconds, imports = median_seconds(runs), median_seconds(starts["+ vector_sync.defs.run"])
+    seconds, imports = median_seconds(runs), median_seconds(starts["+ vector_sync.cli.runner"])
     baseline = "; ".join(f"{label} {median_seconds(r):.2f} s" for label, r in starts.items())
     rows.append(row("noop", "no-op re-sync, whole process", f"{seconds:.2f} s", baseline,
                     seconds / imports, "<= 3 s", seconds <= 3, seconds=seconds,
                     startup={label: median_seconds(r) for label, r in starts.items()}))
-    import_peak = peak(starts["+ vector_sync.defs.run"])
+    import_peak = peak(starts["+ vector_sync.cli.runner"])
     rows.append(row("noop", "no-op re-sync, peak memory", f"{peak(runs):.0f} MiB",
-                    f"+ vector_sync.defs.run {import_peak:.0f} MiB", peak(runs) / import_peak,
+                    f"+ vector_sync.cli.runner {import_peak:.0f} MiB", peak(runs) / import_peak,
                     "<= 250 MiB", peak(runs) <= 250, peak_mib=peak(runs)))
 
 
@@ -319,7 +321,7 @@ def large_noop(root: Path, notes: int, seed: int, rows: Rows) -> None:
     rate, walk_rate = notes / statistics.median(scans), notes / walk
     progress(f"{notes}-note vault: no-op sync")
     runs = noops(config)
-    imports = median_seconds(startup()["+ vector_sync.defs.run"])
+    imports = median_seconds(startup()["+ vector_sync.cli.runner"])
     seconds = median_seconds(runs)
     rows += [
         row("noop20k", f"no-op, {notes:,} notes: scan + diff (in-process)",
@@ -327,7 +329,7 @@ def large_noop(root: Path, notes: int, seed: int, rows: Rows) -> None:
             f"bare os.walk + stat {walk_rate:,.0f} notes/s", rate / walk_rate,
             ">= 50,000 notes/s", rate >= 50_000, notes_per_s=rate, walk_notes_per_s=walk_rate),
         row("noop20k", f"no-op, {notes:,} notes, whole process",
-            f"{seconds:.2f} s, {peak(runs):.0f} MiB", f"+ vector_sync.defs.run {imports:.2f} s",
+            f"{seconds:.2f} s, {peak(runs):.0f} MiB", f"+ vector_sync.cli.runner {imports:.2f} s",
             seconds / imports, "<= 5 s", seconds <= 5, seconds=seconds, peak_mib=peak(runs)),
     ]
 

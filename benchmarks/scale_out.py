@@ -45,7 +45,7 @@ def configure(root: Path, workers: int) -> Path:
 
 def timed_run(root: Path, workers: int) -> dict[str, Any]:
     """One initial sync; wall seconds, chunks, and each step's materialization metadata."""
-    from vector_sync.definitions import reconstructable_sync
+    from vector_sync.cli.runner import reconstructable_sync
 
     job = reconstructable_sync(str(configure(root, workers)), SOURCE)
     with dg.instance_for_test() as instance:

@@ -24,7 +24,7 @@ import dagster as dg
 import pytest
 from pymongo import MongoClient
 
-from vector_sync.definitions import reconstructable_sync
+from vector_sync.cli.runner import reconstructable_sync
 from vector_sync_tests.conftest import Project, long_note, service_missing
 from vector_sync_tests.git_repo import GitRepo
 from vector_sync_tests.mongo_server import running_server
@@ -37,7 +37,7 @@ SOURCES = ("notes", "docs", "tools")  # each feeds the collection of the same na
 RUN_ONE = """
 import sys
 import dagster as dg
-from vector_sync.definitions import reconstructable_sync
+from vector_sync.cli.runner import reconstructable_sync
 config_file, source = sys.argv[1:]
 with dg.DagsterInstance.get() as instance, dg.execute_job(
         reconstructable_sync(config_file, source), instance=instance,

@@ -17,7 +17,7 @@ from surrealdb import RecordID, Surreal
 
 from vector_sync.config import load_config
 from vector_sync.core.ledger import open_ledger
-from vector_sync.core.pipeline.state_files import StateFiles, read_rows
+from vector_sync.core.pipeline.state_files import SNAPSHOT, StateFiles, read_rows
 from vector_sync_tests.conftest import Project, counts
 
 RECORDS = 200
@@ -82,7 +82,7 @@ class SurrealProject(Project):
     def reads(self) -> int:
         """Records the last snapshot read (the rest were skipped on their hints)."""
         path = StateFiles(self.root / "state").snapshot("articles")
-        return sum(row["state"] == "read" for row in read_rows(path, ["state"]))
+        return sum(row.state == "read" for row in read_rows(path, SNAPSHOT, ["state"]))
 
 
 @pytest.fixture

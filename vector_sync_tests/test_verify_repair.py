@@ -11,7 +11,7 @@ import dagster as dg
 from vector_sync.core.hashing import point_id
 from vector_sync.core.store import Point, SetPayload
 from vector_sync.definitions import build_definitions
-from vector_sync.defs.jobs import SYNC_JOB, VERIFY_JOB
+from vector_sync.defs.jobs import REPAIR_JOB, VERIFY_JOB
 from vector_sync_tests.conftest import Project, counts, long_note, write_note
 from vector_sync_tests.test_sync import _storage_digest
 
@@ -246,15 +246,14 @@ def _ledger_rows_from(content: bytes, project: Project) -> list[tuple]:
         return sorted(db.execute("SELECT * FROM ledger").fetchall())
 
 
-def test_a_repair_run_of_the_sync_job_in_dagster_converges(project: Project, capsys):
+def test_a_run_of_the_repair_job_in_dagster_converges(project: Project, capsys):
     _seed(project)
     project.cli("sync", capsys=capsys)
     with project.qdrant() as store:
         store.delete("notes", _ids("long.md", range(1, 2)))
     defs = build_definitions(str(project.config_file))
-    result = defs.resolve_job_def(SYNC_JOB).execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), partition_key="notes",
-        run_config={"ops": {"source_snapshot": {"config": {"repair": True}}}})
+    result = defs.resolve_job_def(REPAIR_JOB).execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), partition_key="notes")
     assert result.success
     applied = next(e.materialization.metadata for e in result.get_asset_materialization_events()
                    if e.asset_key == dg.AssetKey("qdrant_notes"))

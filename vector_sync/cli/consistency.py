@@ -54,8 +54,8 @@ def _unmanaged(args: argparse.Namespace, config: VectorSyncConfig) -> Unmanaged:
 
 
 def cmd_repair(args: argparse.Namespace, config: VectorSyncConfig) -> int:
+    from vector_sync.cli.runner import sync_source
     from vector_sync.core.consistency.repair import repair
-    from vector_sync.defs.run import sync_source
 
     def sync_in_dagster(source: str) -> str | None:
         return sync_source(config_path(args.config).resolve(), config, source,

@@ -7,14 +7,14 @@ from typing import Any
 
 from vector_sync.cli.common import FAILED, OK, print_json, sources_of
 from vector_sync.config import VectorSyncConfig, config_path
+from vector_sync.core.pipeline.rows import OUTCOMES
 
-COLUMNS = ("added", "updated", "payload_updated", "deleted", "unchanged", "failed",
-           "chunks_embedded", "chunks_reused")
+COLUMNS = (*OUTCOMES, "chunks_embedded", "chunks_reused")
 LABELS = ("added", "updated", "payload", "deleted", "unchanged", "failed", "embedded", "reused")
 
 
 def cmd_sync(args: argparse.Namespace, config: VectorSyncConfig) -> int:
-    from vector_sync.defs.run import sync_source  # Dagster import is slow: only when needed
+    from vector_sync.cli.runner import sync_source  # Dagster import is slow: only when needed
 
     report: dict[str, Any] = {"sources": {}}
     for source in sources_of(args, config):

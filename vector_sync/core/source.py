@@ -13,14 +13,11 @@ import importlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Self, runtime_checkable
+from typing import Any, NamedTuple, Protocol, Self, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from vector_sync.core.documents import Document, ReadFailure, SourceEntry
-
-if TYPE_CHECKING:
-    from vector_sync.core.ledger import LedgerRow
 
 
 class SourceUnavailable(Exception):
@@ -90,18 +87,6 @@ class WritesBack(Protocol):
         SourceUnavailable when the source cannot be reached (Qdrant and the ledger are
         right already: the status is written again after the next sync)."""
         ...
-
-
-def outcomes_from_ledger(collection: str, doc_ids: Iterable[str],
-                         rows: Mapping[str, LedgerRow]) -> Iterator[SyncOutcome]:
-    """What the ledger says about `doc_ids` in `collection` after a sync: no row, or a synced
-    row without chunks, means the document is not (or no longer) in that collection."""
-    for doc_id in doc_ids:
-        row = rows.get(doc_id)
-        if row is None or (row.status == "synced" and row.chunk_count == 0):
-            yield SyncOutcome(doc_id, collection, "removed", None, None)
-        else:
-            yield SyncOutcome(doc_id, collection, row.status, row.content_hash, row.last_error)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,14 @@
 """The asset graph, partitioned by source:
 
-source_snapshot -> changes_<collection> -> embeddings_<collection> -> qdrant_<collection>
+[prepare_repair ->] source_snapshot -> changes_<collection> -> embeddings_<collection>
+-> qdrant_<collection>
 
 (one group per collection). Assets hand Parquet files to each other under the state dir
 (paths derived from the partition), so each step is inspectable, and `qdrant_<collection>`
-is the only one that writes Qdrant. The work itself is in the core's stage modules; these
-wrappers add Dagster's view of it. A collection's chain materializes only for the sources
-that feed it.
+is the only one that writes Qdrant in a sync. The work itself is in the core's stage
+modules; these wrappers add Dagster's view of it. A collection's chain materializes only for
+the sources that feed it. `prepare_repair` is the repair job's first step (repair.py); the
+other jobs leave it out.
 """
 
 
@@ -18,7 +20,6 @@ from typing import Any
 import dagster as dg
 
 from vector_sync.core import faults
-from vector_sync.core.consistency import repair, unmanaged
 from vector_sync.core.ledger import LedgerUnavailable, open_ledger
 from vector_sync.core.locks import SourceBusy, source_lock
 from vector_sync.core.pipeline import apply, diff, embed, snapshot
@@ -30,6 +31,7 @@ from vector_sync.core.store import CollectionMismatch, QdrantUnavailable
 from vector_sync.defs import reports
 from vector_sync.defs.jobs import (
     FAILED,
+    PREPARE_REPAIR,
     PRESETS,
     RESYNC_JOB,
     SNAPSHOT,
@@ -55,16 +57,15 @@ class SnapshotConfig(dg.Config):
     # unset: as the job says (true in the job of the same name, false elsewhere)
     retry_due: bool | None = None  # only the failed documents whose backoff has expired
     pending: bool | None = None  # only the documents with a row not synced (due or not)
-    repair: bool | None = None  # first rewrite the ledger from what Qdrant holds (then sync)
-    prune: bool = False  # with repair: delete what the config no longer names
 
     def for_job(self, job: str) -> "SnapshotConfig":
-        """The values the run config leaves unset taken from the job's preset: a `repair`
-        run repairs however it was launched (a launchpad whose editor was filled before a
-        partition was picked, `dg launch`, a GraphQL client sending no config)."""
+        """The values the run config leaves unset taken from the job's preset: a
+        `retry_due` run retries only what is due however it was launched (a launchpad whose
+        editor was filled before a partition was picked, `dg launch`, a GraphQL client
+        sending no config)."""
         preset = PRESETS.get(job, {})
         return self.model_copy(update={key: preset.get(key, False) for key in (
-            "retry_due", "pending", "repair") if getattr(self, key) is None})
+            "retry_due", "pending") if getattr(self, key) is None})
 
     def targets(self, settings: VectorSyncConfig, source: str) -> set[str] | None:
         """The documents a targeted run reads, or None for a whole-source sync."""
@@ -76,11 +77,19 @@ class SnapshotConfig(dg.Config):
                     *(snapshot.pending_documents(ledger, source) if self.pending else ())}
 
 
+def partitions_for(config: VectorSyncConfig) -> dg.StaticPartitionsDefinition:
+    """One partition per source. Dagster runs one partitions definition per run, so every
+    collection has them all; a run for a source selects only the chains it feeds."""
+    return dg.StaticPartitionsDefinition(list(config.sources))
+
+
 def source_snapshot_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         key=SNAPSHOT, partitions_def=partitions, group_name=SOURCES_GROUP, kinds={"parquet"},
+        deps=[PREPARE_REPAIR],  # in the repair job, the ledger is rewritten first
         description="Every document of the source with its version hint; documents whose hint "
-        "is unchanged since they were synced are listed but not read.",
+        "is unchanged since they were synced are listed but not read. It only lists and "
+        "reads the source.",
     )
     def source_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig,
                         vector_sync: VectorSyncResource) -> dg.MaterializeResult:
@@ -90,19 +99,18 @@ def source_snapshot_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefin
             raise dg.Failure(description="resync_documents re-syncs named documents: list "
                              "their ids in the run config, ops.source_snapshot.config.doc_ids "
                              "(`vector-sync status` shows the failed ones)")
-        with _step(context, settings):
-            repaired = _repair(context, settings, source, config.prune) if config.repair else {}
+        with source_step(context, settings):
             targets = config.targets(settings, source)
             _tag_run(context, source, targets)
             metadata = snapshot.snapshot(settings, source, config.full, targets)
         metadata["path"] = dg.MetadataValue.path(metadata["path"])
-        return dg.MaterializeResult(metadata={**metadata, **repaired})
+        return dg.MaterializeResult(metadata=metadata)
 
     return source_snapshot
 
 
 @contextmanager
-def _step(context: dg.AssetExecutionContext | dg.OpExecutionContext,
+def source_step(context: dg.AssetExecutionContext | dg.OpExecutionContext,
           settings: VectorSyncConfig,
           locked: bool = True) -> Iterator[None]:
     """A step holds its source's lock (core/locks.py; when the run's steps share a process,
@@ -137,17 +145,6 @@ def _tag_run(context: dg.AssetExecutionContext, source: str, targets: set[str] |
             f" and {len(listed) - TAGGED} more" if len(listed) > TAGGED else "") or "none"
     if new:
         context.instance.add_run_tags(context.run.run_id, new)
-
-
-def _repair(context: dg.AssetExecutionContext, settings: VectorSyncConfig,
-            source: str, prune: bool) -> dict[str, Any]:
-    if prune:
-        unmanaged.prune(settings, unmanaged.find_unmanaged(settings))
-    others = sorted(repair.prepare_repair(settings, source) - {source})
-    if others:
-        context.log.warning("a rebuilt collection is also fed by %s: sync them too",
-                            ", ".join(others))
-    return {"repair": True, "sources_to_sync_too": ", ".join(others) or "none"}
 
 
 def step_retry_policy(retry: RetryConfig) -> dg.RetryPolicy:
@@ -237,7 +234,7 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
         if not _fed(context, settings, collection):
             return
         _made_in_this_run(context, SNAPSHOT, changes_key)
-        with _step(context, settings):
+        with source_step(context, settings):
             metadata = diff.changes(settings, context.partition_key, collection)
         yield dg.MaterializeResult(metadata=metadata)
 
@@ -256,7 +253,7 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
             settings = vector_sync.load()
             if _fed(context, settings, collection):
                 _made_in_this_run(context, changes_key, embeddings_key)
-                with _step(context, settings):
+                with source_step(context, settings):
                     metadata = embed.embeddings(settings, context.partition_key, collection)
                 yield dg.MaterializeResult(metadata=metadata)
 
@@ -279,14 +276,14 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
         settings = vector_sync.load()
         if not _fed(context, settings, collection):
             # no materialization, but the check is the collection's, whichever source
-            with _step(context, settings, locked=False):
+            with source_step(context, settings, locked=False):
                 status = reports.collection_status(settings, collection)
             yield reports.failed_documents_check(status)
             return
         _made_in_this_run(context, embeddings_key, qdrant_key)
         last_attempt = context.retry_number >= settings.retry.step_retries
         try:
-            with _step(context, settings):
+            with source_step(context, settings):
                 report = apply.apply(settings, context.partition_key, collection,
                                      may_retry_step=not last_attempt)
                 status = reports.collection_status(settings, collection)
@@ -325,7 +322,7 @@ def sharded_embeddings(collection: str, changes_key: dg.AssetKey, shards: int,
     def embed_shard(context: dg.OpExecutionContext, vector_sync: VectorSyncResource,
                     shard: int) -> dict[str, Any]:
         settings = vector_sync.load()
-        with _step(context, settings, locked=False):
+        with source_step(context, settings, locked=False):
             return embed.embeddings(settings, context.partition_key, collection,
                                     (shard, shards))
 
@@ -335,7 +332,7 @@ def sharded_embeddings(collection: str, changes_key: dg.AssetKey, shards: int,
         settings = vector_sync.load()
         if not shard_reports:  # the source does not feed this collection: nothing planned
             return
-        with _step(context, settings):
+        with source_step(context, settings):
             embed.merge_shards(settings, context.partition_key, collection, shards)
         embedded = sum(r["chunks_embedded"] for r in shard_reports)
         seconds = sum(r["duration_s"] for r in shard_reports)  # summed over the shards' steps

@@ -1,8 +1,10 @@
-"""The source kinds: one module each, one line each here.
+"""The source kinds: one package each, one line each here.
 
-A kind's module holds its settings (a `SourceConfig` subclass, see vector_sync.core.source),
-its source and its optional capabilities. Entries are imported on first use, so a config
-that does not use MongoDB never imports pymongo.
+A kind's package (`vector_sync.sources.<kind>`) has its face in `__init__.py`: the settings
+(a `SourceConfig` subclass, see vector_sync.core.source) and the source they open, which is
+what this registry and users import. Its helpers sit beside the face and never import it.
+`files.py` is what the file-based kinds (markdown, git) share. Entries are imported on first
+use, so a config that does not use MongoDB never imports pymongo.
 """
 
 from vector_sync.core.source import Registry

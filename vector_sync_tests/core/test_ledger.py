@@ -17,7 +17,6 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, inspect, make_url, text
 
-from vector_sync.core import ledger as ledger_module
 from vector_sync.core.ledger import (
     HEAD_REVISION,
     MIGRATIONS_DIR,
@@ -26,6 +25,7 @@ from vector_sync.core.ledger import (
     LedgerRow,
     LedgerUnavailable,
 )
+from vector_sync.core.ledger import ledger as ledger_module
 from vector_sync.core.ledger.db import VERSION_TABLE, metadata
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)

@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import dagster as dg
+import pytest
 
 from vector_sync.core.hashing import point_id
 from vector_sync.definitions import build_definitions
-from vector_sync.defs.jobs import REPAIR_JOB, RESYNC_JOB, SYNC_JOB, VERIFY_JOB
+from vector_sync.defs.jobs import REPAIR_JOB, RESYNC_JOB, SNAPSHOT, SYNC_JOB, VERIFY_JOB
 from vector_sync_tests.conftest import Project
 
 BROKEN = "---\ntitle: [never closed\n---\n# Broken\n\nThe front matter above is not YAML.\n"
@@ -97,7 +98,8 @@ def test_resync_documents_without_ids_fails_saying_what_to_type(project: Project
         failure.step_failure_data.error.message  # type: ignore[union-attr]
 
 
-def test_the_repair_job_prunes_a_source_the_config_no_longer_names(project: Project, capsys):
+def _a_source_removed_from_the_config(project: Project, capsys) -> None:
+    """Points of source `old` in collection notes, and a config that no longer names it."""
     project.note("a.md", "# A\n\nA note.\n")
     project.config["sources"]["old"] = {"kind": "markdown", "path": "old",
                                         "collections": ["notes"]}
@@ -108,12 +110,53 @@ def test_the_repair_job_prunes_a_source_the_config_no_longer_names(project: Proj
     assert {p[0]["source"] for p in project.points().values()} == {"notes", "old"}
     del project.config["sources"]["old"]
     project.save()
+
+
+def test_the_repair_job_prunes_a_source_the_config_no_longer_names(project: Project, capsys):
+    _a_source_removed_from_the_config(project, capsys)
     instance = dg.DagsterInstance.ephemeral()
     kept = _run(project, REPAIR_JOB, instance)  # prune is off by default: nothing deleted
     assert kept.success and "o.md" in project.points()
     pruned = _run(project, REPAIR_JOB, instance, run_config={
-        "ops": {"source_snapshot": {"config": {"repair": True, "prune": True}}}})
+        "ops": {"prepare_repair": {"config": {"prune": True}}}})
     assert pruned.success and set(project.points()) == {"a.md"}
+    assert _metadata(pruned, "prepare_repair")["pruned"] is True
+
+
+def test_a_snapshot_run_config_asking_for_repair_or_prune_is_refused_and_deletes_nothing(
+        project: Project, capsys):
+    """Materializing a source's snapshot only lists and reads it: a run config that asks it
+    to repair or prune is refused by the config check, before any step runs."""
+    _a_source_removed_from_the_config(project, capsys)
+    defs = build_definitions(str(project.config_file))
+    snapshot_alone = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection={SNAPSHOT})  # the catalog's Materialize on source_snapshot
+    for job in (defs.resolve_job_def(SYNC_JOB), snapshot_alone):
+        for key in ("repair", "prune"):
+            with pytest.raises(dg.DagsterInvalidConfigError,
+                               match=f'unexpected config entry "{key}"'):
+                job.execute_in_process(
+                    partition_key="notes", instance=dg.DagsterInstance.ephemeral(),
+                    run_config={"ops": {"source_snapshot": {"config": {key: True}}}})
+    assert {p[0]["source"] for p in project.points().values()} == {"notes", "old"}
+
+
+def test_only_the_repair_job_repairs_materialize_all_syncs(project: Project, capsys):
+    """Materialize all on the whole graph selects prepare_repair too: it repairs nothing
+    there (the run syncs), and asking it to prune is refused with what to launch instead."""
+    _a_source_removed_from_the_config(project, capsys)
+    with project.qdrant() as store:  # a point lost behind vector_sync's back
+        store.delete("notes", [point_id("notes", "a.md", 0)])
+    instance = dg.DagsterInstance.ephemeral()
+    synced = _run(project, "ui", instance)
+    assert synced.success and _metadata(synced, "prepare_repair")["repaired"] is False
+    # a sync trusts the ledger: the lost point stays lost, nothing was pruned
+    assert set(project.points()) == {"o.md"}
+    refused = _run(project, "ui", instance, run_config={
+        "ops": {"prepare_repair": {"config": {"prune": True}}}})
+    assert not refused.success and set(project.points()) == {"o.md"}
+    [failure] = [e for e in refused.all_events if e.is_step_failure]
+    assert "the repair job" in failure.step_failure_data.error.message  # type: ignore[union-attr]
 
 
 def test_every_sync_spot_checks_qdrant_and_the_verify_job_names_the_offender(project: Project):

@@ -28,7 +28,8 @@ def test_definitions_build_one_partition_per_source_and_a_chain_per_collection(p
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert keys == {"source_snapshot", "changes_notes", "embeddings_notes", "qdrant_notes",
+    assert keys == {"prepare_repair", "source_snapshot",
+                    "changes_notes", "embeddings_notes", "qdrant_notes",
                     "changes_other_notes", "embeddings_other_notes", "qdrant_other_notes"}
     snapshot = graph.get(dg.AssetKey("source_snapshot"))
     assert snapshot.partitions_def.get_partition_keys() == ["notes", "other"]
@@ -224,7 +225,7 @@ def test_materializing_a_collections_group_without_the_snapshot_is_refused_not_s
 
 def test_a_run_re_executed_from_its_failed_diff_uses_the_snapshot_of_the_run_it_re_executes(
         project):
-    from vector_sync.definitions import reconstructable_sync
+    from vector_sync.cli.runner import reconstructable_sync
 
     project.note("a.md", "# Apples\n\nApples grow on trees.\n")
     # the change set cannot be written (a directory where its file goes): the diff fails

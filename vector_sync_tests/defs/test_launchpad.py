@@ -50,9 +50,8 @@ def launchpad(project: Project, tmp_path: Path) -> Iterator[Any]:
         yield context
 
 
-def _snapshot_config(text: str) -> dict[str, Any]:
-    return (yaml.safe_load(text) or {}).get("ops", {}).get("source_snapshot", {}).get(
-        "config", {})
+def _op_config(text: str, op: str = "source_snapshot") -> dict[str, Any]:
+    return (yaml.safe_load(text) or {}).get("ops", {}).get(op, {}).get("config", {})
 
 
 def _opened(context: Any, job: str) -> str:
@@ -84,12 +83,16 @@ def test_an_operator_launchpad_never_shows_its_preset_off_and_its_run_does_what_
     with project.qdrant() as store:  # a point lost behind vector_sync's back
         store.delete("notes", [point_id("notes", "a.md", 0)])
 
-    for job, preset in ((REPAIR_JOB, "repair"), (RETRY_JOB, "retry_due")):
-        opened = _opened(launchpad, job)
-        # the editor, before a partition is picked, does not say the job will not do it
-        assert _snapshot_config(opened).get(preset, True) is True, opened
-        # picking a partition shows the preset
-        assert _snapshot_config(_picked(launchpad, job, "notes"))[preset] is True
+    opened = _opened(launchpad, RETRY_JOB)
+    # the editor, before a partition is picked, does not say the job will not do it
+    assert _op_config(opened).get("retry_due", True) is True, opened
+    # picking a partition shows the preset
+    assert _op_config(_picked(launchpad, RETRY_JOB, "notes"))["retry_due"] is True
+    # the repair's own step has its own config, whichever way the editor was filled; the
+    # snapshot has no say in it
+    for shown in (_opened(launchpad, REPAIR_JOB), _picked(launchpad, REPAIR_JOB, "notes")):
+        assert _op_config(shown, "prepare_repair") == {"prune": False}, shown
+        assert not {"repair", "prune"} & set(_op_config(shown)), shown
 
     # Launch Run with what the repair launchpad opened with: a repair, which puts the point
     # back (a plain sync would trust the ledger and leave it missing)

@@ -14,7 +14,7 @@ from vector_sync.core.documents import Document, ReadFailure
 from vector_sync.core.secrets import mask_url
 from vector_sync.core.source import Checkpointed, SourceUnavailable
 from vector_sync.sources.git import GitConfig, GitSource
-from vector_sync.sources.git_objects import head_commit
+from vector_sync.sources.git.objects import head_commit
 from vector_sync.sources.markdown import MarkdownConfig, MarkdownSource
 from vector_sync_tests.git_repo import GitRepo, git
 

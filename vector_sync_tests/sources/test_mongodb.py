@@ -22,10 +22,12 @@ from secantus import SecantusDBServer
 from vector_sync.config import ConfigError, VectorSyncConfig, parse_config
 from vector_sync.core.documents import Document, ReadFailure, nested_subset
 from vector_sync.core.ledger import LedgerRow
+from vector_sync.core.pipeline.write_back import outcomes_from_ledger
 from vector_sync.core.secrets import mask_url
-from vector_sync.core.source import SourceUnavailable, SyncOutcome, outcomes_from_ledger
-from vector_sync.sources.mongo_bson import id_candidates, json_safe
-from vector_sync.sources.mongodb import MISSING_UPDATED_PREFIX, MongoConfig, MongoSource
+from vector_sync.core.source import SourceUnavailable, SyncOutcome
+from vector_sync.sources.mongodb import MongoConfig, MongoSource
+from vector_sync.sources.mongodb.source import MISSING_UPDATED_PREFIX
+from vector_sync.sources.mongodb.values import id_candidates, json_safe
 from vector_sync_tests.mongo_server import running_server
 
 FIELDS = ["name", "tagline", "imdb.rating"]
@@ -250,7 +252,6 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.mark.timeout(20)  # server_selection_timeout_ms bounds the wait: no hanging
 def test_an_unreachable_server_fails_with_the_uri_masked():
     config = MongoConfig(
         kind="mongodb", uri=f"mongodb://app:hunter22@127.0.0.1:{_free_port()}/",

@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from surrealdb import Surreal
 
 from vector_sync.core.source import SourceUnavailable
-from vector_sync.sources.surreal_values import duration_string, json_safe, record_string
 from vector_sync.sources.surrealdb import SurrealConfig
+from vector_sync.sources.surrealdb.values import duration_string, json_safe, record_string
 
 
 @pytest.fixture

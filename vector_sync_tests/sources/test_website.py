@@ -5,6 +5,7 @@ polite fetcher and the crawl, against the MkDocs-built site of vector_sync_tests
 from __future__ import annotations
 
 import gzip
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +16,9 @@ from pydantic import ValidationError
 
 from vector_sync.core.documents import Document, ReadFailure
 from vector_sync.core.source import SourceUnavailable
-from vector_sync.sources.web_fetch import Fetcher
-from vector_sync.sources.web_pages import (
+from vector_sync.sources.website import WebsiteConfig
+from vector_sync.sources.website.fetch import Fetcher
+from vector_sync.sources.website.pages import (
     Scope,
     html_tree,
     normalize_url,
@@ -24,7 +26,6 @@ from vector_sync.sources.web_pages import (
     parse_page,
     parse_sitemap,
 )
-from vector_sync.sources.website import WebsiteConfig
 from vector_sync_tests.doc_site import FOOTER, ROBOTS, DocSite
 
 
@@ -195,6 +196,20 @@ def test_read_refetches_a_page_that_answered_304(tmp_path, site):
     [document] = list(again.read([page]))
     assert isinstance(document, Document) and document.fields["title"] == "Growing Tomatoes"
     assert site.requests[("/garden/tomatoes/", 200)] == 1
+
+
+def test_the_crawl_cache_is_kept_where_earlier_versions_kept_it(tmp_path, site):
+    # <state.dir>/website/<source>.json, as JSON: a site crawled before an upgrade is asked
+    # with its validators after it
+    config = WebsiteConfig(kind="website", collections=["c"], start_urls=[site.url],
+                           rate_limit_per_s=1000).resolved("docs", lambda p: p, tmp_path)
+    assert config.cache_file == tmp_path / "website" / "docs.json"
+    entries = list(config.open("docs", None).scan())
+    cached = json.loads(config.cache_file.read_text())
+    assert entries and {e.doc_id for e in entries} <= set(cached["pages"])
+    site.requests.clear()
+    assert len(list(config.open("docs", None).scan())) == len(entries)
+    assert site.fetched(304) == len(entries) and site.fetched(200) == 0
 
 
 def test_failed_page_reads_as_failure_with_its_code(tmp_path, site):

@@ -234,9 +234,11 @@ def test_verify_finds_a_deleted_point_and_repair_restores_it(
     expect(missing.get_by_role("cell", name=DELETED, exact=True)).to_be_visible()
     screenshot(page, "check-offenders")
 
-    # repair: the ledger rewritten from Qdrant, then a sync writes the point again
+    # repair: its first step, prepare_repair, rewrites the ledger from Qdrant, then the same
+    # run's sync writes the point again
     editor = open_launchpad(page, dagster_server, REPAIR_JOB, source)
-    expect(editor).to_contain_text("repair: true")
+    expect(editor).to_contain_text("prepare_repair")
+    expect(editor).to_contain_text("prune: false")
     launch(page, dagster_server)
     result = open_check(page, dagster_server, qdrant, CONSISTENT)
     reload_until(page, lambda: expect(result).to_contain_text("Passed", timeout=POLL_MS))

@@ -10,9 +10,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from vector_sync.core.ledger import Ledger
+from vector_sync.core.pipeline.rows import Metadata
 from vector_sync.core.source import Checkpointed, Source
 from vector_sync.core.spec import CollectionSpec
 
@@ -44,7 +44,7 @@ def last_checkpoint(ledger: Ledger, source: str, collections: Iterable[str]) -> 
     return found.pop() if len(found) == 1 else None
 
 
-def note_checkpoint(ledger: Ledger, source: Source) -> dict[str, Any]:
+def note_checkpoint(ledger: Ledger, source: Source) -> Metadata:
     """After a snapshot: remember where it was pinned (none for a snapshot that did not
     detect changes, e.g. a targeted one); returns the source's detection metadata."""
     if not isinstance(source, Checkpointed):

@@ -17,14 +17,20 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from vector_sync.core import faults
 from vector_sync.core.batches import old_objects_frozen
 from vector_sync.core.documents import nested_subset
 from vector_sync.core.hashing import content_hash, payload_hash, stable_json
 from vector_sync.core.ledger import Expected, LedgerRow, open_ledger
-from vector_sync.core.pipeline.state_files import CHANGES, StateFiles, read_rows, write_rows
+from vector_sync.core.pipeline.rows import OUTCOMES, Action, Change, SnapshotRow
+from vector_sync.core.pipeline.state_files import (
+    CHANGES,
+    SNAPSHOT,
+    StateFiles,
+    read_rows,
+    write_rows,
+)
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.core.spec import CollectionSpec, spec_for
 from vector_sync.core.stats import timed
@@ -34,10 +40,6 @@ from vector_sync.core.text.render import render
 from vector_sync.core.text.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
-
-OUTCOMES = ("added", "updated", "payload_updated", "deleted", "unchanged", "failed")
-QDRANT_WRITES = ("added", "updated", "deleted", "payload_updated")
-
 
 class ChunkBudgetError(Exception):
     """Chunks would be longer than the model reads: they would be silently truncated."""
@@ -72,9 +74,9 @@ class Differ:
         self.expected: dict[str, Expected] = {}
 
     def changes(
-        self, snapshot: Iterable[dict[str, Any]], ledger_rows: dict[str, LedgerRow], diff: Diff,
+        self, snapshot: Iterable[SnapshotRow], ledger_rows: dict[str, LedgerRow], diff: Diff,
         chunk_counts: Mapping[str, int] | None = None,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[Change]:
         """Rows of the change set; `diff` is filled in as they are produced. Rows that need
         no Qdrant write are still emitted when the ledger must learn something (a new hint,
         a failure, a row to forget) — as action "unchanged", "failed" or "forgotten".
@@ -88,64 +90,70 @@ class Differ:
         diff.documents_before = sum(1 for count in chunk_counts.values() if count)
         for row in snapshot:
             diff.documents_now += 1
-            doc_id = row["doc_id"]
+            doc_id = row.doc_id
             remaining.discard(doc_id)
             previous = ledger_rows.get(doc_id)
-            if row["state"] == "read":
+            if row.state == "read":
                 change, self.expected[doc_id] = self._compare(row, previous)
             else:
                 change = self._unread(row, previous)
-            diff.counts[change["action"] if change else "unchanged"] += 1
-            if change:
-                diff.chunks += len(change.get("chunks") or ())
-                yield change
+            if change is None:
+                diff.counts["unchanged"] += 1
+                continue
+            diff.counts[change.action] += 1
+            diff.chunks += len(change.chunks or ())
+            yield change
         for doc_id in remaining:  # in the ledger, gone from the source
             if chunk_counts[doc_id] == 0:  # no point in Qdrant to delete: nothing to count
-                yield {"doc_id": doc_id, "action": "forgotten"}
+                yield Change(doc_id, "forgotten")
                 continue
             diff.counts["deleted"] += 1
-            yield {"doc_id": doc_id, "action": "deleted"}
+            yield Change(doc_id, "deleted")
 
-    def _unread(self, row: dict[str, Any], previous: LedgerRow | None) -> dict[str, Any] | None:
+    def _unread(self, row: SnapshotRow, previous: LedgerRow | None) -> Change | None:
         """Not read (hint unchanged) or unreadable: Qdrant should keep what it has."""
-        known = self.previous_expected.get(row["doc_id"])
+        known = self.previous_expected.get(row.doc_id)
         if known is None and previous is not None and previous.content_hash is not None:
             known = Expected(previous.content_hash, previous.payload_hash or "",
                              previous.chunk_count)
         if known is not None:
-            self.expected[row["doc_id"]] = known
-        if row["state"] == "failed":
-            return {"doc_id": row["doc_id"], "action": "failed", "source_version": row["version"],
-                    "error_code": row["error_code"], "error": row["error"]}
+            self.expected[row.doc_id] = known
+        if row.state == "failed":
+            return Change(row.doc_id, "failed", row.version, error_code=row.error_code,
+                          error=row.error)
         return None
 
-    def _compare(self, row: dict[str, Any],
-                 previous: LedgerRow | None) -> tuple[dict[str, Any] | None, Expected]:
+    def _compare(self, row: SnapshotRow,
+                 previous: LedgerRow | None) -> tuple[Change | None, Expected]:
         """The decision table for a document that was read, and what Qdrant should hold."""
-        fields = json.loads(row["fields_json"])
+        assert row.fields_json is not None  # a read row carries its fields
+        fields = json.loads(row.fields_json)
         preamble, body = render(fields, self.spec.embed)
         payload = nested_subset(fields, self.spec.payload)
-        new = {"doc_id": row["doc_id"], "source_version": row["version"],
-               "content_hash": content_hash(self.spec.vector_version, preamble, body),
-               "payload_hash": payload_hash(payload), "payload_json": stable_json(payload)}
-        hashes = (new["content_hash"], new["payload_hash"])
+        chash = content_hash(self.spec.vector_version, preamble, body)
+        phash = payload_hash(payload)
+
+        def change(action: Action, chunks: list[str] | None = None) -> Change:
+            return Change(row.doc_id, action, row.version, chash, phash, stable_json(payload),
+                          chunks)
+
         if not (preamble or body):  # none of the embedded fields: no points here
             if previous is not None and previous.chunk_count:
-                return {**new, "action": "deleted", "chunks": []}, Expected(*hashes, 0)
-            return self._touch(new, previous), Expected(*hashes, 0)
-        if previous is None or previous.content_hash != new["content_hash"] or (
+                return change("deleted", []), Expected(chash, phash, 0)
+            return self._touch(change("unchanged"), previous), Expected(chash, phash, 0)
+        if previous is None or previous.content_hash != chash or (
             previous.status in ("pending", "stale")  # cut off, or found wrong: redo it
         ):
             synced_before = previous is not None and previous.content_hash is not None
             chunks = self._chunks(preamble, body)
-            action = "updated" if synced_before else "added"
-            return {**new, "action": action, "chunks": chunks}, Expected(*hashes, len(chunks))
-        known = self.previous_expected.get(row["doc_id"])
-        count = known[2] if known and known[0] == new["content_hash"] else \
+            return change("updated" if synced_before else "added", chunks), \
+                Expected(chash, phash, len(chunks))
+        known = self.previous_expected.get(row.doc_id)
+        count = known.chunk_count if known and known.content_hash == chash else \
             len(self._chunks(preamble, body))  # rare: no earlier expectation (state lost)
-        if previous.payload_hash != new["payload_hash"]:
-            return {**new, "action": "payload_updated"}, Expected(*hashes, count)
-        return self._touch(new, previous), Expected(*hashes, count)
+        if previous.payload_hash != phash:
+            return change("payload_updated"), Expected(chash, phash, count)
+        return self._touch(change("unchanged"), previous), Expected(chash, phash, count)
 
     def _chunks(self, preamble: str, body: str) -> list[str]:
         return [c.text for c in chunk_document(
@@ -154,13 +162,13 @@ class Differ:
             overlap_tokens=self.spec.chunking.overlap_tokens)]
 
     @staticmethod
-    def _touch(new: dict[str, Any], previous: LedgerRow | None) -> dict[str, Any] | None:
+    def _touch(new: Change, previous: LedgerRow | None) -> Change | None:
         """Nothing to write to Qdrant; the ledger may still have to learn the new hint."""
         if (previous is not None and previous.status == "synced"
-                and previous.source_version == new["source_version"]
-                and previous.content_hash == new["content_hash"]):
+                and previous.source_version == new.source_version
+                and previous.content_hash == new.content_hash):
             return None
-        return {**new, "action": "unchanged"}
+        return new
 
 
 def mass_delete(counts: dict[str, int], max_fraction: float) -> str | None:
@@ -192,7 +200,7 @@ def differ_for(config: VectorSyncConfig, collection: str,
 # --- the stage ------------------------------------------------------------------------------
 
 
-def changes(config: VectorSyncConfig, source: str, collection: str) -> dict[str, Any]:
+def changes(config: VectorSyncConfig, source: str, collection: str) -> dict[str, float]:
     """Write the change set of `collection` from the source's snapshot, with its counts in
     the file's footer, and keep the expected state in the ledger. Returns the counts."""
     files = StateFiles(config.state.dir)
@@ -203,12 +211,12 @@ def changes(config: VectorSyncConfig, source: str, collection: str) -> dict[str,
         previous = ledger.expected(source, collection)
         # ledger rows only where the decision needs them: documents read (or failed), and
         # those without an expectation to carry forward
-        needed = [row["doc_id"] for row in read_rows(snapshot, ["doc_id", "state"])
-                  if row["state"] != "skipped" or row["doc_id"] not in previous]
+        needed = [row.doc_id for row in read_rows(snapshot, SNAPSHOT, ["doc_id", "state"])
+                  if row.state != "skipped" or row.doc_id not in previous]
         rows = {row.doc_id: row for row in ledger.rows_of(source, collection, needed)}
         differ = differ_for(config, collection, previous)
         write_rows(files.changes(collection, source), CHANGES,
-                   differ.changes(read_rows(snapshot), rows, diff,
+                   differ.changes(read_rows(snapshot, SNAPSHOT), rows, diff,
                                   ledger.chunk_counts(source, collection)),
                    summary=diff.as_dict)
         ledger.update_expected(

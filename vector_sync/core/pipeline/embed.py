@@ -22,7 +22,14 @@ from vector_sync.core import faults
 from vector_sync.core.batches import batched
 from vector_sync.core.hashing import point_id
 from vector_sync.core.ledger import Ledger, open_ledger
-from vector_sync.core.pipeline.state_files import EMBEDDINGS, StateFiles, read_rows, write_rows
+from vector_sync.core.pipeline.rows import EMBEDS, Change, EmbeddingRow
+from vector_sync.core.pipeline.state_files import (
+    CHANGES,
+    EMBEDDINGS,
+    StateFiles,
+    read_rows,
+    write_rows,
+)
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.core.spec import spec_for
 from vector_sync.core.stats import throughput, timed
@@ -37,19 +44,19 @@ EMBED_BATCH = 1024
 READ_BATCH = 512  # points read back from Qdrant per request
 
 
-def reusable_vectors(rows: Iterable[dict[str, Any]], wanted: Collection[tuple[str, str]]
+def reusable_vectors(rows: Iterable[EmbeddingRow], wanted: Collection[tuple[str, str]]
                      ) -> dict[tuple[str, str], list[Any]]:
     """Vectors of an earlier embeddings file, by (doc_id, content_hash), in chunk order, for
     the `wanted` versions only, held as float32 arrays (a quarter of a float list's memory)."""
     found: dict[tuple[str, str], list[Any]] = {}
     for row in rows:
-        key = (row["doc_id"], row["content_hash"])
+        key = (row.doc_id, row.content_hash)
         if key in wanted:
-            found.setdefault(key, []).append(np.asarray(row["vector"], dtype=np.float32))
+            found.setdefault(key, []).append(np.asarray(row.vector, dtype=np.float32))
     return found
 
 
-def worth_reading_back(changes: Iterable[dict[str, Any]]) -> set[str]:
+def worth_reading_back(changes: Iterable[Change]) -> set[str]:
     """The documents whose points may hold vectors for this change set's chunk texts: edited
     documents cut into several chunks (an edited one-chunk document has no unchanged chunk)
     and, when documents are added, the deleted ones (a page moved to a new URL, a renamed
@@ -59,11 +66,11 @@ def worth_reading_back(changes: Iterable[dict[str, Any]]) -> set[str]:
     deleted: set[str] = set()
     added = False
     for change in changes:
-        if change["action"] == "updated" and len(change["chunks"] or ()) > 1:
-            edited.add(change["doc_id"])
-        elif change["action"] == "deleted":
-            deleted.add(change["doc_id"])
-        added |= change["action"] == "added"
+        if change.action == "updated" and len(change.chunks or ()) > 1:
+            edited.add(change.doc_id)
+        elif change.action == "deleted":
+            deleted.add(change.doc_id)
+        added |= change.action == "added"
     return edited | deleted if added else edited
 
 
@@ -115,12 +122,12 @@ def embed_by_length(embed: Callable[[list[str]], Any], texts: list[str]) -> list
 
 
 def embedding_rows(
-    changes: Iterable[dict[str, Any]],
+    changes: Iterable[Change],
     embed: Callable[[list[str]], Any],
     reusable: dict[tuple[str, str], list[Any]],
     held: dict[str, list[float] | None],
     stats: Counter[str],
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[EmbeddingRow]:
     """Vectors for every chunk of added/updated documents, in change-set order. Only new
     chunk texts are embedded: vectors of an identical earlier version of the document (an
     earlier embeddings file, so a retry after Qdrant was down embeds nothing) and of chunk
@@ -128,13 +135,12 @@ def embedding_rows(
     queued: list[tuple[str, str, int, str, Any]] = []
     last_report = time.monotonic()
 
-    def flush() -> Iterator[dict[str, Any]]:
+    def flush() -> Iterator[EmbeddingRow]:
         nonlocal last_report
         texts = [text for *_, text, vector in queued if vector is None]
         fresh = iter(embed_by_length(embed, texts))
         for doc_id, chash, index, _, vector in queued:
-            yield {"doc_id": doc_id, "content_hash": chash, "chunk_index": index,
-                   "vector": next(fresh) if vector is None else vector}
+            yield EmbeddingRow(doc_id, chash, index, next(fresh) if vector is None else vector)
         stats["chunks_embedded"] += len(texts)
         queued.clear()
         faults.reached("embed.batch")
@@ -144,20 +150,26 @@ def embedding_rows(
 
     waiting = 0  # queued chunks without a vector
     for change in changes:
-        if change["action"] not in ("added", "updated"):
+        if change.action not in EMBEDS:
             continue
-        chunks = change["chunks"]
-        earlier = reusable.get((change["doc_id"], change["content_hash"]))
+        doc_id, chash, chunks = change.doc_id, _hash_of(change), change.chunks or []
+        earlier = reusable.get((doc_id, chash))
         whole = earlier if earlier is not None and len(earlier) == len(chunks) else None
         for index, text in enumerate(chunks):
             vector = whole[index] if whole is not None else held.get(text)
             stats["chunks_reused"] += vector is not None
             waiting += vector is None
-            queued.append((change["doc_id"], change["content_hash"], index, text, vector))
+            queued.append((doc_id, chash, index, text, vector))
         if waiting >= EMBED_BATCH or len(queued) >= 8 * EMBED_BATCH:
             yield from flush()
             waiting = 0
     yield from flush()
+
+
+def _hash_of(change: Change) -> str:
+    """The content hash of an added or updated document (such a change always has one)."""
+    assert change.content_hash is not None
+    return change.content_hash
 
 
 class ShardMismatch(Exception):
@@ -171,7 +183,7 @@ def shard_of(doc_id: str, shards: int) -> int:
 
 
 def embeddings(config: VectorSyncConfig, source: str, collection: str,
-               shard: tuple[int, int] | None = None) -> dict[str, Any]:
+               shard: tuple[int, int] | None = None) -> dict[str, float | str]:
     """Write the embeddings file of `collection` from its change set; returns the metadata.
     With `shard` (i, n): only the documents of shard i of n, into that shard's file (see
     merge_shards)."""
@@ -180,19 +192,19 @@ def embeddings(config: VectorSyncConfig, source: str, collection: str,
     changes = files.changes(collection, source)
     started = time.perf_counter()
 
-    def mine(columns: list[str] | None = None) -> Iterator[dict[str, Any]]:
-        rows = read_rows(changes, columns)
+    def mine(columns: list[str] | None = None) -> Iterator[Change]:
+        rows = read_rows(changes, CHANGES, columns)
         if shard is None:
             return rows
-        return (row for row in rows if shard_of(row["doc_id"], shard[1]) == shard[0])
+        return (row for row in rows if shard_of(row.doc_id, shard[1]) == shard[0])
 
-    needed = {(c["doc_id"], c["content_hash"]) for c in mine(["doc_id", "action", "content_hash"])
-              if c["action"] in ("added", "updated")}
+    needed = {(c.doc_id, _hash_of(c)) for c in mine(["doc_id", "action", "content_hash"])
+              if c.action in EMBEDS}
     reusable: dict[tuple[str, str], list[Any]] = {}
     # an earlier run's file, and a shard's own file from a run cut off before its merge
     for earlier in dict.fromkeys([files.embeddings(collection, source), path]):
         if earlier.exists():
-            reusable.update(reusable_vectors(read_rows(earlier), needed))
+            reusable.update(reusable_vectors(read_rows(earlier, EMBEDDINGS), needed))
     edited = worth_reading_back(mine(["doc_id", "action", "chunks"]))
     held = held_chunks(config, source, collection, edited)
     embedding = config.embedding_for(collection)
@@ -214,23 +226,22 @@ def merge_shards(config: VectorSyncConfig, source: str, collection: str,
     Qdrant step reads them in). Each shard file keeps the change set's order, so the merge
     streams: it holds one row at a time, whatever the size of the change set."""
     files = StateFiles(config.state.dir)
-    streams = [read_rows(files.embeddings(collection, source, (i, shards)))
+    streams = [read_rows(files.embeddings(collection, source, (i, shards)), EMBEDDINGS)
                for i in range(shards)]
 
-    def merged() -> Iterator[dict[str, Any]]:
-        for change in read_rows(files.changes(collection, source), ["doc_id", "action",
-                                                                       "chunks"]):
-            if change["action"] in ("added", "updated"):
-                shard = shard_of(change["doc_id"], shards)
-                for index in range(len(change["chunks"])):
+    def merged() -> Iterator[EmbeddingRow]:
+        for change in read_rows(files.changes(collection, source), CHANGES,
+                                ["doc_id", "action", "chunks"]):
+            if change.action in EMBEDS:
+                shard = shard_of(change.doc_id, shards)
+                for index in range(len(change.chunks or ())):
                     row = next(streams[shard], None)
-                    if row is None or (row["doc_id"], row["chunk_index"]) != (
-                            change["doc_id"], index):
+                    if row is None or (row.doc_id, row.chunk_index) != (change.doc_id, index):
                         # a shard file of another change set (one rewritten since by
                         # another run): refuse rather than pair vectors with wrong chunks
                         raise ShardMismatch(
                             f"{files.embeddings(collection, source, (shard, shards))} does not "
-                            f"match the change set at {change['doc_id']!r} chunk {index}: "
+                            f"match the change set at {change.doc_id!r} chunk {index}: "
                             "re-materialize the embeddings asset for this partition")
                     yield row
 

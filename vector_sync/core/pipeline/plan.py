@@ -12,16 +12,16 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from vector_sync.core.ledger import Expected, Ledger, SchemaNotCurrent
-from vector_sync.core.pipeline.diff import OUTCOMES, Diff, differ_for, mass_delete
+from vector_sync.core.pipeline.diff import Diff, differ_for, mass_delete
 from vector_sync.core.pipeline.embed import held_chunks, worth_reading_back
+from vector_sync.core.pipeline.rows import EMBEDS, OUTCOMES
 from vector_sync.core.pipeline.snapshot import snapshot_rows
-from vector_sync.core.pipeline.state_files import StateFiles, read_rows
+from vector_sync.core.pipeline.state_files import EMBEDDINGS, StateFiles, read_rows
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.core.spec import collection_specs
 
@@ -82,27 +82,28 @@ def dry_run(config: VectorSyncConfig, source_name: str, ledger: Ledger, full: bo
         diff = result.diffs[spec.name] = Diff()
         differ = differ_for(config, spec.name, ledger.expected(source_name, spec.name))
         changes = list(differ.changes(snapshot, ledger.rows(source_name, spec.name), diff))
-        embedded = [c for c in changes if c["action"] in ("added", "updated")]
+        embedded = [c for c in changes if c.action in EMBEDS]
         # what the embed stage would reuse: an earlier embeddings file, chunks Qdrant holds
         reusable = _reusable_keys(files.embeddings(spec.name, source_name))
         held = held_chunks(config, source_name, spec.name, worth_reading_back(changes),
                            with_vectors=False, ledger=ledger)
         result.to_embed[spec.name] = sum(
-            0 if reusable.get((c["doc_id"], c["content_hash"])) == len(c["chunks"])
-            else sum(text not in held for text in c["chunks"]) for c in embedded)
-        result.to_reuse[spec.name] = sum(len(c["chunks"]) for c in embedded) - \
+            0 if reusable.get((c.doc_id, c.content_hash)) == len(c.chunks or ())
+            else sum(text not in held for text in c.chunks or ()) for c in embedded)
+        result.to_reuse[spec.name] = sum(len(c.chunks or ()) for c in embedded) - \
             result.to_embed[spec.name]
         result.expected[spec.name] = differ.expected
     return result
 
 
 def plan_source(config: VectorSyncConfig, source_name: str, ledger: Ledger,
-                full: bool = False) -> dict[str, dict[str, Any]]:
-    """collection -> counts, exactly as `sync` would report them if nothing fails."""
+                full: bool = False) -> dict[str, dict[str, int | str]]:
+    """collection -> counts, exactly as `sync` would report them if nothing fails (and why
+    the mass-delete guard would stop it, under "mass_delete_guard")."""
     run = dry_run(config, source_name, ledger, full)
-    result: dict[str, dict[str, Any]] = {}
+    result: dict[str, dict[str, int | str]] = {}
     for collection, diff in run.diffs.items():
-        counts: dict[str, Any] = {**{k: diff.counts[k] for k in OUTCOMES},
+        counts: dict[str, int | str] = {**{k: diff.counts[k] for k in OUTCOMES},
                                   "chunks_embedded": run.to_embed[collection],
                                   "chunks_reused": run.to_reuse[collection]}
         guard = mass_delete(diff.as_dict(), config.sources[source_name].max_delete_fraction)
@@ -112,11 +113,11 @@ def plan_source(config: VectorSyncConfig, source_name: str, ledger: Ledger,
     return result
 
 
-def _reusable_keys(path: Path) -> dict[tuple[str, str], int]:
+def _reusable_keys(path: Path) -> dict[tuple[str | None, str | None], int]:
     """(doc_id, content_hash) -> vectors kept in an earlier embeddings file."""
-    counts: dict[tuple[str, str], int] = {}
+    counts: dict[tuple[str | None, str | None], int] = {}
     if path.exists():
-        for row in read_rows(path, ["doc_id", "content_hash"]):
-            key = (row["doc_id"], row["content_hash"])
+        for row in read_rows(path, EMBEDDINGS, ["doc_id", "content_hash"]):
+            key = (row.doc_id, row.content_hash)
             counts[key] = counts.get(key, 0) + 1
     return counts

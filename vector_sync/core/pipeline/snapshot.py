@@ -12,7 +12,6 @@ import time
 from collections import Counter
 from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 from vector_sync.core import faults
 from vector_sync.core.batches import batched, old_objects_frozen
@@ -20,6 +19,7 @@ from vector_sync.core.documents import Document, ReadFailure, SourceEntry
 from vector_sync.core.hashing import stable_json
 from vector_sync.core.ledger import Ledger, open_ledger
 from vector_sync.core.pipeline import checkpoints
+from vector_sync.core.pipeline.rows import Metadata, SnapshotRow
 from vector_sync.core.pipeline.state_files import SNAPSHOT, StateFiles, write_rows
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.core.source import Checkpointed, Source
@@ -32,7 +32,7 @@ READ_BATCH = 500
 
 
 def snapshot_rows(source: Source, ledger: Ledger, specs: list[CollectionSpec],
-                  full: bool = False) -> Iterator[dict[str, Any]]:
+                  full: bool = False) -> Iterator[SnapshotRow]:
     """The source's current documents. Those whose hint matches a fully synced ledger entry
     and whose expected state is known are not read ("skipped"); all are read with `full` or
     after a collection's config changed. Raises SourceUnavailable before yielding anything
@@ -51,7 +51,7 @@ def snapshot_rows(source: Source, ledger: Ledger, specs: list[CollectionSpec],
     to_read = []
     for entry in entries:
         if entry.doc_id not in changed and clean.get(entry.doc_id) == entry.version:
-            yield {"doc_id": entry.doc_id, "version": entry.version, "state": "skipped"}
+            yield SnapshotRow(entry.doc_id, entry.version, "skipped")
         else:
             to_read.append(entry.doc_id)
     log.info("source %s: %d documents, %d to read", source.name, len(entries), len(to_read))
@@ -62,7 +62,7 @@ def snapshot_rows(source: Source, ledger: Ledger, specs: list[CollectionSpec],
 
 
 def targeted_snapshot_rows(source: Source, ledger: Ledger,
-                           doc_ids: Collection[str]) -> Iterator[dict[str, Any]]:
+                           doc_ids: Collection[str]) -> Iterator[SnapshotRow]:
     """A snapshot that reads exactly `doc_ids` (a retry, an operator's re-sync) and takes
     every other document the ledger knows as unchanged, without listing the source. A
     listed document the source no longer has, or that is out of its scope, is deleted."""
@@ -78,15 +78,14 @@ def targeted_snapshot_rows(source: Source, ledger: Ledger,
             yield _snapshot_row(result)
     for doc_id, version in known.items():
         if doc_id not in doc_ids:
-            yield {"doc_id": doc_id, "version": version, "state": "skipped"}
+            yield SnapshotRow(doc_id, version, "skipped")
 
 
-def _snapshot_row(result: Document | ReadFailure) -> dict[str, Any]:
+def _snapshot_row(result: Document | ReadFailure) -> SnapshotRow:
     if isinstance(result, ReadFailure):
-        return {"doc_id": result.doc_id, "version": result.version, "state": "failed",
-                "error_code": result.error_code, "error": result.message}
-    return {"doc_id": result.doc_id, "version": result.version, "state": "read",
-            "fields_json": stable_json(result.fields)}
+        return SnapshotRow(result.doc_id, result.version, "failed",
+                           error_code=result.error_code, error=result.message)
+    return SnapshotRow(result.doc_id, result.version, "read", stable_json(result.fields))
 
 
 # --- which documents a targeted snapshot reads ----------------------------------------------
@@ -106,7 +105,7 @@ def pending_documents(ledger: Ledger, source: str) -> set[str]:
 
 
 def snapshot(config: VectorSyncConfig, source_name: str, full: bool = False,
-             only: Collection[str] | None = None) -> dict[str, Any]:
+             only: Collection[str] | None = None) -> Metadata:
     """Write the source's snapshot file; returns the metadata the asset reports. `only`:
     read exactly these documents and keep the rest as the ledger has them. Raises
     SourceUnavailable (before replacing the previous snapshot) if the source is down."""
@@ -115,9 +114,9 @@ def snapshot(config: VectorSyncConfig, source_name: str, full: bool = False,
     started = time.perf_counter()
     states: Counter[str] = Counter()
 
-    def counted(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    def counted(rows: Iterator[SnapshotRow]) -> Iterator[SnapshotRow]:
         for row in rows:
-            states[row["state"]] += 1
+            states[row.state] += 1
             yield row
 
     with open_ledger(config.state) as ledger, old_objects_frozen():

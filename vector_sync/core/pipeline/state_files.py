@@ -7,35 +7,53 @@ reads it needs nothing else. State that outlives a run is in the ledger, except 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vector_sync.core import faults
+from vector_sync.core.atomic import atomic_write, write_atomically
+from vector_sync.core.pipeline.rows import Change, EmbeddingRow, SnapshotRow
 
 BATCH_ROWS = 2000
 
-SNAPSHOT = pa.schema([
-    ("doc_id", pa.string()), ("version", pa.string()),
-    ("state", pa.string()),  # "read" | "skipped" (hint unchanged, not read) | "failed"
+Row = TypeVar("Row", SnapshotRow, Change, EmbeddingRow)
+
+
+@dataclass(frozen=True)
+class RowFile(Generic[Row]):
+    """A kind of stage file: the type of its rows (rows.py) and their Parquet schema, the
+    same fields in the same order. `kind` names the file in kill points."""
+
+    kind: str
+    row: type[Row]
+    schema: pa.Schema
+
+    def __post_init__(self) -> None:
+        if self.schema.names != list(self.row._fields):
+            raise TypeError(f"the {self.kind} schema's columns {self.schema.names} are not "
+                            f"the fields of {self.row.__name__} {self.row._fields}")
+
+
+SNAPSHOT = RowFile("snapshot", SnapshotRow, pa.schema([
+    ("doc_id", pa.string()), ("version", pa.string()), ("state", pa.string()),
     ("fields_json", pa.string()), ("error_code", pa.string()), ("error", pa.string()),
-])
-CHANGES = pa.schema([
+]))
+CHANGES = RowFile("changes", Change, pa.schema([
     ("doc_id", pa.string()), ("action", pa.string()), ("source_version", pa.string()),
     ("content_hash", pa.string()), ("payload_hash", pa.string()), ("payload_json", pa.string()),
     ("chunks", pa.list_(pa.string())), ("error_code", pa.string()), ("error", pa.string()),
-])
-EMBEDDINGS = pa.schema([
+]))
+EMBEDDINGS = RowFile("embeddings", EmbeddingRow, pa.schema([
     ("doc_id", pa.string()), ("content_hash", pa.string()), ("chunk_index", pa.int32()),
     ("vector", pa.list_(pa.float32())),
-])
-
-
-_KINDS = {SNAPSHOT: "snapshot", CHANGES: "changes", EMBEDDINGS: "embeddings"}  # kill points
+]))
 
 
 class StateFiles:
@@ -63,37 +81,34 @@ class StateFiles:
 SUMMARY_KEY = b"vector_sync.summary"
 
 
-def write_rows(path: Path, schema: pa.Schema, rows: Iterable[dict[str, Any]],
-               summary: Callable[[], dict[str, Any]] | None = None) -> int:
+def write_rows(path: Path, layout: RowFile[Row], rows: Iterable[Row],
+               summary: Callable[[], dict[str, int]] | None = None) -> int:
     """Stream rows into `path` atomically (a reader never sees a half-written file).
     `summary`, called once every row is written, is stored in the footer (`read_summary`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    kind = _KINDS.get(schema, "parquet")
+    schema = layout.schema
     written = 0
     try:
-        with pq.ParquetWriter(partial, schema) as writer:
-            for batch in _chunks(rows):
-                writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
-                written += len(batch)
-                faults.reached(f"{kind}.writing")
-            if summary is not None:
-                writer.add_key_value_metadata({SUMMARY_KEY: json.dumps(summary())})
+        with atomic_write(path) as partial_file:
+            with pq.ParquetWriter(partial_file, schema) as writer:
+                for batch in _chunks(rows):
+                    columns = zip(*batch, strict=True)  # rows are tuples in the schema's order
+                    writer.write_batch(pa.RecordBatch.from_arrays(
+                        [pa.array(column, type=field.type)
+                         for column, field in zip(columns, schema, strict=True)], schema=schema))
+                    written += len(batch)
+                    faults.reached(f"{layout.kind}.writing")
+                if summary is not None:
+                    writer.add_key_value_metadata({SUMMARY_KEY: json.dumps(summary())})
+            faults.reached(f"{layout.kind}.before_rename")
     except OSError as error:  # a full disk, above all: say which file, keep the old one
-        partial.unlink(missing_ok=True)
         raise OSError(error.errno, f"cannot write {path} ({error}); the previous file is "
                       "kept") from None
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    faults.reached(f"{kind}.before_rename")
-    os.replace(partial, path)
-    faults.reached(f"{kind}.renamed")
+    faults.reached(f"{layout.kind}.renamed")
     return written
 
 
-def _chunks(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
+def _chunks(rows: Iterable[Row]) -> Iterator[list[Row]]:
+    batch: list[Row] = []
     for row in rows:
         batch.append(row)
         if len(batch) >= BATCH_ROWS:
@@ -103,14 +118,26 @@ def _chunks(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         yield batch
 
 
-def read_rows(path: Path, columns: list[str] | None = None) -> Iterator[dict[str, Any]]:
+def read_rows(path: Path, layout: RowFile[Row],
+              columns: Sequence[str] | None = None) -> Iterator[Row]:
+    """The file's rows. With `columns`, only those are read: the row's other fields are
+    None (whatever their type says), so a caller reads only the fields it asked for."""
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist yet: materialize its upstream asset first")
+    fields = layout.row._fields
+    if columns is not None and not set(columns) <= set(fields):
+        raise ValueError(f"{layout.kind} rows have no column {sorted(set(columns) - set(fields))}")
+    # a row is made from its column values as they come, by tuple's own constructor (no
+    # per-row Python call: a no-op sync reads every document's snapshot row)
+    make = cast(Callable[[Iterable[Any]], Row], partial(tuple.__new__, layout.row))
     for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=columns):
-        yield from batch.to_pylist()
+        read = batch.to_pydict()
+        values = [read[name] if name in read else repeat(None, batch.num_rows)
+                  for name in fields]
+        yield from map(make, zip(*values, strict=False))
 
 
-def read_summary(path: Path) -> dict[str, Any]:
+def read_summary(path: Path) -> dict[str, int]:
     """The summary `write_rows` stored in the file's footer."""
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist yet: materialize its upstream asset first")
@@ -121,10 +148,7 @@ def read_summary(path: Path) -> dict[str, Any]:
 
 def write_json(path: Path, value: Any) -> None:
     """A small JSON state file, replaced atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(json.dumps(value))
-    os.replace(partial, path)
+    write_atomically(path, json.dumps(value))
 
 
 def read_json(path: Path, default: Any) -> Any:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -26,8 +25,10 @@ from typing import IO, Any
 import qdrant_edge as edge
 
 from vector_sync.core import faults
+from vector_sync.core.atomic import write_atomically
 from vector_sync.core.locks import LockHeld, hold_file_lock
-from vector_sync.core.store import (
+from vector_sync.core.store.base import (
+    FACET_LIMIT,
     INDEXED_KEYS,
     Delete,
     Hit,
@@ -39,10 +40,10 @@ from vector_sync.core.store import (
     StoredPoint,
     WithPayload,
 )
+from vector_sync.core.store.migration import migrate_if_local_mode
 
 log = logging.getLogger(__name__)
 PAGE = 8_192
-FACET_LIMIT = 100_000  # distinct sources per collection; a handful in practice
 _DISTANCES = {"Cosine": edge.Distance.Cosine, "Dot": edge.Distance.Dot,
               "Euclid": edge.Distance.Euclid, "Manhattan": edge.Distance.Manhattan}
 
@@ -65,9 +66,7 @@ class EmbeddedStore(QdrantStore):
                 "at a time: wait for the other run to finish, or set qdrant.url to a Qdrant "
                 "server for concurrent access)") from None
         try:
-            from vector_sync.core.store.migration import migrate_if_local_mode
-
-            migrate_if_local_mode(root, root / "shards")
+            migrate_if_local_mode(root, root / "shards", cls)
         except BaseException:
             lock.close()
             raise
@@ -119,11 +118,7 @@ class EmbeddedStore(QdrantStore):
         return json.loads(path.read_text()) if path.is_file() else {}
 
     def set_metadata(self, collection: str, metadata: dict[str, Any]) -> None:
-        path = self._metadata_path(collection)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".json.partial")
-        partial.write_text(json.dumps(metadata, indent=2))
-        os.replace(partial, path)
+        write_atomically(self._metadata_path(collection), json.dumps(metadata, indent=2))
 
     def _metadata_path(self, collection: str) -> Path:
         return self.shards_dir / f"{collection}.json"
@@ -193,7 +188,6 @@ class EmbeddedStore(QdrantStore):
         points = self._shard(collection).query(edge.QueryRequest(
             limit=limit, query=edge.Query.Nearest(list(vector)), with_payload=True))
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
-
 
     def sources(self, collection: str) -> dict[str | None, int]:
         shard = self._shard(collection)

@@ -12,21 +12,25 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from vector_sync.core.batches import batched
-from vector_sync.core.store import Point
+from vector_sync.core.store.base import Point, QdrantStore
 
 log = logging.getLogger(__name__)
 BATCH = 1_024
 LOCAL_MODE_FILES = ("meta.json", "collection", ".lock")
 
 
-def migrate_if_local_mode(root: Path, shards_dir: Path) -> None:
+def migrate_if_local_mode(root: Path, shards_dir: Path,
+                          new_store: Callable[[Path], QdrantStore]) -> None:
+    """`new_store(folder)`: the embedded engine's storage in a folder, to copy into (given
+    by the engine, which calls this when it opens)."""
     if not (root / "meta.json").is_file():
         return
     if not shards_dir.exists():
-        _copy(root, shards_dir)
+        _copy(root, shards_dir, new_store)
     backup = root.parent / "qdrant-local-mode-backup"
     backup.mkdir(exist_ok=True)
     for name in LOCAL_MODE_FILES:
@@ -36,10 +40,10 @@ def migrate_if_local_mode(root: Path, shards_dir: Path) -> None:
                 backup)
 
 
-def _copy(root: Path, shards_dir: Path) -> None:
+def _copy(root: Path, shards_dir: Path, new_store: Callable[[Path], QdrantStore]) -> None:
+    # qdrant-client only for this one-off copy: opening embedded storage never imports it
     from qdrant_client import QdrantClient
 
-    from vector_sync.core.store.embedded import EmbeddedStore
     from vector_sync.core.store.server import ServerStore
 
     started = time.perf_counter()
@@ -48,7 +52,7 @@ def _copy(root: Path, shards_dir: Path) -> None:
     staging = shards_dir.with_name(shards_dir.name + ".migrating")
     shutil.rmtree(staging, ignore_errors=True)  # a migration a crash interrupted
     old = ServerStore(QdrantClient(path=str(root)))  # the same API over the local files
-    new = EmbeddedStore(staging)
+    new = new_store(staging)
     try:
         for collection in old.collections():
             vectors = old.vectors(collection)

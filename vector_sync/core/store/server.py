@@ -11,7 +11,8 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from vector_sync.core.settings import QdrantConfig
-from vector_sync.core.store import (
+from vector_sync.core.store.base import (
+    FACET_LIMIT,
     INDEXED_KEYS,
     Delete,
     Hit,
@@ -25,7 +26,6 @@ from vector_sync.core.store import (
 )
 
 PAGE = 2_048
-FACET_LIMIT = 100_000  # distinct sources per collection; a handful in practice
 
 
 @contextmanager

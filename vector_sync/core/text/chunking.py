@@ -44,30 +44,43 @@ was off, re-packed smaller. `count_tokens(chunk.text) <= max_tokens` holds for e
 from __future__ import annotations
 
 import math
-import re
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
-from markdown_it import MarkdownIt
+from vector_sync.core.text.cutting import (
+    LINE_BREAK,
+    PROSE_CUTTERS,
+    SENTENCE_END,
+    SOURCE_CUTTERS,
+    WORD_GAP,
+    Cutter,
+    Piece,
+    cut_positions,
+    joined_pieces,
+    lower_bound,
+    surely_over,
+    take,
+    uncuttable,
+    with_overlap,
+)
+from vector_sync.core.text.sections import (
+    Block,
+    Context,
+    Heading,
+    Section,
+    common_prefix,
+    normalized,
+    parse_sections,
+    run_lines,
+    segments,
+)
+from vector_sync.core.text.tokens import TokenCounter
 
 CHUNKER_VERSION = "md-2"  # bump when the algorithm changes: it is part of every content hash
 
 MIN_MAX_TOKENS = 16
 _OVERLAP_WINDOW_CHARS_PER_TOKEN = 12  # overlap starts are looked for in this much text
-
-# block structure only: inline parsing would cost time and we keep the source text anyway
-_MARKDOWN = MarkdownIt("commonmark").enable("table").disable(["inline", "text_join"])
-
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
-# each pattern's match end is where the next part starts
-_LINE_BREAK = re.compile(r"\n(?:[ \t]*\n)*")
-_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*\s+|[。！？]+\s*")
-_WORD_GAP = re.compile(rf"\s+(?=\S)|(?<=[{_CJK}])(?=\S)|(?<=\S)(?=[{_CJK}])")
-_NEWLINES = re.compile(r"\r\n?")
-_BLANK_LINES_AT_START = re.compile(r"^(?:[ \t]*\n)+")
-
-TokenCounter = Callable[[str], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,184 +108,10 @@ def chunk_document(
     if overlap_tokens < 0:
         raise ValueError(f"overlap_tokens must not be negative, got {overlap_tokens}")
     chunker = _Chunker(preamble.strip(), count_tokens, max_tokens, overlap_tokens)
-    chunks = chunker.chunk(_normalized(markdown))
+    chunks = chunker.chunk(normalized(markdown))
     if not chunks and chunker.preamble:
         return [chunker.chunk_of((), "")]
     return chunks
-
-
-# --- parsing --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Heading:
-    level: int
-    title: str
-
-    @property
-    def line(self) -> str:
-        return f"{'#' * self.level} {self.title}"
-
-
-Context = tuple[_Heading, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class _Block:
-    text: str
-    prose: bool  # paragraphs are cut by sentences first; code, lists, tables by lines
-
-
-@dataclass(slots=True)
-class _Section:
-    context: Context  # the enclosing headings, its own last
-    segment: int  # sections of different level-1/2 headings never share a chunk
-    blocks: list[_Block] = field(default_factory=list)
-
-
-def _normalized(markdown: str) -> str:
-    # as markdown-it normalizes, so that its line numbers match our lines
-    return _NEWLINES.sub("\n", markdown).replace("\0", "\ufffd")
-
-
-def _headings_and_blocks(markdown: str) -> Iterator[_Heading | _Block]:
-    """Top-level headings and blocks in document order, as source text."""
-    lines = markdown.split("\n")
-    tokens = _MARKDOWN.parse(markdown)
-    covered = 0
-    for index, token in enumerate(tokens):
-        if token.level != 0 or token.nesting < 0 or token.map is None:
-            continue
-        first, last = token.map
-        yield from _unparsed_lines(lines[covered:first])
-        covered = max(covered, last)
-        if token.type == "heading_open":
-            title = " ".join(tokens[index + 1].content.split())
-            if title:
-                yield _Heading(int(token.tag[1:]), title)
-        elif token.type != "hr":  # a rule carries no text
-            text = "\n".join(lines[first:last]).rstrip()
-            if text.strip():
-                yield _Block(text, prose=token.type == "paragraph_open")
-    yield from _unparsed_lines(lines[covered:])
-
-
-def _unparsed_lines(lines: list[str]) -> Iterator[_Block]:
-    """Text markdown-it yields no token for (link reference definitions): kept, not lost."""
-    for paragraph in "\n".join(lines).split("\n\n"):
-        if paragraph.strip():
-            yield _Block(paragraph.strip("\n").rstrip(), prose=False)
-
-
-def _sections(markdown: str) -> list[_Section]:
-    stack: list[_Heading] = []
-    sections = [_Section((), 0)]
-    for item in _headings_and_blocks(markdown):
-        if isinstance(item, _Block):
-            sections[-1].blocks.append(item)
-            continue
-        while stack and stack[-1].level >= item.level:
-            stack.pop()
-        stack.append(item)
-        segment = sections[-1].segment + int(item.level <= 2)
-        sections.append(_Section(tuple(stack), segment))
-    return _without_redundant_empties(sections)
-
-
-def _without_redundant_empties(sections: list[_Section]) -> list[_Section]:
-    """Drops text-less sections whose heading the next section's path carries anyway."""
-    return [
-        section
-        for section, following in zip(sections, [*sections[1:], None], strict=True)
-        if section.blocks or (section.context and not _extends(following, section.context))
-    ]
-
-
-def _extends(section: _Section | None, context: Context) -> bool:
-    return section is not None and section.context[: len(context)] == context
-
-
-def _segments(sections: list[_Section]) -> Iterator[list[_Section]]:
-    run: list[_Section] = []
-    for section in sections:
-        if run and run[0].segment != section.segment:
-            yield run
-            run = []
-        run.append(section)
-    if run:
-        yield run
-
-
-def _common_prefix(contexts: Sequence[Context]) -> Context:
-    shortest = min(contexts, key=len)
-    for depth, heading in enumerate(shortest):
-        if any(context[depth] != heading for context in contexts):
-            return shortest[:depth]
-    return shortest
-
-
-def _shared_depth(first: Context, second: Context) -> int:
-    return len(_common_prefix([first, second]))
-
-
-# --- cutting text ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Piece:
-    block: int  # index in the section's blocks
-    start: int
-    end: int
-    tokens: int
-
-
-# a cutter gives the positions inside text[start:end] where a part may begin;
-# `parts` is how many parts the caller needs at least (cutters of natural units ignore it)
-Cutter = Callable[[str, int, int, int], list[int]]
-
-
-def _cuts(pattern: re.Pattern[str], text: str, start: int, end: int) -> list[int]:
-    return [m.end() for m in pattern.finditer(text, start, end) if start < m.end() < end]
-
-
-def _line_cuts(text: str, start: int, end: int, parts: int) -> list[int]:
-    return _cuts(_LINE_BREAK, text, start, end)
-
-
-def _sentence_cuts(text: str, start: int, end: int, parts: int) -> list[int]:
-    return _cuts(_SENTENCE_END, text, start, end)
-
-
-def _word_cuts(text: str, start: int, end: int, parts: int) -> list[int]:
-    # runs of words, not single words: counting each word of a monster would be slow
-    cuts = _cuts(_WORD_GAP, text, start, end)
-    step = max(1, math.ceil((len(cuts) + 1) / parts))
-    return cuts[step - 1 :: step]
-
-
-def _char_cuts(text: str, start: int, end: int, parts: int) -> list[int]:
-    step = max(1, math.ceil((end - start) / parts))
-    return list(range(start + step, end, step))
-
-
-_PROSE_CUTTERS: tuple[Cutter, ...] = (_sentence_cuts, _line_cuts, _word_cuts, _char_cuts)
-_SOURCE_CUTTERS: tuple[Cutter, ...] = (_line_cuts, _sentence_cuts, _word_cuts, _char_cuts)
-
-
-def _lower_bound(text: str) -> int:
-    return len(text.split())  # subword tokenizers give every word at least one token
-
-
-def _surely_over(text: str, budget: int) -> bool:
-    """True when a text is over budget for sure: then counting it would be wasted work."""
-    return len(text) > budget and _lower_bound(text) > budget
-
-
-def _tidy(piece_text: str) -> str:
-    return _BLANK_LINES_AT_START.sub("", piece_text).rstrip()
-
-
-# --- chunking -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +135,7 @@ class _Chunker:
         self.fixed_tokens = count("")  # what the model adds to any text ([CLS], [SEP])
         self.min_body = max(1, max_tokens // 4)
         self.headers: dict[Context, _Header] = {}
-        self.heading_tokens: dict[_Heading, int] = {}
+        self.heading_tokens: dict[Heading, int] = {}
         self.block_tokens: dict[str, int] = {}
 
     def tokens(self, text: str) -> int:
@@ -304,7 +143,7 @@ class _Chunker:
 
     def chunk(self, markdown: str) -> list[Chunk]:
         chunks: list[Chunk] = []
-        for segment in _segments(_sections(markdown)):
+        for segment in segments(parse_sections(markdown)):
             chunks += self.chunk_segment(segment)
         return chunks
 
@@ -357,25 +196,25 @@ class _Chunker:
 
     # packing whole sections -----------------------------------------------------------------
 
-    def chunk_segment(self, segment: list[_Section]) -> list[Chunk]:
+    def chunk_segment(self, segment: list[Section]) -> list[Chunk]:
         whole = self.whole_segment_chunk(segment)
         return [whole] if whole is not None else self.packed_segment(segment)
 
-    def whole_segment_chunk(self, segment: list[_Section]) -> Chunk | None:
+    def whole_segment_chunk(self, segment: list[Section]) -> Chunk | None:
         """The segment as one chunk if it fits: one count, where sizing its blocks first
         and then checking the chunk would count its text twice."""
-        path = _common_prefix([section.context for section in segment])
-        body = "\n\n".join(_run_lines(segment, path))
-        if _surely_over(body, self.body_budget(path)):
+        path = common_prefix([section.context for section in segment])
+        body = "\n\n".join(run_lines(segment, path))
+        if surely_over(body, self.body_budget(path)):
             return None
         chunk = self.chunk_of(path, body)
         return chunk if self.fits(chunk) else None
 
-    def packed_segment(self, segment: list[_Section]) -> list[Chunk]:
-        base = _common_prefix([section.context for section in segment])
+    def packed_segment(self, segment: list[Section]) -> list[Chunk]:
+        base = common_prefix([section.context for section in segment])
         budget = self.body_budget(base)
         chunks: list[Chunk] = []
-        run: list[_Section] = []
+        run: list[Section] = []
         run_cost = 0
         for section in segment:
             cost = self.section_cost(section, len(base), budget)
@@ -391,29 +230,29 @@ class _Chunker:
             chunks += self.chunk_run(run)
         return chunks
 
-    def section_cost(self, section: _Section, base_depth: int, budget: int) -> int:
+    def section_cost(self, section: Section, base_depth: int, budget: int) -> int:
         """Body tokens of a section packed with others: its heading lines (all of those below
         the segment's, which may overestimate) and its blocks."""
         headings = sum(self.heading_line_tokens(h) for h in section.context[base_depth:])
         return headings + sum(self.block_size(block, budget) for block in section.blocks)
 
-    def heading_line_tokens(self, heading: _Heading) -> int:
+    def heading_line_tokens(self, heading: Heading) -> int:
         if heading not in self.heading_tokens:
             self.heading_tokens[heading] = self.tokens(heading.line)
         return self.heading_tokens[heading]
 
-    def block_size(self, block: _Block, budget: int) -> int:
+    def block_size(self, block: Block, budget: int) -> int:
         """Tokens of the block, or a lower bound when that is enough to show it is over."""
-        if _surely_over(block.text, budget):
-            return _lower_bound(block.text)
+        if surely_over(block.text, budget):
+            return lower_bound(block.text)
         if block.text not in self.block_tokens:
             self.block_tokens[block.text] = self.tokens(block.text)
         return self.block_tokens[block.text]
 
-    def chunk_run(self, run: list[_Section]) -> list[Chunk]:
+    def chunk_run(self, run: list[Section]) -> list[Chunk]:
         """One chunk for consecutive whole sections, unless the summed sizes were too low."""
-        path = _common_prefix([section.context for section in run])
-        chunk = self.chunk_of(path, "\n\n".join(_run_lines(run, path)))
+        path = common_prefix([section.context for section in run])
+        chunk = self.chunk_of(path, "\n\n".join(run_lines(run, path)))
         if self.fits(chunk):
             return [chunk]
         if len(run) > 1:
@@ -422,7 +261,7 @@ class _Chunker:
 
     # splitting one section ------------------------------------------------------------------
 
-    def split_section(self, section: _Section) -> list[Chunk]:
+    def split_section(self, section: Section) -> list[Chunk]:
         budget = self.body_budget(section.context)
         pieces = deque(self.pieces(section.blocks, budget))
         chunks: list[Chunk] = []
@@ -434,10 +273,11 @@ class _Chunker:
             if previous_body and use_overlap:
                 target = min(self.overlap_tokens, budget // 2, budget - pieces[0].tokens)
                 overlap, overlap_tokens = self.overlap(previous_body, target)
-            taken = _take(pieces, budget - overlap_tokens, most)
-            body = _with_overlap(overlap, taken[0], section.blocks, _render(taken, section.blocks))
+            taken = take(pieces, budget - overlap_tokens, most)
+            body = with_overlap(overlap, taken[0], section.blocks,
+                                joined_pieces(taken, section.blocks))
             chunk = self.chunk_of(section.context, body)
-            if self.fits(chunk) or _uncuttable(taken, overlap):
+            if self.fits(chunk) or uncuttable(taken, overlap):
                 chunks.append(chunk)
                 previous_body, most, use_overlap = body, None, True
                 continue
@@ -451,31 +291,31 @@ class _Chunker:
                 pieces.extendleft(reversed(self.recut(pieces.popleft(), section.blocks, budget)))
         return chunks
 
-    def recut(self, piece: _Piece, blocks: list[_Block], budget: int) -> list[_Piece]:
+    def recut(self, piece: Piece, blocks: list[Block], budget: int) -> list[Piece]:
         """Shorter pieces for one that was counted within budget but overflowed its chunk."""
         smaller = max(1, min(piece.tokens, budget) * 3 // 4)
         text = blocks[piece.block].text
-        spans = self.cut(text, piece.start, piece.end, piece.tokens, smaller, _SOURCE_CUTTERS)
-        return [_Piece(piece.block, start, end, tokens) for start, end, tokens in spans]
+        spans = self.cut(text, piece.start, piece.end, piece.tokens, smaller, SOURCE_CUTTERS)
+        return [Piece(piece.block, start, end, tokens) for start, end, tokens in spans]
 
-    def pieces(self, blocks: list[_Block], budget: int) -> Iterator[_Piece]:
+    def pieces(self, blocks: list[Block], budget: int) -> Iterator[Piece]:
         for index, block in enumerate(blocks):
             size = self.block_size(block, budget)
             if size <= budget:
-                yield _Piece(index, 0, len(block.text), size)
+                yield Piece(index, 0, len(block.text), size)
                 continue
-            cutters = _PROSE_CUTTERS if block.prose else _SOURCE_CUTTERS
+            cutters = PROSE_CUTTERS if block.prose else SOURCE_CUTTERS
             for start, end, tokens in self.cut(
                 block.text, 0, len(block.text), size, budget, cutters
             ):
-                yield _Piece(index, start, end, tokens)
+                yield Piece(index, start, end, tokens)
 
     def fit(
         self, text: str, start: int, end: int, budget: int, cutters: Sequence[Cutter]
     ) -> list[tuple[int, int, int]]:
         """(start, end, tokens) parts of text[start:end], each within budget."""
         part = text[start:end]
-        tokens = _lower_bound(part) if _surely_over(part, budget) else self.tokens(part)
+        tokens = lower_bound(part) if surely_over(part, budget) else self.tokens(part)
         if tokens <= budget:
             return [(start, end, tokens)]
         return self.cut(text, start, end, tokens, budget, cutters)
@@ -502,12 +342,12 @@ class _Chunker:
         if target <= 0:
             return "", 0
         window = max(0, len(body) - _OVERLAP_WINDOW_CHARS_PER_TOKEN * target)
-        sentences = _cuts(_SENTENCE_END, body, window, len(body))
-        starts = sorted({window, *sentences, *_cuts(_LINE_BREAK, body, window, len(body))})
+        sentences = cut_positions(SENTENCE_END, body, window, len(body))
+        starts = sorted({window, *sentences, *cut_positions(LINE_BREAK, body, window, len(body))})
         begin, tokens = len(body), 0
         for start in reversed(starts):  # sentence by sentence from the end, each counted once
             sentence, room = body[start:begin], target - tokens
-            if not _surely_over(sentence, room):
+            if not surely_over(sentence, room):
                 size = self.tokens(sentence)
                 if size <= room and (start > window or window == 0):  # `window` may cut one
                     begin, tokens = start, tokens + size
@@ -521,7 +361,7 @@ class _Chunker:
     def last_words(self, body: str, start: int, end: int, room: int) -> tuple[int, int]:
         """Start and size of the last words of body[start:end] that come to at most `room`
         tokens: a guess at 4 tokens per 3 words, counted, then corrected once if over."""
-        cuts = _cuts(_WORD_GAP, body, start, end)
+        cuts = cut_positions(WORD_GAP, body, start, end)
         take = min(len(cuts), room * 3 // 4)
         for _ in range(2):
             if take <= 0:
@@ -531,56 +371,3 @@ class _Chunker:
                 return cuts[-take], extra
             take = take * room // extra
         return end, 0
-
-
-def _run_lines(run: list[_Section], path: Context) -> Iterator[str]:
-    """The body of packed sections: the headings below `path` as lines, then the blocks."""
-    previous = path
-    for section in run:
-        for heading in section.context[_shared_depth(previous, section.context) :]:
-            yield heading.line
-        for block in section.blocks:
-            yield block.text
-        previous = section.context
-
-
-def _take(pieces: deque[_Piece], room: int, most: int | None) -> list[_Piece]:
-    """Consecutive pieces up to `room` tokens and `most` pieces (always at least one)."""
-    taken = [pieces.popleft()]
-    used = taken[0].tokens
-    while pieces and (most is None or len(taken) < most) and used + pieces[0].tokens <= room:
-        used += pieces[0].tokens
-        taken.append(pieces.popleft())
-    return taken
-
-
-def _uncuttable(taken: list[_Piece], overlap: str) -> bool:
-    """One character alone over budget: impossible while the header leaves a quarter of the
-    budget, but if it happened, a chunk over budget beats looping forever."""
-    return len(taken) == 1 and not overlap and taken[0].end - taken[0].start <= 1
-
-
-def _render(pieces: list[_Piece], blocks: list[_Block]) -> str:
-    """Consecutive pieces of one block are one slice of its source; blocks are paragraphs."""
-    parts: list[str] = []
-    first = pieces[0]
-    for previous, piece in zip(pieces, [*pieces[1:], None], strict=True):
-        if piece is None or piece.block != previous.block:
-            parts.append(_tidy(blocks[first.block].text[first.start : previous.end]))
-            first = piece if piece is not None else first
-    return "\n\n".join(part for part in parts if part)
-
-
-def _with_overlap(overlap: str, first: _Piece, blocks: list[_Block], new_text: str) -> str:
-    if not overlap:
-        return new_text
-    if not new_text:
-        return overlap
-    if first.start == 0:
-        return f"{overlap}\n\n{new_text}"
-    text, gap_start = blocks[first.block].text, first.start
-    while gap_start > 0 and text[gap_start - 1].isspace():  # (slicing the block: quadratic)
-        gap_start -= 1
-    gap = text[gap_start : first.start]
-    separator = "\n" if "\n" in gap else " " if gap else ""  # as between them in the source
-    return overlap + separator + new_text

@@ -1,4 +1,5 @@
-"""Running the sync job in-process for one source, as the CLI does.
+"""Running the sync job for one source: in-process, as the CLI does (`sync_source`), or
+rebuilt by every step's process, for an instance with any executor (`reconstructable_sync`).
 
 It is the same run a sensor or the launchpad starts: the sync job, one source partition, the
 assets and guards that source feeds. Runs land in the Dagster instance under $DAGSTER_HOME
@@ -15,22 +16,21 @@ from typing import Any
 
 import dagster as dg
 
+from vector_sync.config import load_config
 from vector_sync.core.locks import SourceBusy, source_lock
-from vector_sync.core.pipeline.diff import OUTCOMES
 from vector_sync.core.pipeline.plan import read_only_ledger
+from vector_sync.core.pipeline.rows import OUTCOMES
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.definitions import build_definitions
 from vector_sync.defs.assets import SnapshotConfig
 from vector_sync.defs.checks import GuardConfig
 from vector_sync.defs.jobs import (
-    SYNC_JOB,
     TAG_SOURCE,
     TAG_TRIGGER,
     VERIFY_CHECKS,
     asset_key,
     guard_key,
-    sync_assets,
-    sync_checks,
+    sync_job_for,
 )
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,7 @@ def sync_source(config_file: Path, config: VectorSyncConfig, source: str, full: 
     defs = build_definitions(str(config_file))
     collections = config.sources[source].collections
     guard = GuardConfig(allow_mass_delete=allow_mass_delete)
-    job = defs.resolve_job_def(SYNC_JOB).get_subset(
-        asset_selection=set(sync_assets(config, source)),
-        asset_check_selection=set(sync_checks(config, source)))
+    job = sync_job_for(defs, config, source)
     started = datetime.now(UTC)
     try:
         # one sync of a source at a time; the instance is disposed here because the CLI
@@ -163,3 +161,19 @@ def failure_message(result: dg.ExecuteInProcessResult) -> str:
                 message = error.message.strip()
                 return message.split(": ", 1)[1] if ": " in message else message
     return "the run failed"
+
+
+def sync_job(config_file: str, source: str) -> dg.JobDefinition:
+    """The sync job of a config file as a run for `source` selects it. By module path and
+    arguments, this is what a process that runs one step of a run (a multiprocess or Celery
+    worker) rebuilds."""
+    return sync_job_for(build_definitions(config_file), load_config(config_file), source)
+
+
+def reconstructable_sync(config_file: str, source: str) -> dg.ReconstructableJob:
+    """A sync of `source` for `dg.execute_job` through an instance with any executor (the
+    distributed tests and the scale-out benchmark): the job the CLI and the sensors run,
+    rebuilt by every step's process from the config file."""
+    return dg.build_reconstructable_job(
+        __name__, sync_job.__name__,
+        reconstructable_kwargs={"config_file": config_file, "source": source})

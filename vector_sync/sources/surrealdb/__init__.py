@@ -1,4 +1,5 @@
-"""SurrealDB source: the records of one table (optionally filtered), embedded or remote.
+"""The `surrealdb` source kind: the records of one table (optionally filtered), embedded or
+remote.
 
 Connection through the official `surrealdb` SDK: `surrealkv://` and `mem://` run the real
 engine in this process; `ws://`, `wss://`, `http://`, `https://` reach a server.
@@ -10,7 +11,7 @@ record ids (deletions are the ids no longer listed). Hints: the `updated_field` 
 one is configured; else, in a table with a feed, one constant (the feed decides; when it
 cannot, because no checkpoint is known yet or its retention passed, every record is read and
 the content hashes decide); else, without a feed, a hash of the record. The run metadata
-says which path was taken.
+says which path was taken. SurrealDB values become JSON values in values.py.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from vector_sync.core.source import (
     SourceUnavailable,
     SyncOutcome,
 )
-from vector_sync.sources.surreal_values import CONVERSION, json_safe, record_hash, record_string
+from vector_sync.sources.surrealdb.values import CONVERSION, json_safe, record_hash, record_string
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""MongoDB source: the documents of one collection (optionally filtered), over the wire.
+"""Reading a MongoDB collection: `MongoSource` lists, reads and writes back over the wire.
 
 doc_id is `str(_id)`. Only the top-level fields the collections use are fetched (the
 projection), so nothing else about a document can ever make it look changed. Version hint:
@@ -11,27 +11,24 @@ projection), so nothing else about a document can ever make it look changed. Ver
   the projected documents and hashes them; `read()` fetches the few that differ again, by id.
 
 A document that cannot be decoded or is too large is a ReadFailure, never the end of the
-run. Server, network and authentication problems are
-SourceUnavailable, with the URI's credentials masked. With `write_back`, each (document,
-collection) sync status is recorded under `syncMetadata.<collection>` in the source document
-(the WritesBack capability); it is outside the projection, so it never makes a document look
-changed. The sensors' cheap look is in `mongo_watch`.
+run. Server, network and authentication problems are SourceUnavailable, with the URI's
+credentials masked. With `write_back`, each (document, collection) sync status is recorded
+under `syncMetadata.<collection>` in the source document (the WritesBack capability); it is
+outside the projection, so it never makes a document look changed.
 """
+
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import uuid
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import bson
-from bson import json_util
 from bson.errors import BSONError
-from pydantic import Field, SecretStr, model_validator
 from pymongo import MongoClient, UpdateMany
 from pymongo.collection import Collection
 from pymongo.errors import (
@@ -47,14 +44,9 @@ from vector_sync.core.documents import MISSING, Document, ReadFailure, SourceEnt
 from vector_sync.core.hashing import stable_json
 from vector_sync.core.secrets import mask_url, scrub, url_secrets
 from vector_sync.core.settings import ConfigError
-from vector_sync.core.source import (
-    ChangeCheck,
-    Source,
-    SourceConfig,
-    SourceUnavailable,
-    SyncOutcome,
-)
-from vector_sync.sources.mongo_bson import (
+from vector_sync.core.source import SourceUnavailable, SyncOutcome
+from vector_sync.sources.mongodb.settings import WRITE_BACK_FIELD, MongoSettings, filter_from
+from vector_sync.sources.mongodb.values import (
     CODEC,
     UnconvertibleValue,
     decode_batch,
@@ -69,7 +61,6 @@ from vector_sync.sources.mongo_bson import (
 
 log = logging.getLogger(__name__)
 
-WRITE_BACK_FIELD = "syncMetadata"
 # Bump CONVERSION whenever json_safe() changes: every hint changes with it, so every document
 # is read again and converted the new way (a hint alone would keep the old conversion).
 CONVERSION = "1"
@@ -79,48 +70,6 @@ MISSING_UPDATED_PREFIX = "u-missing:"
 ID_SCAN_BATCH_FACTOR = 10  # the updated_field scan fetches batch_size * 10 ids per batch
 _AUTH_FAILED = {18}  # AuthenticationFailed
 _NOT_AUTHORIZED = {13}  # Unauthorized
-
-class MongoConfig(SourceConfig):
-    """The documents of one MongoDB collection, optionally filtered."""
-
-    kind: Literal["mongodb"]
-    uri: SecretStr = Field(description="mongodb:// or mongodb+srv:// URI, from the environment")
-    database: str = Field(min_length=1, description="the database")
-    collection: str = Field(min_length=1, description="the collection")
-    filter: dict[str, Any] = Field({}, description="a MongoDB query in Extended JSON: only "
-                                   "matching documents")
-    updated_field: str | None = Field(
-        None, min_length=1, description="a field changed on every write: the cheap change hint")
-    batch_size: int = Field(1000, gt=0, description="documents per cursor batch")
-    max_document_bytes: int = Field(
-        2_000_000, gt=0, description="larger documents (projected, as BSON) fail as too_large")
-    server_selection_timeout_ms: int = Field(5000, gt=0, description="how long to look for "
-                                             "the server before the source is unavailable")
-    write_back: bool = Field(False, description="write each sync status into syncMetadata")
-
-    @model_validator(mode="after")
-    def _uri_and_filter_usable(self) -> MongoConfig:
-        # the URI is a secret: say what is wrong without echoing it
-        if not self.uri.get_secret_value().startswith(("mongodb://", "mongodb+srv://")):
-            raise ValueError("uri must start with mongodb:// or mongodb+srv://")
-        try:  # Extended JSON such as {"$date": "2024-01-01T00:00:00Z"} becomes BSON values
-            json_util.loads(json.dumps(self.filter))
-        except (TypeError, ValueError, BSONError) as error:
-            raise ValueError(f"filter is not a MongoDB query in Extended JSON: {error}") from None
-        return self
-
-    def open(self, name: str, fields: Sequence[str] | None) -> Source:
-        return MongoSource(name, self, fields)
-
-    def look(self, name: str, state: dict[str, Any] | None) -> ChangeCheck:
-        """The collection's change stream, resumed from `state` (see mongo_watch)."""
-        from vector_sync.sources.mongo_watch import poll_changes
-
-        return poll_changes(name, self, state)
-
-    def where(self) -> str:
-        return (f"documents of {self.database}.{self.collection} at "
-                f"{mask_url(self.uri.get_secret_value())}")
 
 
 def _short(error: BaseException) -> str:
@@ -150,7 +99,7 @@ class MongoSource:
 
     scoped_reads = True  # read() applies the filter
 
-    def __init__(self, name: str, config: MongoConfig,
+    def __init__(self, name: str, config: MongoSettings,
                  fields: Sequence[str] | None = None) -> None:
         self.name = name
         self.config = config
@@ -362,7 +311,7 @@ class MongoSource:
         return SourceUnavailable(scrub(text, self._secrets))
 
 
-def _check_write_back(name: str, config: MongoConfig, fields: Sequence[str] | None) -> None:
+def _check_write_back(name: str, config: MongoSettings, fields: Sequence[str] | None) -> None:
     """With write-back on, syncMetadata must stay outside what is synced, or every status
     written would make the document look changed."""
     if not config.write_back:
@@ -374,18 +323,6 @@ def _check_write_back(name: str, config: MongoConfig, fields: Sequence[str] | No
             f"sources.{name}.write_back writes {WRITE_BACK_FIELD}, so it cannot also be synced "
             f"(used as {', '.join(clashing)})")
 
-
-def filter_from(name: str, query: Mapping[str, Any]) -> dict[str, Any]:
-    """The configured filter, with Extended JSON such as {"$date": ...} or {"$oid": ...}
-    turned into BSON values."""
-    try:
-        converted = json_util.loads(json.dumps(query))
-    except (TypeError, ValueError, BSONError) as error:
-        raise ConfigError(f"sources.{name}.filter: {error}") from None
-    return dict(converted)
-
-
-# --- write-back ------------------------------------------------------------------------------
 
 # --- write-back ------------------------------------------------------------------------------
 

@@ -14,13 +14,16 @@ from __future__ import annotations
 from typing import Any
 
 from vector_sync.core.source import ChangeCheck, SourceUnavailable
-from vector_sync.sources.web_crawl import conditional_headers, sitemap_digest, version_of
-from vector_sync.sources.web_pages import normalize_url
+from vector_sync.sources.website.cache import read_cache
+from vector_sync.sources.website.crawl import conditional_headers, sitemap_digest, version_of
+from vector_sync.sources.website.pages import normalize_url
+from vector_sync.sources.website.settings import WebsiteSettings
 
 
-def look(name: str, settings: Any, state: dict[str, Any] | None) -> ChangeCheck:
-    """`settings`: the source's WebsiteConfig. State kept: where the sample rotation is."""
-    cache = settings.cache()
+def look(name: str, settings: WebsiteSettings, state: dict[str, Any] | None) -> ChangeCheck:
+    """Whether source `name` changed since the last crawl; the state kept is where the
+    sample rotation is."""
+    cache = read_cache(settings.cache_file)
     pages: dict[str, Any] = cache.get("pages", {})
     where = settings.where()
     if not pages:

@@ -1,4 +1,4 @@
-"""Git repository source: one document per included file of a branch's head commit.
+"""The `git` source kind: one document per included file of a branch's head commit.
 
 Content comes from Git objects, never from a working tree, so an uncommitted edit is not
 synced. scan() pins the branch head once and lists its tree (`git ls-tree`) with each blob
@@ -7,24 +7,26 @@ read() takes only the requested blobs, from one `git cat-file --batch` process. 
 is cloned (bare) into `clone_dir` and fetched on every scan (a dry run fetches into a
 temporary repository instead, leaving the clone as it is); a local repo's branch is read
 where it is. Every git command runs with the repository's git dir, never its working tree.
+
+- settings.py: the keys (`GitSettings`).
+- objects.py: the Git plumbing (refs, trees, blobs, diffs, authors, clone and fetch).
+- here: `GitConfig` and `GitSource`, which pins a head, picks the document files of its tree
+  (with `vector_sync.sources.files`) and reads them.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, Self
-
-from pydantic import Field, model_validator
+from typing import Any, Self
 
 from vector_sync.core.documents import Document, ReadFailure, SourceEntry
 from vector_sync.core.secrets import mask_url
-from vector_sync.core.source import ChangeCheck, Source, SourceConfig
+from vector_sync.core.source import ChangeCheck, Source
 from vector_sync.sources.files import (
     BadDocument,
     IgnoreLayer,
@@ -33,7 +35,7 @@ from vector_sync.sources.files import (
     note_fields,
     trimmed_body,
 )
-from vector_sync.sources.git_objects import (
+from vector_sync.sources.git.objects import (
     Authors,
     Blobs,
     Entry,
@@ -46,38 +48,15 @@ from vector_sync.sources.git_objects import (
     short,
     unavailable,
 )
+from vector_sync.sources.git.settings import GitSettings
 
 log = logging.getLogger(__name__)
 
 MARKDOWN_SUFFIXES = (".md", ".markdown")
-# what `git check-ref-format --branch` refuses, in short
-_BAD_BRANCH = re.compile(r"^[-/.]|\.\.|//|/\.|@\{|[\x00-\x20~^:?*\[\\\x7f]|\.lock(/|$)|[/.]$")
 
 
-class GitConfig(SourceConfig):
+class GitConfig(GitSettings):
     """The files of one branch of a Git repository, from its commits (never a working tree)."""
-
-    kind: Literal["git"]
-    repo: str = Field(min_length=1, description="a local repository path, or a URL to clone")
-    branch: str = Field("main", min_length=1, description="the branch whose head is synced")
-    include: list[str] = Field(["**/*.md"], description="gitignore-style globs of the files "
-                               "to sync")
-    exclude: list[str] = Field([], description="globs of files to leave out")
-    ignore_files: list[str] = Field([".vectorsyncignore"], description="per-folder ignore "
-                                    "files in the tree, gitignore syntax")
-    max_file_bytes: int = Field(2_000_000, gt=0, description="larger files fail as too_large")
-    last_author: bool = Field(False, description="add each file's last author (one git log pass)")
-    clone_dir: Path | None = Field(None, description="where a URL repo is cloned; default "
-                                   "<state.dir>/git/<source>")
-    fetch_timeout_s: int = Field(300, gt=0, description="how long a fetch or ls-remote may take")
-
-    @model_validator(mode="after")
-    def _repo_and_branch_usable(self) -> GitConfig:
-        if self.repo.startswith("-"):
-            raise ValueError("repo must not start with '-'")
-        if _BAD_BRANCH.search(self.branch) or self.branch == "@":
-            raise ValueError(f"branch {self.branch!r} is not a valid Git branch name")
-        return self
 
     def open(self, name: str, fields: Sequence[str] | None) -> Source:
         return GitSource(name, self)
@@ -93,9 +72,6 @@ class GitConfig(SourceConfig):
         return ChangeCheck(changed, f"branch {self.branch} of {mask_url(self.repo)} " + (
             f"has a new head {short(head)}" if changed else f"is still at {short(head)}"),
             {"head": head})
-
-    def where(self) -> str:
-        return f"branch {self.branch} of {mask_url(self.repo)}"
 
     def resolved(self, name: str, absolute: Callable[[Path], Path], state_dir: Path) -> Self:
         repo = self.repo if is_repo_url(self.repo) else str(absolute(Path(self.repo)))

@@ -4,7 +4,7 @@ Breadth first from the sitemaps' pages and the start URLs (depth 0), one depth l
 time, each level fetched by `concurrency` threads and taken in sorted order, so the same site
 gives the same pages whatever answers first (and `max_pages` cuts at the same place).
 
-What the last crawl saw is kept in a cache file: each page's URL, validators, version and
+What the last crawl saw is kept in a cache file (cache.py): each page's URL, validators, version and
 links. A page is asked for with `If-None-Match`/`If-Modified-Since`, so an unchanged one
 costs a 304 and no body, and its links come from the cache. What answers mean:
 - 200: a page (HTML only); its `<link rel=canonical>`, when in scope, is its doc id.
@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vector_sync.core.source import SourceUnavailable
-from vector_sync.sources.web_fetch import Fetched, Fetcher
-from vector_sync.sources.web_pages import (
+from vector_sync.sources.website.fetch import Fetched, Fetcher
+from vector_sync.sources.website.pages import (
     Scope,
     fetch_url,
     html_tree,
@@ -36,6 +36,7 @@ from vector_sync.sources.web_pages import (
     page_links,
     parse_sitemap,
 )
+from vector_sync.sources.website.settings import WebsiteSettings
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +94,9 @@ def conditional_headers(entry: dict[str, Any] | None) -> dict[str, str]:
 
 
 class Crawler:
-    """One crawl of a site with the source's settings (a WebsiteConfig)."""
+    """One crawl of a site with the source's settings, from the last crawl's cache."""
 
-    def __init__(self, name: str, settings: Any, fetcher: Fetcher,
+    def __init__(self, name: str, settings: WebsiteSettings, fetcher: Fetcher,
                  cache: dict[str, Any]) -> None:
         self.name = name
         self.settings = settings

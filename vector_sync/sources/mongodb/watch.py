@@ -43,7 +43,8 @@ from vector_sync.core.documents import MISSING, get_path
 from vector_sync.core.hashing import digest, stable_json
 from vector_sync.core.secrets import mask_url
 from vector_sync.core.source import ChangeCheck
-from vector_sync.sources.mongodb import WRITE_BACK_FIELD, MongoConfig, MongoSource, filter_from
+from vector_sync.sources.mongodb.settings import WRITE_BACK_FIELD, MongoSettings, filter_from
+from vector_sync.sources.mongodb.source import MongoSource
 
 STATE_VERSION = 1
 MAX_AWAIT_MS = 100  # how long the last getMore waits for events that are not there yet
@@ -59,7 +60,7 @@ UNRESUMABLE = {9, 260, 280, 286}
 __all__ = ["poll_changes", "scope_of"]
 
 
-def poll_changes(name: str, config: MongoConfig,
+def poll_changes(name: str, config: MongoSettings,
                  state: Mapping[str, Any] | None) -> ChangeCheck:
     """Whether source `name` changed since `state` (None: never looked), and the state to
     keep. Raises SourceUnavailable, credentials masked, when MongoDB cannot be asked."""
@@ -79,7 +80,7 @@ def poll_changes(name: str, config: MongoConfig,
         raise source.unavailable(error) from None
 
 
-def _look(collection: Collection[dict[str, Any]], config: MongoConfig, scope: str,
+def _look(collection: Collection[dict[str, Any]], config: MongoSettings, scope: str,
           previous: Mapping[str, Any] | None, why: str) -> ChangeCheck:
     try:
         return _watch(collection, config, scope, previous, why)
@@ -89,7 +90,7 @@ def _look(collection: Collection[dict[str, Any]], config: MongoConfig, scope: st
         return _poll(collection, config, scope, previous, why, _code(error))
 
 
-def scope_of(config: MongoConfig) -> str:
+def scope_of(config: MongoSettings) -> str:
     """What a state is valid for: a state kept for another server, collection or filter
     says nothing about this one (and a changed filter alone calls for a sync)."""
     return digest(stable_json({
@@ -112,14 +113,14 @@ def _code(error: OperationFailure) -> str:
     return f"{name} {error.code}"
 
 
-def _where(config: MongoConfig) -> str:
+def _where(config: MongoSettings) -> str:
     return f"{config.database}.{config.collection}"
 
 
 # --- change streams --------------------------------------------------------------------------
 
 
-def _watch(collection: Collection[dict[str, Any]], config: MongoConfig, scope: str,
+def _watch(collection: Collection[dict[str, Any]], config: MongoSettings, scope: str,
            previous: Mapping[str, Any] | None, why: str) -> ChangeCheck:
     if previous is not None and previous.get("mode") == "stream":
         try:
@@ -136,7 +137,7 @@ def _watch(collection: Collection[dict[str, Any]], config: MongoConfig, scope: s
         return ChangeCheck(True, f"{_where(config)}: {why}", _stream_state(scope, stream))
 
 
-def _open(collection: Collection[dict[str, Any]], config: MongoConfig,
+def _open(collection: Collection[dict[str, Any]], config: MongoSettings,
           previous: Mapping[str, Any] | None) -> ChangeStream[dict[str, Any]]:
     resume: dict[str, Any] = {}
     if previous is not None:
@@ -145,7 +146,7 @@ def _open(collection: Collection[dict[str, Any]], config: MongoConfig,
     return collection.watch(_pipeline(config), max_await_time_ms=MAX_AWAIT_MS, **resume)
 
 
-def _pipeline(config: MongoConfig) -> list[dict[str, Any]]:
+def _pipeline(config: MongoSettings) -> list[dict[str, Any]]:
     """Leaves out updates that only set or unset syncMetadata (the sync's own write-back)."""
     if not config.write_back:
         return []
@@ -173,7 +174,7 @@ def _drain(stream: ChangeStream[dict[str, Any]]) -> tuple[Counter[str], bool]:
     return counts, False
 
 
-def _changes(stream: ChangeStream[dict[str, Any]], config: MongoConfig,
+def _changes(stream: ChangeStream[dict[str, Any]], config: MongoSettings,
              scope: str) -> ChangeCheck:
     counts, complete = _drain(stream)
     state = _stream_state(scope, stream, invalidated=counts["invalidate"] > 0)
@@ -197,7 +198,7 @@ def _stream_state(scope: str, stream: ChangeStream[dict[str, Any]],
 # --- polling fallback ------------------------------------------------------------------------
 
 
-def _poll(collection: Collection[dict[str, Any]], config: MongoConfig, scope: str,
+def _poll(collection: Collection[dict[str, Any]], config: MongoSettings, scope: str,
           previous: Mapping[str, Any] | None, why: str, error: str) -> ChangeCheck:
     query = filter_from(_where(config), config.filter)  # valid: the config checked it
     field = config.updated_field or "_id"

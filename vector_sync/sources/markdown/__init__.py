@@ -1,7 +1,9 @@
-"""Markdown vault source: one document per note file, frontmatter and Obsidian-style metadata.
+"""The `markdown` source kind: one document per note file of a folder (an Obsidian vault),
+with its front matter and Obsidian-style metadata.
 
 `scan()` only lists and stats files; `read()` decodes, parses frontmatter and derives the
-title, tags, aliases and wikilinks. Nothing outside the vault folder is ever read.
+title, tags, aliases and wikilinks (with `vector_sync.sources.files`, shared with the Git
+source). Nothing outside the vault folder is ever read.
 """
 
 from __future__ import annotations

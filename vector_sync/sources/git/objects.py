@@ -15,13 +15,11 @@ import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 from vector_sync.core.secrets import mask_url, scrub, url_secrets
 from vector_sync.core.source import SourceUnavailable
-
-if TYPE_CHECKING:
-    from vector_sync.sources.git import GitConfig
+from vector_sync.sources.git.settings import GitSettings
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +187,7 @@ def local_repo(source: str, path: str) -> Repo:
     return Repo(done.stdout.decode().strip(), path, source)
 
 
-def fetched_clone(source: str, config: GitConfig) -> Repo:
+def fetched_clone(source: str, config: GitSettings) -> Repo:
     """The bare clone of a URL repo in `clone_dir`, with the branch just fetched."""
     if config.clone_dir is None:
         raise ValueError(f"sources.{source}.clone_dir is not set (load the config with "
@@ -200,7 +198,7 @@ def fetched_clone(source: str, config: GitConfig) -> Repo:
     return _fetch_branch(source, config, clone)
 
 
-def fetched_copy(source: str, config: GitConfig) -> Repo:
+def fetched_copy(source: str, config: GitSettings) -> Repo:
     """For a dry run, which leaves the clone in `clone_dir` as it is: the branch fetched into
     a temporary bare repository that borrows the clone's objects (git alternates), so only
     what the clone lacks is downloaded. The folder is removed with the returned Repo."""
@@ -225,7 +223,7 @@ def _init_bare(source: str, git_dir: str) -> None:
         raise unavailable(source, f"cannot create the clone in {git_dir}: {_stderr(done)}")
 
 
-def _fetch_branch(source: str, config: GitConfig, git_dir: str) -> Repo:
+def _fetch_branch(source: str, config: GitSettings, git_dir: str) -> Repo:
     where = mask_url(config.repo)
     ref = f"refs/heads/{config.branch}"
     # `+`: a force-pushed branch is taken as it now is; detection sees the rewrite
@@ -241,7 +239,7 @@ def _fetch_branch(source: str, config: GitConfig, git_dir: str) -> Repo:
     return Repo(git_dir, where, source)
 
 
-def head_commit(source: str, config: GitConfig) -> str:
+def head_commit(source: str, config: GitSettings) -> str:
     """The branch head's commit id, cheap enough for a sensor tick: the branch ref of a local
     repo, `git ls-remote` for a URL repo (nothing is fetched, the clone is not touched). No
     blob is read and Qdrant is not opened. Raises SourceUnavailable."""

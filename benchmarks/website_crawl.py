@@ -3,7 +3,7 @@ initial crawl and sync, a no-op re-sync, one edited page, and the crawl alone, e
 baseline measured in the same run.
 
 The site is real HTML: Markdown pages written from benchmarks/_vault.py's word list, built by
-MkDocs (readthedocs theme) and served over loopback HTTP by vector_sync_tests/doc_site.py
+MkDocs (readthedocs theme) and served over loopback HTTP by vector_sync_tests/support/doc_site.py
 (ETag, Last-Modified, 304s), in this process's threads. Home → 20 section pages → the pages
 (depth 2), as documentation sites are organised.
 
@@ -39,7 +39,7 @@ from vector_sync.config import load_config  # noqa: E402
 from vector_sync.core.pipeline.embed import embed_by_length  # noqa: E402
 from vector_sync.core.store import open_store  # noqa: E402
 from vector_sync.core.text.embedder import Embedder  # noqa: E402
-from vector_sync_tests.doc_site import DocSite  # noqa: E402
+from vector_sync_tests.support.doc_site import DocSite  # noqa: E402
 
 SECTIONS = 20
 CLI = str(Path(sys.executable).with_name("vector-sync"))

@@ -25,9 +25,9 @@ import pytest
 from pymongo import MongoClient
 
 from vector_sync.cli.runner import reconstructable_sync
-from vector_sync_tests.conftest import Project, long_note, service_missing
-from vector_sync_tests.git_repo import GitRepo
-from vector_sync_tests.mongo_server import running_server
+from vector_sync_tests.support import Project, long_note, service_missing
+from vector_sync_tests.support.git_repo import GitRepo
+from vector_sync_tests.support.mongo_server import running_server
 
 pytestmark = pytest.mark.slow
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import shutil
 
-from vector_sync_tests.conftest import Project
-from vector_sync_tests.doc_site import VAULT
+from vector_sync_tests.support import Project
+from vector_sync_tests.support.doc_site import VAULT
 
 
 def test_search_hits_of_a_note_headed_by_its_title_show_the_title_once(project: Project,

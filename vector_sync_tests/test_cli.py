@@ -18,7 +18,7 @@ from vector_sync.config import load_config
 from vector_sync.core.consistency.verify import verify_source
 from vector_sync.core.hashing import point_id
 from vector_sync.defs.checks import _evaluations
-from vector_sync_tests.conftest import Project, long_note
+from vector_sync_tests.support import Project, long_note
 
 
 def _seed(project: Project) -> None:

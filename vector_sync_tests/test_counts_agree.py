@@ -11,7 +11,7 @@ from typing import Any
 
 from surrealdb import RecordID, Surreal
 
-from vector_sync_tests.conftest import Project, counts
+from vector_sync_tests.support import Project, counts
 
 COUNTED = ("added", "updated", "deleted", "unchanged", "failed")
 

@@ -7,7 +7,7 @@ import pytest
 
 from vector_sync.core.ledger import Ledger
 from vector_sync.core.store.embedded import EmbeddedStore
-from vector_sync_tests.conftest import Project, counts, long_note
+from vector_sync_tests.support import Project, counts, long_note
 
 
 def test_injected_crash_after_qdrant_ack_before_ledger_converges_without_orphans(

@@ -12,33 +12,24 @@ import os
 import shutil
 import signal
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from vector_sync_tests.conftest import (
+from vector_sync_tests.support import (
     Project,
     counts,
     long_note,
-    service_missing,
     sync_stopped_at,
+    tmpfs,
 )
 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        service_missing(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    with tmpfs(tmp_path / "disk", "96m") as disk:
+        yield disk
 
 
 def _fill(disk: Path, leave_bytes: int) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from vector_sync_tests.conftest import sync_stopped_at
+from vector_sync_tests.support import sync_stopped_at
 from vector_sync_tests.test_git_sync import GitProject
 
 

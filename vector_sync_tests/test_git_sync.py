@@ -14,8 +14,8 @@ import pytest
 from vector_sync.config import load_config
 from vector_sync.core.ledger import open_ledger
 from vector_sync.core.pipeline import checkpoints, snapshot
-from vector_sync_tests.conftest import Project
-from vector_sync_tests.git_repo import GitRepo, git
+from vector_sync_tests.support import Project
+from vector_sync_tests.support.git_repo import GitRepo, git
 from vector_sync_tests.test_sync import _storage_digest
 
 FILES = {"a.md": "---\ntags: [fruit]\n---\n# Alpha\n\nAlpha is about apples.\n",

@@ -1,4 +1,4 @@
-"""A hostile vault (vector_sync_tests/hostile.py): every bad document fails alone with its
+"""A hostile vault (vector_sync_tests/support/hostile.py): every bad document fails alone with its
 reason, every other one syncs, nothing prints a traceback, and a file replaced by a folder
 of the same name between syncs is handled. The sync runs as its own process, with its memory
 capped, so that a YAML bomb that went off would fail this test rather than the machine."""
@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from vector_sync_tests.conftest import Project
-from vector_sync_tests.hostile import (
+from vector_sync_tests.support import Project
+from vector_sync_tests.support.hostile import (
     MONGO_LEVELS,
     hostile_mongo_documents,
     remove_deep_folders,
     replace_file_by_folder,
     write_hostile_vault,
 )
-from vector_sync_tests.mongo_server import running_server
+from vector_sync_tests.support.mongo_server import running_server
 
 MEMORY_CAP = 4 << 30
 

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from vector_sync.core.faults import ENV
-from vector_sync_tests.conftest import Project, long_note
+from vector_sync_tests.support import Project, long_note
 from vector_sync_tests.test_mongodb_sync import (  # noqa: F401 - fixtures
     COLLECTIONS,
     Clock,

@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import create_engine, make_url, text
 
 from vector_sync.core.ledger.db import with_installed_driver
-from vector_sync_tests.conftest import Project, long_note, sync_stopped_at
-from vector_sync_tests.tcp_proxy import TcpProxy
+from vector_sync_tests.support import Project, long_note, sync_stopped_at
+from vector_sync_tests.support.tcp_proxy import TcpProxy
 
 
 def _terminate_connections(url: str) -> int:

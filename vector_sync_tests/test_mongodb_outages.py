@@ -13,8 +13,8 @@ from pathlib import Path
 
 from pymongo import MongoClient
 
-from vector_sync_tests.conftest import start_sync, sync_stopped_at
-from vector_sync_tests.mongo_server import running_server
+from vector_sync_tests.support import start_sync, sync_stopped_at
+from vector_sync_tests.support.mongo_server import running_server
 from vector_sync_tests.test_mongodb_sync import COLLECTIONS, Clock, mongo_project, tool
 
 

@@ -20,8 +20,8 @@ from pymongo import MongoClient
 from pymongo.collection import Collection
 
 from vector_sync.cli import main
-from vector_sync_tests.conftest import Project, counts
-from vector_sync_tests.mongo_server import running_server
+from vector_sync_tests.support import Project, counts
+from vector_sync_tests.support.mongo_server import running_server
 
 TOOLS = 200
 COLLECTIONS = {

@@ -21,11 +21,11 @@ from surrealdb import RecordID, Surreal
 from vector_sync.cli import main
 from vector_sync.core.ledger import HEAD_REVISION
 from vector_sync.core.ledger.db import with_installed_driver
-from vector_sync_tests.conftest import Project, counts, long_note
-from vector_sync_tests.doc_site import DocSite
-from vector_sync_tests.git_repo import GitRepo
-from vector_sync_tests.mongo_server import running_server
-from vector_sync_tests.tcp_proxy import TcpProxy
+from vector_sync_tests.support import Project, counts, long_note
+from vector_sync_tests.support.doc_site import DocSite
+from vector_sync_tests.support.git_repo import GitRepo
+from vector_sync_tests.support.mongo_server import running_server
+from vector_sync_tests.support.tcp_proxy import TcpProxy
 
 KINDS = ("notes", "repo", "docs", "tools", "articles")  # source = collection, one per kind
 

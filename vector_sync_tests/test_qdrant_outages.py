@@ -14,7 +14,7 @@ from contextlib import contextmanager, suppress
 import pytest
 
 from vector_sync.cli import main
-from vector_sync_tests.conftest import Project, counts
+from vector_sync_tests.support import Project, counts
 
 HALF_A_RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                    b"Content-Length: 4096\r\n\r\n{\"result\": {\"collections\": [")

@@ -19,7 +19,7 @@ import pytest
 
 from vector_sync.definitions import build_definitions
 from vector_sync.defs.jobs import SYNC_JOB
-from vector_sync_tests.conftest import (
+from vector_sync_tests.support import (
     Project,
     counts,
     long_note,

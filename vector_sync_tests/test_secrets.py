@@ -16,7 +16,7 @@ from pymongo import MongoClient
 from sqlalchemy import create_engine, inspect, make_url, text
 
 from vector_sync.core.ledger.db import with_installed_driver
-from vector_sync_tests.conftest import Project
+from vector_sync_tests.support import Project
 from vector_sync_tests.test_mongodb_sync import mongo  # noqa: F401 - the fixture
 
 SECRETS = {"MONGO_PW": "m0ngo-S3cret-pw", "QDRANT_API_KEY": "qdr4nt-S3cret-key",

@@ -15,7 +15,7 @@ from vector_sync.core.pipeline.embed import ShardMismatch, merge_shards
 from vector_sync.core.pipeline.state_files import EMBEDDINGS, StateFiles, write_rows
 from vector_sync.definitions import build_definitions
 from vector_sync.defs.jobs import SYNC_JOB
-from vector_sync_tests.conftest import Project, counts, long_note
+from vector_sync_tests.support import Project, counts, long_note
 
 
 def _vault(project: Project) -> None:

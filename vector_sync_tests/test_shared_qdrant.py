@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vector_sync_tests.conftest import Project, counts
+from vector_sync_tests.support import Project, counts
 
 
 def _two_projects(tmp_path: Path, collection_b: str = "docs") -> tuple[Project, Project]:

@@ -20,7 +20,7 @@ from vector_sync.core.documents import Document, ReadFailure, SourceEntry
 from vector_sync.core.source import Source, SourceConfig, SourceUnavailable
 from vector_sync.definitions import build_definitions
 from vector_sync.sources import REGISTRY
-from vector_sync_tests.conftest import Project, counts
+from vector_sync_tests.support import Project, counts
 
 
 class JsonLinesConfig(SourceConfig):

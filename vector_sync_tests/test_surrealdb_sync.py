@@ -18,7 +18,7 @@ from surrealdb import RecordID, Surreal
 from vector_sync.config import load_config
 from vector_sync.core.ledger import open_ledger
 from vector_sync.core.pipeline.state_files import SNAPSHOT, StateFiles, read_rows
-from vector_sync_tests.conftest import Project, counts
+from vector_sync_tests.support import Project, counts
 
 RECORDS = 200
 COLLECTIONS = {

@@ -11,7 +11,7 @@ import pytest
 from vector_sync.config import load_config
 from vector_sync.core.pipeline import embed
 from vector_sync.core.store import open_store
-from vector_sync_tests.conftest import Project, counts, long_note
+from vector_sync_tests.support import Project, counts, long_note
 
 ZERO = {"added": 0, "updated": 0, "payload_updated": 0, "deleted": 0, "failed": 0,
         "chunks_embedded": 0}

@@ -12,7 +12,7 @@ from vector_sync.core.hashing import point_id
 from vector_sync.core.store import Point, SetPayload
 from vector_sync.definitions import build_definitions
 from vector_sync.defs.jobs import REPAIR_JOB, VERIFY_JOB
-from vector_sync_tests.conftest import Project, counts, long_note, write_note
+from vector_sync_tests.support import Project, counts, long_note, write_note
 from vector_sync_tests.test_sync import _storage_digest
 
 

@@ -1,5 +1,5 @@
 """End to end through the CLI against a real documentation site: the example vault built by
-MkDocs and served over loopback HTTP with ETags (vector_sync_tests/doc_site.py), the real
+MkDocs and served over loopback HTTP with ETags (vector_sync_tests/support/doc_site.py), the real
 model, embedded Qdrant and real Dagster runs. Every claim is checked in what Qdrant holds and
 in what the site was asked."""
 
@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from vector_sync.config import load_config
-from vector_sync_tests.conftest import Project
-from vector_sync_tests.doc_site import FOOTER, DocSite
+from vector_sync_tests.support import Project
+from vector_sync_tests.support.doc_site import FOOTER, DocSite
 
 NOTHING = {"added": 0, "updated": 0, "deleted": 0, "failed": 0, "chunks_embedded": 0}
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 from vector_sync.core.atomic import atomic_write
 from vector_sync.core.pipeline.state_files import read_json, write_json
 from vector_sync.core.store.embedded import EmbeddedStore
-from vector_sync_tests.conftest import service_missing
+from vector_sync_tests.support import tmpfs
 
 TOO_BIG = "x" * 2_000_000  # more than the full disk has left
 
@@ -25,16 +24,8 @@ TOO_BIG = "x" * 2_000_000  # more than the full disk has left
 @pytest.fixture
 def full_disk(tmp_path: Path) -> Iterator[Path]:
     """A folder on a tmpfs; `_fill` takes its free space once the test has written there."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        service_missing(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    with tmpfs(tmp_path / "disk", "8m") as disk:
+        yield disk
 
 
 def _fill(disk: Path, leave_bytes: int = 64 * 1024) -> None:

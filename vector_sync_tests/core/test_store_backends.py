@@ -26,7 +26,7 @@ from vector_sync.core.store import (
 )
 from vector_sync.core.store.embedded import EmbeddedStore
 from vector_sync.core.store.server import ServerStore
-from vector_sync_tests.conftest import Project
+from vector_sync_tests.support import Project
 
 
 def _vector(i: int) -> list[float]:

@@ -12,7 +12,7 @@ import pytest
 from vector_sync.core.hashing import point_id
 from vector_sync.definitions import build_definitions
 from vector_sync.defs.jobs import REPAIR_JOB, RESYNC_JOB, SNAPSHOT, SYNC_JOB, VERIFY_JOB
-from vector_sync_tests.conftest import Project
+from vector_sync_tests.support import Project
 
 BROKEN = "---\ntitle: [never closed\n---\n# Broken\n\nThe front matter above is not YAML.\n"
 

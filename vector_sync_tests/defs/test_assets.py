@@ -8,7 +8,7 @@ import dagster as dg
 from vector_sync.definitions import build_definitions
 from vector_sync.defs.assets import QDRANT_POOL
 from vector_sync.defs.jobs import SYNC_JOB
-from vector_sync_tests.conftest import Project
+from vector_sync_tests.support import Project
 
 
 def _two_sources(project: Project) -> None:

@@ -16,7 +16,7 @@ from dagster_graphql.test.utils import define_out_of_process_context, execute_da
 from vector_sync.core.hashing import point_id
 from vector_sync.definitions import build_definitions
 from vector_sync.defs.jobs import REPAIR_JOB, RETRY_JOB, SYNC_JOB, TAG_DOCUMENTS
-from vector_sync_tests.conftest import Project
+from vector_sync_tests.support import Project
 
 # the launchpad's editor when it opens: the defaults of the job's run config schema
 OPENED = """

@@ -24,7 +24,7 @@ from vector_sync.defs import sensors
 from vector_sync.sources.mongodb import MongoConfig
 from vector_sync.sources.mongodb import watch as mongo_watch
 from vector_sync.sources.mongodb.watch import poll_changes
-from vector_sync_tests.mongo_server import running_server
+from vector_sync_tests.support.mongo_server import running_server
 
 SOURCE = "tools"
 Result = dg.SensorResult | dg.SkipReason

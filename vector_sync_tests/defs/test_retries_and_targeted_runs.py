@@ -16,7 +16,7 @@ from vector_sync.config import load_config
 from vector_sync.core.ledger import Ledger
 from vector_sync.defs import reports, sensors
 from vector_sync.defs.jobs import SYNC_JOB, SYNC_PENDING_JOB
-from vector_sync_tests.conftest import Project, counts
+from vector_sync_tests.support import Project, counts
 
 
 def _notes(project: Project, *names: str) -> None:

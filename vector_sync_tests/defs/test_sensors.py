@@ -15,7 +15,7 @@ from vector_sync import definitions
 from vector_sync.config import load_config
 from vector_sync.core.ledger import Ledger, LedgerRow
 from vector_sync.defs import sensors
-from vector_sync_tests.conftest import Project
+from vector_sync_tests.support import Project
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -197,7 +197,7 @@ def test_no_retry_while_a_sync_of_the_source_is_in_flight(project, instance, clo
 
 def test_the_git_watcher_requests_a_sync_per_new_commit_not_per_uncommitted_edit(
         project, instance, clock, tmp_path):
-    from vector_sync_tests.git_repo import GitRepo
+    from vector_sync_tests.support.git_repo import GitRepo
 
     repo = GitRepo(tmp_path / "docs")
     repo.commit(files={"a.md": "# A\n"})

@@ -16,7 +16,7 @@ from vector_sync.core.source import Checkpointed, SourceUnavailable
 from vector_sync.sources.git import GitConfig, GitSource
 from vector_sync.sources.git.objects import head_commit
 from vector_sync.sources.markdown import MarkdownConfig, MarkdownSource
-from vector_sync_tests.git_repo import GitRepo, git
+from vector_sync_tests.support.git_repo import GitRepo, git
 
 NOTE = "---\ntitle: Alpha\ntags: [one]\nalias: A\n---\n# Heading\n\nAbout [[Bravo]] and #apples.\n"
 

@@ -28,7 +28,7 @@ from vector_sync.core.source import SourceUnavailable, SyncOutcome
 from vector_sync.sources.mongodb import MongoConfig, MongoSource
 from vector_sync.sources.mongodb.source import MISSING_UPDATED_PREFIX
 from vector_sync.sources.mongodb.values import id_candidates, json_safe
-from vector_sync_tests.mongo_server import running_server
+from vector_sync_tests.support.mongo_server import running_server
 
 FIELDS = ["name", "tagline", "imdb.rating"]
 

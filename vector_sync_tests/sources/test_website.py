@@ -1,5 +1,5 @@
 """The website source's parts: URL normalisation, scope, sitemaps, page extraction, the
-polite fetcher and the crawl, against the MkDocs-built site of vector_sync_tests/doc_site.py
+polite fetcher and the crawl, against the MkDocs-built site of vector_sync_tests/support/doc_site.py
 (scan and read only: no model, no Qdrant)."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from vector_sync.sources.website.pages import (
     parse_page,
     parse_sitemap,
 )
-from vector_sync_tests.doc_site import FOOTER, ROBOTS, DocSite
+from vector_sync_tests.support.doc_site import FOOTER, ROBOTS, DocSite
 
 
 @pytest.mark.parametrize(("url", "expected"), [

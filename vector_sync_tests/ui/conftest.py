@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from vector_sync.definitions import build_definitions
-from vector_sync_tests.conftest import Project
+from vector_sync_tests.support import Project
 
 try:
     import playwright.sync_api  # noqa: F401

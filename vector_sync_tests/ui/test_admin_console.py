@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from vector_sync.defs.jobs import TAG_SOURCE, TAG_TRIGGER, asset_key, group_of
-from vector_sync_tests.conftest import Project
+from vector_sync_tests.support import Project
 from vector_sync_tests.ui.conftest import Server, asset_url, metadata_value, wait_for_run
 
 pytestmark = pytest.mark.ui

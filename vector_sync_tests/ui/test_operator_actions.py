@@ -34,7 +34,7 @@ from vector_sync.defs.jobs import (
     VERIFY_JOB,
     asset_key,
 )
-from vector_sync_tests.conftest import Project
+from vector_sync_tests.support import Project
 from vector_sync_tests.ui.conftest import (
     Server,
     asset_url,

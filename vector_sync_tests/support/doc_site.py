@@ -27,7 +27,7 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
-VAULT = Path(__file__).resolve().parents[1] / "examples" / "vault"
+VAULT = Path(__file__).resolve().parents[2] / "examples" / "vault"
 FOOTER = "Built with MkDocs using a theme provided by Read the Docs"
 ROBOTS = "User-agent: *\nDisallow: /private/\n"
 

@@ -4,7 +4,7 @@ production picks them.
 `write_hostile_vault(root)` returns {relative path: what must happen} where the outcome is
 "synced" or the error code the document must fail with; `hostile_mongo_documents()` returns
 documents with the same kind of outcomes. Used by test_hostile_input.py;
-`python -m vector_sync_tests.hostile DIR` writes a vault to look at.
+`python -m vector_sync_tests.support.hostile DIR` writes a vault to look at.
 """
 
 from __future__ import annotations

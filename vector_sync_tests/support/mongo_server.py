@@ -21,5 +21,5 @@ def running_server(storage: Path, **options: Any) -> Iterator[SecantusDBServer]:
     finally:
         gc.collect()  # closes the clients of sources no longer used
         with suppress(OSError):  # wakes the accept() that close() alone leaves blocked for 2 s
-            server._socket.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
+            server._socket.shutdown(socket.SHUT_RDWR)
         server.stop()

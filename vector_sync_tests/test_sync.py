@@ -317,3 +317,17 @@ def test_an_unavailable_source_is_one_clear_line_not_a_stack_trace(project, caps
     reason = "does not exist"
     assert (printed.out + printed.err).count(reason) == 1, printed.err
     assert "Stack Trace" not in printed.err and "Traceback" not in printed.err
+
+
+def test_a_payload_field_that_becomes_null_is_a_payload_update_verify_agrees_with(
+        project: Project, capsys):
+    project.config["collections"]["notes"]["payload"] = ["owner", "path"]
+    project.save()
+    project.note("a.md", "---\nowner: ana\n---\n# A\n\nApples keep for weeks.\n")
+    assert project.cli("sync", capsys=capsys)[0] == 0
+    project.note("a.md", "---\nowner:\n---\n# A\n\nApples keep for weeks.\n")
+    code, report = project.cli("sync", capsys=capsys)
+    assert code == 0 and counts(report)["payload_updated"] == 1
+    assert "owner" not in project.points()["a.md"][0]
+    code, report = project.cli("verify", capsys=capsys)
+    assert code == 0, report

@@ -49,11 +49,13 @@ def get_path(fields: Mapping[str, Any], dotted: str) -> Any:
 
 
 def nested_subset(fields: Mapping[str, Any], paths: Iterable[str]) -> dict[str, Any]:
-    """The values at `paths`, kept at their source nesting; absent paths are left out."""
+    """The values at `paths`, kept at their source nesting; absent and null paths are left
+    out (Qdrant's set_payload removes a key set to null where an upsert keeps it: a null
+    stored as absent reads back the same after either)."""
     result: dict[str, Any] = {}
     for dotted in paths:
         value = get_path(fields, dotted)
-        if value is MISSING:
+        if value is MISSING or value is None:
             continue
         *parents, leaf = dotted.split(".")
         node = result

@@ -15,4 +15,6 @@ REGISTRY = Registry({
     "git": "vector_sync.sources.git:GitConfig",
     "website": "vector_sync.sources.website:WebsiteConfig",
     "surrealdb": "vector_sync.sources.surrealdb:SurrealConfig",
+    "confluence": "vector_sync.sources.confluence:ConfluenceConfig",
+    "jira": "vector_sync.sources.jira:JiraConfig",
 })

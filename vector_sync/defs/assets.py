@@ -194,6 +194,9 @@ def _made_in_this_run(context: dg.AssetExecutionContext | dg.OpExecutionContext,
     all" of a collection's group, which holds the chain but not source_snapshot; one asset
     materialized alone) would work from an old look at the source and report nothing of
     the edits since: it is refused, saying what to launch instead."""
+    selected = context.run.asset_selection
+    if selected and upstream in selected:  # it ran before this step, in this run: no query
+        return
     source = context.partition_key
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=upstream, asset_partitions=[source]), limit=1).records

@@ -156,12 +156,13 @@ class Ledger:
         return self._select_rows(query)
 
     @outage_tolerant
-    def count_given_up(self, source: str, collection: str) -> int:
-        """Failed rows the retries gave up on (no next attempt)."""
+    def count_given_up(self, collection: str, source: str | None = None) -> int:
+        """Failed rows of a collection (of every source, or one) the retries gave up on (no
+        next attempt)."""
         table = ledger_table
-        query = select(func.count()).where(
-            table.c.source == source, table.c.collection == collection,
-            table.c.status == "failed", table.c.next_attempt_at.is_(None))
+        query = _for_source(select(func.count()).where(
+            table.c.collection == collection, table.c.status == "failed",
+            table.c.next_attempt_at.is_(None)), source)
         with self._engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 

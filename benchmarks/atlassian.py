@@ -27,6 +27,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +88,10 @@ def raw_embedding(config_file: Path, collection: str) -> float:
     return len(texts) / (time.perf_counter() - started)
 
 
-def measure_source(config_file: Path, name: str, what: str,
-                   list_once: Any) -> list[Row]:
-    """The initial sync, the raw baseline, the no-op and the listing alone of one source."""
+def measure_source(config_file: Path, name: str, what: str, requests: list[Any],
+                   reads_body: Callable[[Any], bool]) -> list[Row]:
+    """The initial sync, the raw baseline, the no-op, the listing alone, and the requests one
+    no-op makes (`requests`: the stand-in's log; `reads_body`: whether a request read one)."""
     seconds, peak_mib, counts = sync_counts(config_file, name)
     items, chunks = counts["added"], counts["chunks_embedded"]
     raw = raw_embedding(config_file, name)
@@ -104,11 +106,20 @@ def measure_source(config_file: Path, name: str, what: str,
     assert all(run.json()["sources"][name]["collections"][name]["unchanged"] == items
                for run in noop)
     noop_s = statistics.median(run.seconds for run in noop)
-    listing_s = list_once()
+    source = load_config(config_file).sources[name].open(name, None)
+    started = time.perf_counter()
+    assert len(list(source.scan())) == items
+    listing_s = time.perf_counter() - started
     help_s = statistics.median(run.seconds for run in repeat([CLI, "--help"], 3))
     rows.append((f"{what}: no-op re-sync of {items} (whole process, median of 3)",
                  f"{noop_s:.2f} s, peak {max(run.peak_mib for run in noop):.0f} MiB",
                  f"listing alone {listing_s:.2f} s; `vector-sync --help` {help_s:.2f} s"))
+    requests.clear()
+    measure([CLI, "sync", "--config", str(config_file), "--json"])
+    bodies = sum(map(reads_body, requests))
+    rows.append((f"{what}: requests of one no-op sync",
+                 f"{len(requests)} ({bodies} reading bodies)",
+                 f"{-(-items // 100)} listing pages of 100"))
     return rows
 
 
@@ -120,20 +131,8 @@ def confluence(args: argparse.Namespace) -> list[Row]:
         config_file = write_config(root, {
             "kind": "confluence", "url": wiki.url, "spaces": ["DOCS", "NOTES"],
             "username": wiki.username, "token": "${ATLASSIAN_TOKEN}"}, "wiki")
-
-        def list_once() -> float:
-            source = load_config(config_file).sources["wiki"].open("wiki", None)
-            started = time.perf_counter()
-            assert len(list(source.scan())) == pages
-            return time.perf_counter() - started
-
-        rows = measure_source(config_file, "wiki", "pages", list_once)
-        wiki.requests.clear()
-        measure([CLI, "sync", "--config", str(config_file), "--json"])
-        bodies = sum("body" in r.query.get("expand", "") for r in wiki.requests)
-        rows.append(("pages: requests of one no-op sync", f"{len(wiki.requests)} "
-                     f"({bodies} reading bodies)", f"{-(-pages // 100)} listing pages of 100"))
-        return rows
+        return measure_source(config_file, "wiki", "pages", wiki.requests,
+                              lambda r: "body" in r.query.get("expand", ""))
 
 
 def jira(args: argparse.Namespace) -> list[Row]:
@@ -148,20 +147,8 @@ def jira(args: argparse.Namespace) -> list[Row]:
         config["collections"]["tickets"] = {"embed": ["summary", "description", "comments"],
                                             "payload": ["key", "status", "url", "updated_at"]}
         config_file.write_text(yaml.safe_dump(config))
-
-        def list_once() -> float:
-            source = load_config(config_file).sources["tickets"].open("tickets", None)
-            started = time.perf_counter()
-            assert len(list(source.scan())) == issues
-            return time.perf_counter() - started
-
-        rows = measure_source(config_file, "tickets", "issues", list_once)
-        site.requests.clear()
-        measure([CLI, "sync", "--config", str(config_file), "--json"])
-        bodies = sum(r.query.get("fields") != "updated" for r in site.requests)
-        rows.append(("issues: requests of one no-op sync", f"{len(site.requests)} "
-                     f"({bodies} reading bodies)", f"{-(-issues // 100)} listing pages of 100"))
-        return rows
+        return measure_source(config_file, "tickets", "issues", site.requests,
+                              lambda r: r.query.get("fields") != "updated")
 
 
 # a part takes the parsed arguments and returns its rows (another kind adds its own here)

@@ -85,9 +85,6 @@ class JiraSettings(SourceConfig):
         """The JQL as a condition that can be combined with others (no ORDER BY)."""
         return scope_of(self.jql).strip()
 
-    def browse_url(self, key: str) -> str:
-        return f"{self.url}/browse/{key}"
-
     def where(self) -> str:
         return f"Jira issues matching {self.scope!r} at {mask_url(self.url)}"
 

@@ -21,7 +21,6 @@ from typing import Any
 
 from vector_sync.core.hashing import digest, stable_json
 from vector_sync.core.source import ChangeCheck, fingerprint
-from vector_sync.sources.jira.fields import hint
 from vector_sync.sources.jira.search import JiraApi, Listed
 from vector_sync.sources.jira.settings import JiraSettings
 from vector_sync.sources.jira.source import JiraSource
@@ -68,8 +67,7 @@ def look(name: str, settings: JiraSettings, state: dict[str, Any] | None) -> Cha
 def _newest_state(newest: Listed | None) -> dict[str, str] | None:
     if newest is None:
         return None
-    return {"id": newest.id, "key": newest.key, "updated": newest.updated,
-            "hint": hint(newest.updated, newest.key)}
+    return {"id": newest.id, "key": newest.key, "updated": newest.updated}
 
 
 def _window(updated: str) -> str | None:

@@ -53,7 +53,7 @@ def _qdrant_on_a_closed_port(project: Project) -> None:
 def test_a_sync_of_a_removed_vault_says_so_first_and_prints_no_row_of_zeros(
         project: Project, capsys):
     _seed(project)
-    project.cli("sync", capsys=capsys)
+    assert project.cli("sync", capsys=capsys)[0] == 0
     project.vault.rename(project.root / "renamed")
     code, out, _ = _text(project, capsys, "sync")
     lines = out.splitlines()
@@ -88,7 +88,7 @@ def test_a_sync_with_qdrant_on_a_closed_port_says_qdrant_failed_first(
 def test_verify_that_cannot_read_the_source_says_could_not_verify_and_exits_3(
         project: Project, capsys):
     _seed(project)
-    project.cli("sync", capsys=capsys)
+    assert project.cli("sync", capsys=capsys)[0] == 0
     project.vault.rename(project.root / "renamed")
     code, out, _ = _text(project, capsys, "verify")
     assert code == 3 and out.startswith("could not verify: notes: markdown source 'notes'")
@@ -100,7 +100,7 @@ def test_verify_that_cannot_read_the_source_says_could_not_verify_and_exits_3(
 
 def test_verify_against_qdrant_on_a_closed_port_could_not_verify(project: Project, capsys):
     _seed(project)
-    project.cli("sync", capsys=capsys)
+    assert project.cli("sync", capsys=capsys)[0] == 0
     _qdrant_on_a_closed_port(project)
     code, out, _ = _text(project, capsys, "verify")
     assert code == 3 and "NOT consistent" not in out
@@ -117,7 +117,7 @@ def test_a_difference_found_outweighs_a_source_that_could_not_be_read(project: P
     project.config["sources"]["other"] = {"kind": "markdown", "path": "other",
                                           "collections": ["notes"]}
     project.save()
-    project.cli("sync", capsys=capsys)
+    assert project.cli("sync", capsys=capsys)[0] == 0
     with project.qdrant() as store:
         store.delete("notes", [point_id("notes", "n1.md", 0)])
     (project.root / "other").rename(project.root / "gone")
@@ -135,7 +135,7 @@ def test_status_flags_a_source_it_cannot_reach_and_still_shows_the_ledger(
         "collections": {"notes": {"pending": 0, "synced": 0, "stale": 0, "failed": 0}},
         "error": None}
     assert not (project.root / "state").exists()  # status created nothing
-    project.cli("sync", capsys=capsys)
+    assert project.cli("sync", capsys=capsys)[0] == 0
     project.vault.rename(project.root / "renamed")
     code, out, _ = _text(project, capsys, "status")
     lines = out.splitlines()
@@ -167,7 +167,7 @@ def test_repair_against_qdrant_on_a_closed_port_is_one_line_and_exit_1(project: 
 
 def test_a_complete_and_a_sampled_check_count_with_one_vocabulary(project: Project, capsys):
     _seed(project)
-    project.cli("sync", capsys=capsys)
+    assert project.cli("sync", capsys=capsys)[0] == 0
     held = sum(len(points) for points in project.points().values())
     with project.qdrant() as store:
         store.delete("notes", [point_id("notes", "long.md", 1)])
@@ -202,7 +202,7 @@ def test_a_complete_and_a_sampled_check_count_with_one_vocabulary(project: Proje
 def test_inspect_shows_a_documents_points_beside_its_ledger_row_and_says_they_agree(
         project: Project, capsys):
     _seed(project)
-    project.cli("sync", capsys=capsys)
+    assert project.cli("sync", capsys=capsys)[0] == 0
     code, found = project.cli("inspect", "notes", "long.md", capsys=capsys)
     chunks = project.points()["long.md"]
     assert code == 0 and found["agrees"] and found["differences"] == []
@@ -223,7 +223,7 @@ def test_inspect_shows_a_documents_points_beside_its_ledger_row_and_says_they_ag
 
 def test_inspect_names_what_differs_and_an_unknown_document(project: Project, capsys):
     _seed(project)
-    project.cli("sync", capsys=capsys)
+    assert project.cli("sync", capsys=capsys)[0] == 0
     chunks = len(project.points()["long.md"])
     with project.qdrant() as store:
         store.delete("notes", [point_id("notes", "long.md", 1)])
@@ -255,7 +255,7 @@ def test_inspect_writes_nothing_and_needs_a_source_only_when_several_feed_the_co
     project.config["sources"]["other"] = {"kind": "markdown", "path": "other",
                                           "collections": ["notes"]}
     project.save()
-    project.cli("sync", capsys=capsys)
+    assert project.cli("sync", capsys=capsys)[0] == 0
     code, _, err = _text(project, capsys, "inspect", "notes", "n0.md")
     assert code == 2 and "several sources (notes, other): name one with --source" in err
     code, found = project.cli("inspect", "notes", "n0.md", "--source", "other", capsys=capsys)

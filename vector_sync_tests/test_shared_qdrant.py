@@ -83,7 +83,8 @@ def test_a_sync_never_writes_a_collection_another_deployment_made(
     error = report["sources"]["handbook"]["error"]
     assert "created by another vector_sync deployment ('team-a'" in error
     assert a.held("notes") == notes
-    b.cli("repair", "--prune", capsys=capsys)
+    code, report = b.cli("repair", "--prune", capsys=capsys)
+    assert code == 1 and "team-a" in report["errors"]["handbook"]  # refused, said why
     assert a.held("notes") == notes
 
 

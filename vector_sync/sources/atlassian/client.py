@@ -24,7 +24,6 @@ import json
 import random
 import threading
 import time
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +32,7 @@ from pydantic import SecretStr
 
 from vector_sync.core.secrets import mask_url, scrub
 from vector_sync.core.source import SourceUnavailable
+from vector_sync.sources.http import retry_after_s
 
 MAX_RETRY_AFTER_S = 60.0  # a longer Retry-After is waited this long, then asked again
 BACKOFF_S = 0.5  # the first wait after a 5xx or a dropped connection; doubles each retry
@@ -123,7 +123,7 @@ class AtlassianClient:
                     raise AtlassianError(status, f"{self.what} answered a JSON "
                                          f"{type(body).__name__}, not an object")
                 return body
-            wait = _retry_after_s(response.headers.get("retry-after"))
+            wait = retry_after_s(response.headers.get("retry-after"))
             if status == 429 or status >= 500:
                 if attempt >= self._max_retries:
                     raise SourceUnavailable(
@@ -195,19 +195,3 @@ class AtlassianClient:
         else:
             parts.append(json.dumps(body)[:300])
         return self._clean("; ".join(p for p in parts if p))
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - time.time())

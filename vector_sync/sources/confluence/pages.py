@@ -11,13 +11,13 @@ scope, so a page out of scope is never read), expanded with the body and the pay
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from vector_sync.core.batches import batched
 from vector_sync.core.documents import Document, ReadFailure, SourceEntry
+from vector_sync.core.hashing import digest
 from vector_sync.core.source import SourceUnavailable
 from vector_sync.sources.atlassian.client import AtlassianClient, AtlassianError
 from vector_sync.sources.confluence.settings import ConfluenceSettings
@@ -94,9 +94,8 @@ def version_hint(page: dict[str, Any]) -> str:
     version = (page.get("version") or {}).get("number")
     ancestors = [str(a.get("id")) for a in page.get("ancestors") or [] if isinstance(a, dict)]
     labels = sorted(_labels(page))
-    digest = hashlib.blake2b("\0".join([str(page.get("title")), "/".join(ancestors),
-                                        ",".join(labels)]).encode(), digest_size=8).hexdigest()
-    return f"{version}:{digest}"
+    moved = digest(str(page.get("title")), "/".join(ancestors), ",".join(labels))[:16]
+    return f"{version}:{moved}"
 
 
 def list_pages(client: AtlassianClient, name: str,

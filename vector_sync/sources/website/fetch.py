@@ -14,11 +14,11 @@ import threading
 import time
 import urllib.robotparser
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+
+from vector_sync.sources.http import retry_after_s
 
 RETRIES_429 = 3
 
@@ -68,7 +68,7 @@ class Fetcher:
             answer = self._get_once(url, headers or {})
             if answer.status != 429:
                 return answer
-            wait = _retry_after_s(answer.header("retry-after"))
+            wait = retry_after_s(answer.header("retry-after"))
             if wait is None or wait > self._max_retry_after_s:
                 break
             time.sleep(wait)
@@ -140,16 +140,3 @@ class Fetcher:
         with self._lock:
             self._robots[origin] = rules
         return rules
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (seconds or an HTTP date)."""
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value)
-    try:
-        moment: Any = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - time.time())

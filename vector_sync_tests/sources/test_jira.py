@@ -15,9 +15,9 @@ from pydantic import SecretStr, ValidationError
 
 from vector_sync.core.documents import Document, ReadFailure
 from vector_sync.core.source import SourceUnavailable
+from vector_sync.sources.atlassian.settings import without_order_by
 from vector_sync.sources.jira import JiraConfig, JiraSource
 from vector_sync.sources.jira.adf import InvalidAdf, adf_to_text
-from vector_sync.sources.jira.settings import scope_of
 from vector_sync.sources.jira.wiki import wiki_to_text
 from vector_sync_tests.support.jira_content import adf, wiki
 from vector_sync_tests.support.jira_standin import Comment, JiraStandIn
@@ -158,8 +158,8 @@ def test_cloud_or_data_center_follows_username_site_or_the_setting():
 
 
 def test_the_jql_loses_its_order_by_but_not_inside_quotes():
-    assert scope_of('project = ENG ORDER BY created DESC') == "project = ENG "
-    assert scope_of('summary ~ "order by" and project = ENG') == \
+    assert without_order_by('project = ENG ORDER BY created DESC') == "project = ENG"
+    assert without_order_by('summary ~ "order by" and project = ENG') == \
         'summary ~ "order by" and project = ENG'
     assert settings(jql="project = ENG order  by rank").scope == "project = ENG"
     with pytest.raises(ValidationError, match="selects nothing"):

@@ -166,6 +166,42 @@ def test_changefeed_reads_only_changed_records_and_counts_are_exact(project, cap
     assert code == 0 and verified["ok"], verified
 
 
+def listed(caplog: pytest.LogCaptureFixture) -> bool:
+    """The last sync listed the table (else the change feed alone named what to read)."""
+    messages = [r.getMessage() for r in caplog.records if r.name.endswith(".snapshot")]
+    caplog.clear()
+    assert any("to read" in m for m in messages), messages
+    return not any("not listed" in m for m in messages)
+
+
+def test_a_complete_change_feed_spares_the_listing_until_its_safety_period(
+        project, capsys, caplog):
+    caplog.set_level("INFO", logger="vector_sync")
+    assert project.sync(capsys)[0] == 0 and listed(caplog)  # the first sync lists
+    with project.db() as db:
+        apply_mix(db)
+    code, report = project.sync(capsys)
+    assert code == 0 and not listed(caplog), report
+    assert_counts(report, EXPECTED)  # the feed's deletions are deleted without a listing
+    check_qdrant(project)
+
+    config = load_config(project.config_file)
+    with open_ledger(config.state) as ledger:  # the safety period has passed
+        ledger.set_state("articles", "listed_at", "0")
+    with project.db() as db:
+        db.query("DELETE article:60")
+    code, report = project.sync(capsys)
+    assert code == 0 and listed(caplog)
+    assert counts(report, "articles", "articles")["deleted"] == 1
+    assert project.sync(capsys)[0] == 0 and not listed(caplog)
+
+    project.config["sources"]["articles"]["full_listing_every_s"] = 0
+    project.save()
+    assert project.sync(capsys)[0] == 0 and listed(caplog)
+    code, verified = project.cli("verify", capsys=capsys)
+    assert code == 0 and verified["ok"], verified
+
+
 def test_without_changefeed_or_beyond_its_reach_the_scan_converges(project, capsys, tmp_path):
     code, _ = project.sync(capsys)
     # the feed no longer reaches the applied versionstamp (as after its retention passed):

@@ -56,11 +56,19 @@ class Checkpointed(Protocol):
 
     checkpoint: str | None  # where the last changed_since() left the source, or None
     detection: dict[str, Any]  # how changed_since() found the changes, for the metadata
+    # set by changed_since(): its answer names every document written or deleted since the
+    # checkpoint (the history reaches back to it unbroken), so the engine may skip scan()
+    # and keep every other document as the ledger has it
+    complete: bool
+    # a sync lists every document at least this often all the same (0: every sync), as a
+    # safety net against a history that missed something
+    full_listing_every_s: float
 
     def changed_since(self, checkpoint: str | None) -> set[str]:
-        """Before scan(): the doc_ids changed since `checkpoint`. They are read whatever their
-        hints say, so the reads are the union of this and the hint comparison. Empty when
-        `checkpoint` is None or unusable (the hints alone then decide)."""
+        """Before scan(): the doc_ids written or deleted since `checkpoint`. They are read
+        whatever their hints say, so the reads are the union of this and the hint
+        comparison. Empty when `checkpoint` is None or unusable (the hints alone then
+        decide)."""
         ...
 
 

@@ -5,10 +5,13 @@
 - The checkpoint of a source with a change history (`Checkpointed`, e.g. a Git commit): the
   snapshot notes where it was pinned; each collection records it once it applied that
   snapshot; the next scan diffs from the one all collections agree on.
+- When such a source last listed every document: a complete history lets a sync skip the
+  listing, until the source's `full_listing_every_s` has passed.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 from vector_sync.core.ledger import Ledger
@@ -17,6 +20,7 @@ from vector_sync.core.source import Checkpointed, Source
 from vector_sync.core.spec import CollectionSpec
 
 SCANNED_CHECKPOINT = "checkpoint:scanned"
+LISTED_AT = "listed_at"  # epoch seconds of the last full listing
 
 
 def _config_key(collection: str) -> str:
@@ -59,3 +63,13 @@ def record_checkpoint(ledger: Ledger, source: str, collection: str) -> None:
     scanned = ledger.get_state(source, SCANNED_CHECKPOINT)
     if scanned:
         ledger.set_state(source, _checkpoint_key(collection), scanned)
+
+
+def listing_due(ledger: Ledger, source: str, every_s: float) -> bool:
+    """The source must be listed in full: never listed yet, or `every_s` has passed."""
+    listed = ledger.get_state(source, LISTED_AT)
+    return listed is None or every_s <= 0 or time.time() - float(listed) >= every_s
+
+
+def note_listing(ledger: Ledger, source: str) -> None:
+    ledger.set_state(source, LISTED_AT, repr(time.time()))

@@ -32,22 +32,30 @@ READ_BATCH = 500
 
 
 def snapshot_rows(source: Source, ledger: Ledger, specs: list[CollectionSpec],
-                  full: bool = False) -> Iterator[SnapshotRow]:
+                  full: bool = False, track_listing: bool = False) -> Iterator[SnapshotRow]:
     """The source's current documents. Those whose hint matches a fully synced ledger entry
     and whose expected state is known are not read ("skipped"); all are read with `full` or
     after a collection's config changed. Raises SourceUnavailable before yielding anything
-    if the source is down."""
+    if the source is down. `track_listing` (a sync, not a dry run): a source whose history
+    names every change since the last sync is not listed, until its full-listing period
+    has passed; when it is listed, the ledger notes when."""
     names = [s.name for s in specs]
     changed: set[str] = set()
     if isinstance(source, Checkpointed):  # its own history decides too: reads are the union
         changed = source.changed_since(checkpoints.last_checkpoint(ledger, source.name, names))
-    entries: list[SourceEntry] = list(source.scan())
-    faults.reached("snapshot.scanned")
     clean: dict[str, str] = {}
     if not full and not checkpoints.config_changed(ledger, source.name, specs):
         clean = ledger.synced_hints(source.name, names)
         known = ledger.expected_everywhere(source.name, names)
         clean = {doc_id: hint for doc_id, hint in clean.items() if doc_id in known}
+        if track_listing and isinstance(source, Checkpointed) and source.complete and \
+                not checkpoints.listing_due(ledger, source.name, source.full_listing_every_s):
+            yield from _unlisted_rows(source, ledger, clean, changed)
+            return
+    entries: list[SourceEntry] = list(source.scan())
+    faults.reached("snapshot.scanned")
+    if track_listing and isinstance(source, Checkpointed):
+        checkpoints.note_listing(ledger, source.name)
     to_read = []
     for entry in entries:
         if entry.doc_id not in changed and clean.get(entry.doc_id) == entry.version:
@@ -55,7 +63,26 @@ def snapshot_rows(source: Source, ledger: Ledger, specs: list[CollectionSpec],
         else:
             to_read.append(entry.doc_id)
     log.info("source %s: %d documents, %d to read", source.name, len(entries), len(to_read))
-    for ids in batched(to_read, READ_BATCH):
+    yield from _read_rows(source, to_read)
+
+
+def _unlisted_rows(source: Source, ledger: Ledger, clean: dict[str, str],
+                   changed: set[str]) -> Iterator[SnapshotRow]:
+    """The snapshot without a listing: what the source's history names is read (a deleted
+    or out-of-scope document reads as nothing, so the diff deletes it), as is every
+    document not fully synced; the rest are as the ledger has them."""
+    known = {row.doc_id for row in ledger.source_rows(source.name)}
+    to_read = sorted(changed | (known - clean.keys()))
+    for doc_id, hint in clean.items():
+        if doc_id not in changed:
+            yield SnapshotRow(doc_id, hint, "skipped")
+    log.info("source %s: not listed (its history names every change since the last sync): "
+             "%d documents known, %d to read", source.name, len(known | changed), len(to_read))
+    yield from _read_rows(source, to_read)
+
+
+def _read_rows(source: Source, doc_ids: list[str]) -> Iterator[SnapshotRow]:
+    for ids in batched(doc_ids, READ_BATCH):
         for result in source.read(ids):
             yield _snapshot_row(result)
         faults.reached("snapshot.read_batch")
@@ -73,9 +100,7 @@ def targeted_snapshot_rows(source: Source, ledger: Ledger,
     known = {row.doc_id: row.source_version for row in ledger.source_rows(source.name)}
     log.info("source %s: reading %d listed documents, %d others kept as they are",
              source.name, len(wanted), len(known.keys() - set(doc_ids)))
-    for ids in batched(sorted(wanted), READ_BATCH):
-        for result in source.read(ids):
-            yield _snapshot_row(result)
+    yield from _read_rows(source, sorted(wanted))
     for doc_id, version in known.items():
         if doc_id not in doc_ids:
             yield SnapshotRow(doc_id, version, "skipped")
@@ -121,7 +146,7 @@ def snapshot(config: VectorSyncConfig, source_name: str, full: bool = False,
 
     with open_ledger(config.state) as ledger, old_objects_frozen():
         specs = collection_specs(config, source_name)
-        rows = snapshot_rows(source, ledger, specs, full) if only is None \
+        rows = snapshot_rows(source, ledger, specs, full, track_listing=True) if only is None \
             else targeted_snapshot_rows(source, ledger, only)
         write_rows(path, SNAPSHOT, counted(rows))
         detection = checkpoints.note_checkpoint(ledger, source)

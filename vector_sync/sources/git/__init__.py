@@ -134,6 +134,10 @@ class GitSource:
     """The files of `config.branch` at its head; doc_id is the path in the tree, with `/`."""
 
     scoped_reads = True  # read() only knows the selected files of the pinned tree
+    # every pin reads the whole tree anyway (local, and cheap beside reading blobs): the
+    # engine lists it on every sync
+    complete = False
+    full_listing_every_s = 0.0
 
     def __init__(self, name: str, config: GitConfig, read_only: bool = False) -> None:
         self.name = name

@@ -6,8 +6,10 @@ engine in this process; `ws://`, `wss://`, `http://`, `https://` reach a server.
 
 How changes are found (the `Checkpointed` capability, as Git's commits): when the table has a
 CHANGEFEED, the checkpoint is the versionstamp of the last change applied and
-`SHOW CHANGES FOR TABLE ... SINCE` names the records changed since; scan() then only lists
-record ids (deletions are the ids no longer listed). Hints: the `updated_field` value when
+`SHOW CHANGES FOR TABLE ... SINCE` names the records written and deleted since: a sync reads
+only those and does not list the table, except at least every `full_listing_every_s` (a
+safety net; that listing is of record ids only, deletions being the ids no longer listed).
+Hints: the `updated_field` value when
 one is configured; else, in a table with a feed, one constant (the feed decides; when it
 cannot, because no checkpoint is known yet or its retention passed, every record is read and
 the content hashes decide); else, without a feed, a hash of the record. The run metadata
@@ -72,6 +74,9 @@ class SurrealConfig(SourceConfig):
     password: SecretStr | None = Field(None, description="its password, from the environment")
     write_back: bool = Field(False, description=f"write each sync status into {WRITE_BACK_FIELD}")
     batch_size: int = Field(1000, gt=0, description="records per read and write-back query")
+    full_listing_every_s: float = Field(
+        3600.0, ge=0, description="with a change feed, a sync reads only what the feed names "
+        "and lists every record id at least this often as a safety net (0: every sync)")
 
     @field_validator("url")
     @classmethod
@@ -137,6 +142,8 @@ class SurrealSource:
         self.settings = settings
         self.writes_back = settings.write_back
         self.checkpoint: str | None = None
+        self.complete = False  # the feed named every change since the checkpoint
+        self.full_listing_every_s = settings.full_listing_every_s
         self.detection: dict[str, Any] = {"detection": "scan",
                                           "detection_reason": "no change feed consulted"}
         self._has_feed: bool | None = None  # known once changed_since() or scan() ran
@@ -211,6 +218,7 @@ class SurrealSource:
             since = found[-1]["version"] + 1
 
     def changed_since(self, checkpoint: str | None) -> set[str]:
+        self.complete = False
         with self.connected() as db:
             retention = self.feed_retention(db)
             self._has_feed = retention is not None
@@ -232,12 +240,13 @@ class SurrealSource:
                     "different versionstamps)", everything)
         changed = {doc_id for entry in entries[1:] for doc_id in entry["updated"]}
         deleted = {doc_id for entry in entries[1:] for doc_id in entry["deleted"]}
+        self.complete = True
         reason = (f"change feed since versionstamp {start}: {len(entries) - 1} change(s), "
                   f"{len(changed)} record(s) written, {len(deleted)} deleted")
         self.detection = {"detection": "changefeed", "detection_reason": reason,
                           "versionstamp": self.checkpoint}
         log.info("surrealdb source %s: %s", self.name, reason)
-        return changed
+        return changed | deleted
 
     def _scan_path(self, reason: str, read_all: set[str]) -> set[str]:
         how = f"per-record `{self.settings.updated_field}`" if self.settings.updated_field \

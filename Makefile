@@ -2,9 +2,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+PROMETHEUS := /usr/bin/promtool  # with the server: Debian's prometheus package
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install run test test-slow test-ui screenshots ui-install lint dev bench docs clean deploy-home workers workers-stop
+.PHONY: install run test test-slow test-ui screenshots ui-install lint dev bench docs clean deploy-home workers workers-stop package
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +32,7 @@ lint: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/mypy vector_sync
 	VECTOR_SYNC_CONFIG=$(CURDIR)/vector_sync.yaml $(DG) check defs
 
-test: install lint
+test: install lint $(PROMETHEUS)
 	$(BIN)/pytest -q
 
 # the kill-anywhere harness and other long suites (CI runs them after `make test`)
@@ -46,6 +47,12 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 $(CHROMIUM):
 	$(SUDO) apt-get install -y chromium || \
 		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+
+# the Prometheus server and promtool (Debian's package, PROMETHEUS above): the metrics tests
+# scrape `vector-sync metrics serve` with a real server and unit-test deploy/prometheus/'s rules
+$(PROMETHEUS):
+	$(SUDO) apt-get install -y --no-install-recommends prometheus || \
+		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends prometheus; }
 
 ui-install: install $(CHROMIUM)
 	$(BIN)/python -m pip install --quiet -e '.[dev,deploy,ui]'
@@ -81,6 +88,10 @@ workers-stop:
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[dev,deploy,bench]'
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+# the wheel and sdist a team installs (docs/dagster-integration.md), into dist/
+package: install
+	$(BIN)/python -m build --outdir dist
 
 clean:
 	rm -rf .vector_sync $(DAGSTER_HOME)

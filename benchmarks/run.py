@@ -59,12 +59,14 @@ from _measure import (
 )
 from _vault import COLLECTION, SOURCE, cheap_setup, code_version, dagster_log, scratch, sentence
 from _vault import write_config as vault_config
+from migration import run_rows as migration_rows
 
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
 CLI = str(Path(PYTHON).with_name("vector-sync"))
 REPEATS = 3
-GROUPS = ("raw", "initial", "noop", "edit", "langchain", "noop20k", "verify", "git")
+GROUPS = ("raw", "initial", "noop", "edit", "langchain", "noop20k", "verify", "git",
+          "migration")
 NOOP_KEYS = ("added", "updated", "payload_updated", "deleted", "failed", "chunks_embedded")
 RAW_EMBED = """
 import json, sys
@@ -425,6 +427,8 @@ def main() -> None:
             ("noop20k", {"noop20k"}, lambda d: large_noop(d, sizes.large_notes, args.seed, rows)),
             ("verify", {"verify"}, lambda d: verify(sizes, rows)),
             ("git", {"git"}, lambda d: git(d, sizes.git_files, args.seed, rows)),
+            ("migration", {"migration"},
+             lambda d: rows.extend(migration_rows(d, args.quick, row))),
         ):
             if needed & args.only:
                 (root / name).mkdir()

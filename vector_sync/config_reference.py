@@ -16,11 +16,19 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from vector_sync.core.events.config import (
+    EventsConfig,
+    FileSinkConfig,
+    NatsSinkConfig,
+    RedisSinkConfig,
+    WebhookSinkConfig,
+)
 from vector_sync.core.settings import (
     ChunkingConfig,
     CollectionConfig,
     EmbeddingConfig,
     ExecutionConfig,
+    MigrationConfig,
     QdrantConfig,
     RetryConfig,
     SensorsConfig,
@@ -50,6 +58,8 @@ See [the CLI page](cli.md) for examples of the messages, and each source kind's 
 
 def _type(annotation: Any) -> str:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:  # a discriminated union (the event sinks)
+        return "mapping by `kind` (below)"
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type(a) for a in args if a is not type(None)) + (
             " or null" if type(None) in args else "")
@@ -107,6 +117,11 @@ def render() -> str:
              _section("`collections.<name>.chunking`", ChunkingConfig),
              _section("`retry`", RetryConfig), _section("`sensors`", SensorsConfig),
              _section("`execution`", ExecutionConfig),
+             _section("`events`", EventsConfig),
+             *(_section(f"`events.sinks[]` with `kind: {kind}`", model)
+               for kind, model in (("nats", NatsSinkConfig), ("redis", RedisSinkConfig),
+                                   ("webhook", WebhookSinkConfig), ("file", FileSinkConfig))),
+             _section("`migration`", MigrationConfig),
              _section("`sources.<name>`: every kind", SourceConfig)]
     for kind in sorted(REGISTRY.names()):
         model = REGISTRY.config_model(kind)

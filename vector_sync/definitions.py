@@ -1,46 +1,25 @@
-"""Dagster entry point: `dg dev` ([tool.dg] in pyproject.toml), or `dagster dev -m
-vector_sync.definitions`.
+"""Dagster entry point of a config file: `dagster dev -m vector_sync.definitions` (and the
+CLI's runs).
 
 The asset graph is built from the config found via $VECTOR_SYNC_CONFIG or ./vector_sync.yaml:
 one partition per source, one changes/embeddings/qdrant asset chain (and group) per
-collection. The pieces are made in `vector_sync.defs`; this module only puts them together.
+collection. The pieces are made in `vector_sync.defs` and put together by
+`vector_sync.defs.build`, which the component (`vector_sync.VectorSyncComponent`, for a
+`defs.yaml` in any Dagster project) uses too.
 """
 
 from __future__ import annotations
 
-import warnings
-
 import dagster as dg
 
-from vector_sync.config import config_path, load_config
-from vector_sync.defs.assets import collection_assets, partitions_for, source_snapshot_asset
-from vector_sync.defs.checks import consistency_checks, guard_check
-from vector_sync.defs.executors import executor_for
-from vector_sync.defs.jobs import build_jobs
-from vector_sync.defs.repair import prepare_repair_asset
-from vector_sync.defs.resources import VectorSyncResource
-from vector_sync.defs.sensors import build_sensors
-
-# the mass-delete guard runs per source partition: a preview feature in Dagster 1.13
-warnings.filterwarnings("ignore", category=dg.PreviewWarning,
-                        message=".*partitions_def on an AssetCheckSpec.*")
+from vector_sync.defs import build
 
 
-def build_definitions(path: str | None = None) -> dg.Definitions:
-    file = config_path(path).resolve()
-    config = load_config(file)
-    partitions = partitions_for(config)
-    return dg.Definitions(
-        assets=[prepare_repair_asset(partitions), source_snapshot_asset(partitions), *(
-            asset for collection in config.collections
-            for asset in collection_assets(collection, partitions, config))],
-        asset_checks=[check for collection in config.collections for check in (
-            consistency_checks(collection), guard_check(collection, partitions))],
-        jobs=build_jobs(config),
-        sensors=build_sensors(config),
-        resources={"vector_sync": VectorSyncResource(config_path=str(file))},
-        executor=executor_for(config.execution),
-    )
+def build_definitions(path: str | None = None, prefix: str | None = None,
+                      group: str | None = None) -> dg.Definitions:
+    """The definitions of a config file; the config's executor is also the code
+    location's default (what the UI's Materialize runs with)."""
+    return build.build_definitions(path, prefix, group, default_executor=True)
 
 
 @dg.definitions

@@ -173,3 +173,60 @@ def test_a_sync_killed_while_writing_status_back_to_mongodb_writes_the_rest_next
         assert document["syncMetadata"]["tools"]["contentHash"] == held[str(document["_id"])]
     code, _ = project.cli("verify", capsys=capsys)
     assert code == 0
+
+
+# --- the event outbox: killed anywhere, every ledger transition's event is delivered -------
+
+OUTBOX_KILLS = ["apply.group_acknowledged@2", "ledger.group_synced@2",
+                "ledger.deletions_recorded", "events.sent", "events.marked"]
+
+
+def _with_file_sink(project: Project) -> Path:
+    project.config["events"] = {"sinks": [{"kind": "file", "path": "events.jsonl"}]}
+    project.save()
+    return project.root / "events.jsonl"
+
+
+def _document_events(file: Path) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in file.read_text().splitlines()] if file.exists() \
+        else []
+    return [e for e in lines if e["type"].startswith("vector_sync.document.")]
+
+
+@pytest.fixture(scope="module")
+def clean_transitions(reference: dict[str, Any], tmp_path_factory: pytest.TempPathFactory,
+                      ) -> set[tuple[str, str, str | None]]:
+    """(type, subject, action) of every document event of the change, synced unharmed."""
+    root = tmp_path_factory.mktemp("events_reference")
+    shutil.copytree(reference["synced"], root / "project")
+    project = Project.at(root / "project")
+    file = _with_file_sink(project)
+    _change(project)
+    assert _sync(project).returncode == 0
+    return {(e["type"], e["subject"], e["data"].get("action")) for e in _document_events(file)}
+
+
+@pytest.mark.parametrize("point", OUTBOX_KILLS)
+def test_a_sync_killed_anywhere_delivers_every_transitions_event_once_per_id(
+        point: str, tmp_path: Path, reference: dict[str, Any],
+        clean_transitions: set[tuple[str, str, str | None]]) -> None:
+    shutil.copytree(reference["synced"], tmp_path / "project")
+    project = Project.at(tmp_path / "project")
+    file = _with_file_sink(project)
+    _change(project)
+    killed = _sync(project, point)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert _sync(project).returncode == 0
+    events = _document_events(file)
+    assert {(e["type"], e["subject"], e["data"].get("action")) for e in events} == \
+        clean_transitions
+    ids: dict[tuple[str, str], set[str]] = {}
+    for event in events:  # a duplicate (sent, then killed before it was recorded) is equal
+        ids.setdefault((event["type"], event["subject"]), set()).add(event["id"])
+    assert all(len(found) == 1 for found in ids.values()), ids
+    from vector_sync.config import load_config
+    from vector_sync.core.events import outbox
+    from vector_sync.core.ledger import open_ledger
+
+    with open_ledger(load_config(project.config_file).state) as ledger:
+        assert outbox.backlog(ledger.engine, ["file"])["file"].events == 0

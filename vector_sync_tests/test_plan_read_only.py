@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from pymongo import MongoClient
-from sqlalchemy import create_engine, inspect, make_url, text
+from sqlalchemy import create_engine, inspect, make_url
 from surrealdb import RecordID, Surreal
 
 from vector_sync.cli import main
@@ -156,12 +156,21 @@ def test_plan_writes_nothing_for_any_source_kind(project, capsys):
 
 
 def _as_revision_0001(ledger: Path) -> None:
-    """The ledger as the version before the `expected` table wrote it."""
+    """The ledger as the version before the `expected` table wrote it: Alembic's own
+    downgrade, so every later table goes too."""
+    from alembic import command
+    from alembic.config import Config
+
+    from vector_sync.core.ledger import MIGRATIONS_DIR
+
     engine = create_engine(f"sqlite:///{ledger}")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as conn:
-        conn.execute(text("DROP TABLE expected"))
-        conn.execute(text("UPDATE vector_sync_alembic_version SET version_num = '0001'"))
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0001")
     engine.dispose()
+    assert "expected" not in _tables(f"sqlite:///{ledger}")
 
 
 def test_plan_status_and_verify_refuse_an_old_ledger_schema_and_leave_it_as_it_is(

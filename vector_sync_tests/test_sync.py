@@ -129,7 +129,8 @@ def test_plan_predicts_the_next_sync_exactly_and_writes_nothing(project, capsys)
                                                        "payload_updated": 1, "deleted": 1}
 
 
-def test_changing_chunking_or_model_re_embeds_that_collection_only(project, capsys, tmp_path):
+def test_changing_chunking_or_model_rebuilds_that_collection_only_by_a_migration(
+        project, capsys, tmp_path):
     _seed(project)
     project.config["collections"]["titles"] = {"embed": ["title"], "payload": ["tags"]}
     project.config["sources"]["notes"]["collections"] = ["notes", "titles"]
@@ -138,10 +139,12 @@ def test_changing_chunking_or_model_re_embeds_that_collection_only(project, caps
 
     project.config["collections"]["notes"]["chunking"] = {"max_tokens": 128, "overlap_tokens": 16}
     project.save()
-    code, report = project.cli("sync", capsys=capsys)
-    assert counts(report, collection="notes")["updated"] == 4
-    assert counts(report, collection="titles")["chunks_embedded"] == 0
-    assert counts(report, collection="titles")["unchanged"] == 4
+    code, report = project.cli("sync", capsys=capsys)  # never rebuilt in place
+    assert counts(report, collection="notes")["chunks_embedded"] == 0
+    assert list(report["migration_pending"]) == ["notes"]
+    code, migrated = project.cli("migrate", "start", capsys=capsys)
+    assert code == 0 and list(migrated["collections"]) == ["notes"]
+    assert project.cli("migrate", "switch", capsys=capsys)[0] == 0
     assert all(p[0]["chunk_count"] == len(p) for p in project.points("notes").values())
 
     from vector_sync.core.text.model_files import default_model_dir
@@ -151,9 +154,11 @@ def test_changing_chunking_or_model_re_embeds_that_collection_only(project, caps
     project.save()
     code, report = project.cli("sync", capsys=capsys)
     assert code == 0, report
-    assert counts(report, collection="titles")["updated"] == 4
-    assert counts(report, collection="titles")["chunks_embedded"] == 4
+    assert counts(report, collection="titles")["chunks_embedded"] == 0
     assert counts(report, collection="notes")["chunks_embedded"] == 0
+    code, migrated = project.cli("migrate", "start", capsys=capsys)
+    assert code == 0 and list(migrated["collections"]) == ["titles"]
+    assert migrated["collections"]["titles"]["chunks_embedded"] == 4
 
 
 def test_bad_files_fail_alone_with_reasons_and_lose_nothing(project, capsys):

@@ -17,11 +17,15 @@ import os
 import sys
 from collections.abc import Sequence
 
+from vector_sync.__about__ import __version__
 from vector_sync.cli.common import BAD_CONFIG, FAILED, UsageError, print_json
 from vector_sync.cli.consistency import cmd_inspect, cmd_repair, cmd_verify
+from vector_sync.cli.events import add_commands as add_event_commands
+from vector_sync.cli.init import add_parser as add_init_parser
+from vector_sync.cli.migrate import add_parser as add_migrate_parser
 from vector_sync.cli.status import cmd_search, cmd_status
 from vector_sync.cli.sync import cmd_plan, cmd_sync
-from vector_sync.config import ConfigError, load_config
+from vector_sync.config import ConfigError, VectorSyncConfig, load_config
 
 __all__ = ["UsageError", "main", "run"]
 
@@ -34,13 +38,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vector_sync.core.ledger import LedgerUnavailable
     from vector_sync.core.store import QdrantUnavailable
 
+    if not getattr(args, "needs_config", True):  # `init` writes the config
+        return int(args.handler(args))
     try:
         config = load_config(args.config)
+        if args.command not in ("migrate",):  # every other door reads the serving generation
+            config = _serving(config, writes=args.command in ("sync", "repair"))
         return int(args.handler(args, config))
     except (ConfigError, UsageError) as error:
         return _failed(args, error, BAD_CONFIG)
     except (LedgerUnavailable, QdrantUnavailable) as error:
         return _failed(args, error, FAILED)
+
+
+def _serving(config: VectorSyncConfig, writes: bool) -> VectorSyncConfig:
+    from vector_sync.core.generations.serving import serving_config
+
+    return serving_config(config, register=writes)
 
 
 def _failed(args: argparse.Namespace, error: Exception, code: int) -> int:
@@ -63,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Every command takes --config and --json (after the command name). Exit "
         "codes: 0 success, 1 failed or not consistent, 2 bad configuration or argument, "
         "3 could not verify.")
+    parser.add_argument("--version", action="version", version=f"vector-sync {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     sync = commands.add_parser("sync", parents=[common], help="snapshot, diff, embed, apply")
@@ -114,7 +129,14 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("collection")
     search.add_argument("text")
     search.add_argument("--limit", type=int, default=5)
+    search.add_argument("--generation", choices=("serving", "building"), default="serving",
+                        help="building: the generation a migration is building, with its "
+                        "own model (to compare before switching)")
     search.set_defaults(handler=cmd_search)
+
+    add_migrate_parser(commands, common)
+    add_init_parser(commands, common)
+    add_event_commands(commands, common)
     return parser
 
 

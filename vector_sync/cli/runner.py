@@ -24,6 +24,7 @@ from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.definitions import build_definitions
 from vector_sync.defs.assets import SnapshotConfig
 from vector_sync.defs.checks import GuardConfig
+from vector_sync.defs.events import finished_run, record_finished_run
 from vector_sync.defs.jobs import (
     TAG_SOURCE,
     TAG_TRIGGER,
@@ -75,10 +76,13 @@ def sync_source(config_file: Path, config: VectorSyncConfig, source: str, full: 
     except SourceBusy as error:
         return {"collections": {}, "error": str(error), "warnings": []}
     counts = collection_counts(result, collections)
-    return {"collections": counts,
-            "error": qdrant_failure(config, source, counts, started) if result.success
-            else failure_message(result),
-            "warnings": spot_check_warnings(result)}
+    failure = qdrant_failure(config, source, counts, started) if result.success \
+        else failure_message(result)
+    # the figures the metrics read, and with events configured the run's own events
+    record_finished_run(config, finished_run(
+        config, result.all_events, result.run_id, {TAG_SOURCE: source, TAG_TRIGGER: trigger},
+        result.success, (datetime.now(UTC) - started).total_seconds(), failure))
+    return {"collections": counts, "error": failure, "warnings": spot_check_warnings(result)}
 
 
 def qdrant_failure(config: VectorSyncConfig, source: str, counts: dict[str, dict[str, int]],

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from vector_sync.cli.common import FAILED, OK, UsageError, print_json, sources_of
-from vector_sync.config import VectorSyncConfig
+from vector_sync.config import EmbeddingConfig, VectorSyncConfig
 
 
 def cmd_status(args: argparse.Namespace, config: VectorSyncConfig) -> int:
@@ -15,7 +15,8 @@ def cmd_status(args: argparse.Namespace, config: VectorSyncConfig) -> int:
 
     sources = sources_of(args, config)
     with read_only_ledger(config) as ledger:
-        counts = {k: v for k, v in ledger.counts().items() if k[0] in sources}
+        counts = {k: v for k, v in ledger.counts().items()  # not other generations' rows
+                  if k[0] in sources and k[1] in config.collections}
         failed = [row for s in sources for row in ledger.failed(s, limit=args.limit)]
     for source in sources:  # a source never synced shows its collections at 0, not nothing
         for collection in config.sources[source].collections:
@@ -67,6 +68,20 @@ def _unreachable(config: VectorSyncConfig, source: str) -> str | None:
     return None
 
 
+def _building(config: VectorSyncConfig, collection: str) -> tuple[str, EmbeddingConfig]:
+    """The generation a migration is building for `collection`, and its own model."""
+    from vector_sync.core.generations.registry import Registry
+    from vector_sync.core.generations.spec import with_spec
+
+    with Registry.open(config.state, read_only=True) as registry:
+        building = registry.building(collection)
+    if building is None:
+        raise UsageError(f"collection {collection!r} has no generation being built "
+                         "(`vector-sync migrate status`)")
+    return building.physical, with_spec(config, collection, building.spec).embedding_for(
+        collection)
+
+
 def cmd_search(args: argparse.Namespace, config: VectorSyncConfig) -> int:
     from vector_sync.core.store import QdrantUnavailable, open_store
     from vector_sync.core.text.embedder import Embedder
@@ -74,11 +89,14 @@ def cmd_search(args: argparse.Namespace, config: VectorSyncConfig) -> int:
     if args.collection not in config.collections:
         raise UsageError(f"unknown collection {args.collection!r} (configured: "
                          f"{', '.join(config.collections)})")
-    vector = Embedder(config.embedding_for(args.collection)).embed([args.text])[0]
+    name, embedding = args.collection, config.embedding_for(args.collection)
+    if getattr(args, "generation", "serving") == "building":
+        name, embedding = _building(config, args.collection)
+    vector = Embedder(embedding).embed([args.text])[0]
     with open_store(config.qdrant, config.state) as store:
         try:
-            points = store.search(args.collection, vector.tolist(), args.limit) \
-                if store.exists(args.collection) else []
+            points = store.search(name, vector.tolist(), args.limit) \
+                if store.exists(name) else []
         except QdrantUnavailable:
             raise
         except Exception as error:  # noqa: BLE001 - e.g. embedded storage that refuses us

@@ -21,7 +21,10 @@ def cmd_sync(args: argparse.Namespace, config: VectorSyncConfig) -> int:
         report["sources"][source] = sync_source(
             config_path(args.config).resolve(), config, source, full=args.full,
             allow_mass_delete=args.allow_mass_delete)
+    report.update(_migrations(args))
     print_counts(args, report, "sync")
+    for message in report.get("migration_pending", {}).values() if not args.json else ():
+        print(f"migration pending: {message}")
     return FAILED if _has_failures(report) else OK
 
 
@@ -41,6 +44,29 @@ def cmd_plan(args: argparse.Namespace, config: VectorSyncConfig) -> int:
                                              "warnings": []}
     print_counts(args, report, "plan")
     return FAILED if any(s["error"] for s in report["sources"].values()) else OK
+
+
+def _migrations(args: argparse.Namespace) -> dict[str, Any]:
+    """Collections whose config changed (the sync kept their serving generation), and with
+    `migration.auto` the migrations this sync started (docs/migrations.md)."""
+    from vector_sync.config import load_config
+    from vector_sync.core.generations import engine
+    from vector_sync.core.generations.serving import serving_view
+    from vector_sync.core.ledger import LedgerUnavailable
+
+    config = load_config(args.config)  # as written, not as served
+    try:
+        view = serving_view(config)
+    except LedgerUnavailable:  # the sources' own errors already say so
+        return {}
+    if not view.pending:  # the report is the one plan prints, key for key
+        return {}
+    found: dict[str, Any] = {"migration_pending": {
+        c: view.message(c) for c in view.pending}}
+    if config.migration.auto:
+        found["migrations_started"] = {
+            c: engine.start(config, c).physical for c in view.pending}
+    return found
 
 
 def _has_failures(report: dict[str, Any]) -> bool:

@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from vector_sync.core.events.config import EventsConfig
+from vector_sync.core.generations.settings import MigrationConfig
 from vector_sync.core.source import Registry, Source, SourceConfig
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -189,6 +191,7 @@ class VectorSyncConfig(Strict):
     sensors: SensorsConfig = Field(SensorsConfig(), description="the watch sensors")
     execution: ExecutionConfig = Field(ExecutionConfig(), description="how Dagster-launched "
                                        "runs execute their steps")
+    migration: MigrationConfig = Field(MigrationConfig(), description="model/chunker changes")
     sources: dict[str, SourceConfig] = Field(
         min_length=1, description="name -> settings of a source; `kind` picks the source kind")
     collections: dict[str, CollectionConfig] = Field(
@@ -199,6 +202,8 @@ class VectorSyncConfig(Strict):
         "\"not managed here\" and never written. Null: an id made on the first sync and kept "
         "in the ledger. Set it when several teams share a Qdrant server and you want to read "
         "who owns what, or to keep the id when the ledger is replaced")
+    events: EventsConfig = Field(EventsConfig(), description="sync events for the systems "
+                                 "around the index (NATS, Redis, webhooks, a file)")
     # the file the config was loaded from (None when built from a dict): names the ledger's
     # record of the deployment id
     _config_file: Path | None = PrivateAttr(None)
@@ -327,6 +332,9 @@ def _resolve_paths(config: VectorSyncConfig, base: Path) -> VectorSyncConfig:
         update={
             "state": config.state.model_copy(update={"dir": state_dir}),
             "embedding": resolved_embedding(config.embedding),
+            "events": config.events.model_copy(update={"sinks": [
+                s.model_copy(update={"path": absolute(s.path)}) if s.kind == "file" else s
+                for s in config.events.sinks]}),
             "sources": {name: s.resolved(name, absolute, state_dir)
                         for name, s in config.sources.items()},
             "collections": {

@@ -31,18 +31,19 @@ from vector_sync.core.store import CollectionMismatch, QdrantUnavailable
 from vector_sync.defs import reports
 from vector_sync.defs.jobs import (
     FAILED,
-    PREPARE_REPAIR,
+    PLAIN,
     PRESETS,
     RESYNC_JOB,
-    SNAPSHOT,
-    SOURCES_GROUP,
+    SYNC_JOB,
     TAG_DOCUMENTS,
     TAG_SOURCE,
     TAG_TRIGGER,
-    asset_key,
+    Names,
     group_of,
 )
 from vector_sync.defs.resources import VectorSyncResource
+
+Context = dg.AssetExecutionContext | dg.OpExecutionContext | dg.AssetCheckExecutionContext
 
 QDRANT_POOL = "qdrant"  # embedded Qdrant admits one process at a time
 TAGGED = 10  # documents named in a targeted run's tag; the rest are counted
@@ -77,27 +78,38 @@ class SnapshotConfig(dg.Config):
                     *(snapshot.pending_documents(ledger, source) if self.pending else ())}
 
 
+def resource(context: Context, names: Names) -> VectorSyncResource:
+    """The vector_sync resource of these definitions (its key carries the prefix, so each
+    configuration in a code location has its own)."""
+    found: VectorSyncResource = getattr(context.resources, names.resource_key)
+    return found
+
+
 def partitions_for(config: VectorSyncConfig) -> dg.StaticPartitionsDefinition:
     """One partition per source. Dagster runs one partitions definition per run, so every
     collection has them all; a run for a source selects only the chains it feeds."""
     return dg.StaticPartitionsDefinition(list(config.sources))
 
 
-def source_snapshot_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def source_snapshot_asset(partitions: dg.PartitionsDefinition,
+                          names: Names = PLAIN) -> dg.AssetsDefinition:
     @dg.asset(
-        key=SNAPSHOT, partitions_def=partitions, group_name=SOURCES_GROUP, kinds={"parquet"},
-        deps=[PREPARE_REPAIR],  # in the repair job, the ledger is rewritten first
+        key=names.snapshot, partitions_def=partitions, group_name=names.sources_group,
+        kinds={"parquet"}, required_resource_keys={names.resource_key},
+        deps=[names.prepare_repair],  # in the repair job, the ledger is rewritten first
         description="Every document of the source with its version hint; documents whose hint "
         "is unchanged since they were synced are listed but not read. It only lists and "
         "reads the source.",
     )
-    def source_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig,
-                        vector_sync: VectorSyncResource) -> dg.MaterializeResult:
-        settings, source = vector_sync.load(), context.partition_key
-        config = config.for_job(context.job_name)
-        if context.job_name == RESYNC_JOB and not config.doc_ids:  # not a whole-source sync
+    def source_snapshot(context: dg.AssetExecutionContext,
+                        config: SnapshotConfig) -> dg.MaterializeResult:
+        settings, source = resource(context, names).load(), context.partition_key
+        config = config.for_job(names.unprefixed(context.job_name))
+        # not a whole-source sync
+        if names.is_job(context.job_name, RESYNC_JOB) and not config.doc_ids:
             raise dg.Failure(description="resync_documents re-syncs named documents: list "
-                             "their ids in the run config, ops.source_snapshot.config.doc_ids "
+                             f"their ids in the run config, ops.{names.op(names.snapshot)}"
+                             ".config.doc_ids "
                              "(`vector-sync status` shows the failed ones)")
         with source_step(context, settings):
             targets = config.targets(settings, source)
@@ -188,7 +200,7 @@ def _run_and_its_ancestors(context: dg.AssetExecutionContext | dg.OpExecutionCon
 
 
 def _made_in_this_run(context: dg.AssetExecutionContext | dg.OpExecutionContext,
-                      upstream: dg.AssetKey, stage: dg.AssetKey) -> None:
+                      upstream: dg.AssetKey, stage: dg.AssetKey, names: Names) -> None:
     """Each stage reads the file its upstream asset's latest materialization (for the run's
     source) wrote. A run that selects a stage without what comes before it (the "Materialize
     all" of a collection's group, which holds the chain but not source_snapshot; one asset
@@ -202,41 +214,44 @@ def _made_in_this_run(context: dg.AssetExecutionContext | dg.OpExecutionContext,
         dg.AssetRecordsFilter(asset_key=upstream, asset_partitions=[source]), limit=1).records
     if records and records[0].run_id in _run_and_its_ancestors(context):
         return
+    first, sync = names.snapshot.to_user_string(), names.job(SYNC_JOB)
     name, made = upstream.to_user_string(), "it was never materialized" if not records else (
         f"its latest materialization is from run {records[0].run_id[:8]}, "
         f"{datetime.fromtimestamp(records[0].timestamp, UTC):%Y-%m-%d %H:%M:%S} UTC")
     raise dg.Failure(
         description=f"{stage.to_user_string()} did not run: this run does not materialize "
         f"{name} for source {source!r} ({name} is not selected), and {made}: working from "
-        f"it would miss every change to {source} since. To sync {source}, launch the `sync` "
-        f"job for partition {source} (Jobs > sync > Launchpad), or materialize "
-        f"{SNAPSHOT.to_user_string()} together with this chain (in the graph, select "
-        f"{SNAPSHOT.to_user_string()} and its downstream assets, then Materialize).",
+        f"it would miss every change to {source} since. To sync {source}, launch the `{sync}` "
+        f"job for partition {source} (Jobs > {sync} > Launchpad), or materialize "
+        f"{first} together with this chain (in the graph, select "
+        f"{first} and its downstream assets, then Materialize).",
         allow_retries=False)
 
 
 def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
-                      settings: VectorSyncConfig) -> list[dg.AssetsDefinition]:
-    changes_key = asset_key("changes", collection)
-    embeddings_key = asset_key("embeddings", collection)
-    qdrant_key = asset_key("qdrant", collection)
+                      settings: VectorSyncConfig,
+                      names: Names = PLAIN) -> list[dg.AssetsDefinition]:
+    changes_key = names.asset("changes", collection)
+    embeddings_key = names.asset("embeddings", collection)
+    qdrant_key = names.asset("qdrant", collection)
     feeding = settings.sources_feeding(collection)
-    common: dict[str, Any] = {"partitions_def": partitions, "group_name": group_of(collection),
+    common: dict[str, Any] = {"partitions_def": partitions,
+                              "group_name": names.group_of(collection),
                               "metadata": {"fed_by": ", ".join(feeding)},
-                              "output_required": False}
+                              "output_required": False,
+                              "required_resource_keys": {names.resource_key}}
     fed_by = f" Fed by: {', '.join(feeding)}."
 
     @dg.asset(
-        key=changes_key, deps=[SNAPSHOT], kinds={"parquet"}, **common,
+        key=changes_key, deps=[names.snapshot], kinds={"parquet"}, **common,
         description=f"What must change in Qdrant collection {collection!r} (the dry-run "
         "preview: added, updated, payload-only, deleted), with the chunks to embed." + fed_by,
     )
-    def changes(context: dg.AssetExecutionContext,
-                vector_sync: VectorSyncResource) -> Iterator[dg.MaterializeResult]:
-        settings = vector_sync.load()
+    def changes(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
+        settings = resource(context, names).load()
         if not _fed(context, settings, collection):
             return
-        _made_in_this_run(context, SNAPSHOT, changes_key)
+        _made_in_this_run(context, names.snapshot, changes_key, names)
         with source_step(context, settings):
             metadata = diff.changes(settings, context.partition_key, collection)
         yield dg.MaterializeResult(metadata=metadata)
@@ -247,15 +262,14 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
     shards = settings.execution.embed_shards
     if shards > 1:
         embeddings = sharded_embeddings(collection, changes_key, shards, partitions,
-                                        embeddings_description, settings)
+                                        embeddings_description, settings, names)
     else:
         @dg.asset(key=embeddings_key, deps=[changes_key], kinds={"parquet"}, **common,
                   description=embeddings_description)
-        def embeddings(context: dg.AssetExecutionContext,
-                       vector_sync: VectorSyncResource) -> Iterator[dg.MaterializeResult]:
-            settings = vector_sync.load()
+        def embeddings(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
+            settings = resource(context, names).load()
             if _fed(context, settings, collection):
-                _made_in_this_run(context, changes_key, embeddings_key)
+                _made_in_this_run(context, changes_key, embeddings_key, names)
                 with source_step(context, settings):
                     metadata = embed.embeddings(settings, context.partition_key, collection)
                 yield dg.MaterializeResult(metadata=metadata)
@@ -274,16 +288,16 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
         "Each materialization shows this run's counts, the collection's documents by status "
         "and the failed ones with their errors." + fed_by,
     )
-    def qdrant(context: dg.AssetExecutionContext, vector_sync: VectorSyncResource,
+    def qdrant(context: dg.AssetExecutionContext,
                ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        settings = vector_sync.load()
+        settings = resource(context, names).load()
         if not _fed(context, settings, collection):
             # no materialization, but the check is the collection's, whichever source
             with source_step(context, settings, locked=False):
                 status = reports.collection_status(settings, collection)
             yield reports.failed_documents_check(status)
             return
-        _made_in_this_run(context, embeddings_key, qdrant_key)
+        _made_in_this_run(context, embeddings_key, qdrant_key, names)
         last_attempt = context.retry_number >= settings.retry.step_retries
         try:
             with source_step(context, settings):
@@ -305,34 +319,36 @@ def collection_assets(collection: str, partitions: dg.PartitionsDefinition,
 
 def sharded_embeddings(collection: str, changes_key: dg.AssetKey, shards: int,
                        partitions: dg.PartitionsDefinition, description: str,
-                       settings: VectorSyncConfig) -> dg.AssetsDefinition:
+                       settings: VectorSyncConfig, names: Names = PLAIN) -> dg.AssetsDefinition:
     """`embeddings_<collection>` as `shards` steps that a multi-process executor runs at
     once (execution.embed_shards): each embeds the documents a hash of their id gives it,
     into a file of its own, and a last step merges them into the embeddings file in
     change-set order. A shard re-run after a crash reuses what its file already holds."""
-    name = group_of(collection)  # op names are letters, digits and _, as group names
+    # op names are letters, digits and _, as group names
+    name, resources = names.name(group_of(collection)), {names.resource_key}
 
     @dg.op(name=f"plan_{name}_shards", ins={"changes": dg.In(dg.Nothing)},
-           out=dg.DynamicOut(int, is_required=False))
-    def plan(context: dg.OpExecutionContext,
-             vector_sync: VectorSyncResource) -> Iterator[dg.DynamicOutput[int]]:
-        if _fed(context, vector_sync.load(), collection):
-            _made_in_this_run(context, changes_key, asset_key("embeddings", collection))
+           out=dg.DynamicOut(int, is_required=False), required_resource_keys=resources)
+    def plan(context: dg.OpExecutionContext) -> Iterator[dg.DynamicOutput[int]]:
+        if _fed(context, resource(context, names).load(), collection):
+            _made_in_this_run(context, changes_key, names.asset("embeddings", collection),
+                              names)
             for shard in range(shards):
                 yield dg.DynamicOutput(shard, mapping_key=f"shard_{shard}")
 
-    @dg.op(name=f"embed_{name}_shard", retry_policy=step_retry_policy(settings.retry))
-    def embed_shard(context: dg.OpExecutionContext, vector_sync: VectorSyncResource,
-                    shard: int) -> dict[str, Any]:
-        settings = vector_sync.load()
+    @dg.op(name=f"embed_{name}_shard", retry_policy=step_retry_policy(settings.retry),
+           required_resource_keys=resources)
+    def embed_shard(context: dg.OpExecutionContext, shard: int) -> dict[str, Any]:
+        settings = resource(context, names).load()
         with source_step(context, settings, locked=False):
             return embed.embeddings(settings, context.partition_key, collection,
                                     (shard, shards))
 
-    @dg.op(name=f"merge_{name}_shards", out=dg.Out(dg.Nothing, is_required=False))
-    def merge(context: dg.OpExecutionContext, vector_sync: VectorSyncResource,
+    @dg.op(name=f"merge_{name}_shards", out=dg.Out(dg.Nothing, is_required=False),
+           required_resource_keys=resources)
+    def merge(context: dg.OpExecutionContext,
               shard_reports: list[dict[str, Any]]) -> Iterator[dg.Output[None]]:
-        settings = vector_sync.load()
+        settings = resource(context, names).load()
         if not shard_reports:  # the source does not feed this collection: nothing planned
             return
         with source_step(context, settings):
@@ -347,8 +363,9 @@ def sharded_embeddings(collection: str, changes_key: dg.AssetKey, shards: int,
             **throughput("chunks_per_s", embedded, seconds),
             "model": shard_reports[0]["model"]})
 
-    @dg.graph_asset(key=asset_key("embeddings", collection), partitions_def=partitions,
-                    group_name=group_of(collection), kinds={"parquet"}, description=description,
+    @dg.graph_asset(key=names.asset("embeddings", collection), partitions_def=partitions,
+                    group_name=names.group_of(collection), kinds={"parquet"},
+                    description=description,
                     metadata={"fed_by": ", ".join(settings.sources_feeding(collection)),
                               "shards": shards},
                     ins={"changes": dg.AssetIn(changes_key, dagster_type=dg.Nothing)})

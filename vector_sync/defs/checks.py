@@ -14,10 +14,9 @@ from vector_sync.core.pipeline.state_files import StateFiles, read_summary
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.core.source import SourceUnavailable
 from vector_sync.core.store import QdrantUnavailable
-from vector_sync.defs.assets import QDRANT_POOL
-from vector_sync.defs.jobs import GUARD, VERIFY_CHECKS, asset_key, verify_op
+from vector_sync.defs.assets import QDRANT_POOL, resource
+from vector_sync.defs.jobs import GUARD, PLAIN, VERIFY_CHECKS, Names, verify_op
 from vector_sync.defs.reports import table
-from vector_sync.defs.resources import VectorSyncResource
 
 CONSISTENT, VECTORS, LEDGER = VERIFY_CHECKS
 # documents found wrong, as `vector-sync verify` counts them; the points held are shown
@@ -53,11 +52,11 @@ def _sources_to_verify(context: dg.AssetCheckExecutionContext, config: VerifyCon
     return [s for s in wanted if collection in settings.sources[s].collections]
 
 
-def consistency_checks(collection: str) -> dg.AssetChecksDefinition:
+def consistency_checks(collection: str, names: Names = PLAIN) -> dg.AssetChecksDefinition:
     """Run by every sync (a spot check of its source) and by the verify job (everything, for
     every source or the named ones), so the Checks tab shows a result for every
     materialization, whoever started the run."""
-    qdrant_key = asset_key("qdrant", collection)
+    qdrant_key = names.asset("qdrant", collection)
     specs = [
         dg.AssetCheckSpec(CONSISTENT, asset=qdrant_key,
                           description="Every document of the source has exactly its chunks "
@@ -72,11 +71,11 @@ def consistency_checks(collection: str) -> dg.AssetChecksDefinition:
 
     # can_subset: each check can be executed alone from its page (one verification still
     # serves whichever of them a run selects)
-    @dg.multi_asset_check(specs=specs, name=verify_op(collection), pool=QDRANT_POOL,
-                          can_subset=True)
-    def verify(context: dg.AssetCheckExecutionContext, config: VerifyConfig,
-               vector_sync: VectorSyncResource) -> Iterator[dg.AssetCheckResult]:
-        settings = vector_sync.load()
+    @dg.multi_asset_check(specs=specs, name=verify_op(collection, names), pool=QDRANT_POOL,
+                          can_subset=True, required_resource_keys={names.resource_key})
+    def verify(context: dg.AssetCheckExecutionContext,
+               config: VerifyConfig) -> Iterator[dg.AssetCheckResult]:
+        settings = resource(context, names).load()
         sources = _sources_to_verify(context, config, settings, collection)
         selected = {key.name for key in context.selected_asset_check_keys}
         try:
@@ -95,12 +94,12 @@ def consistency_checks(collection: str) -> dg.AssetChecksDefinition:
                            if check.check_name in selected]
         yield from evaluations  # recorded first: the check's page shows what was found
         if not context.has_partition_key:
-            _fail_verification(collection, evaluations, results)
+            _fail_verification(qdrant_key, evaluations, results)
 
     return verify
 
 
-def _fail_verification(collection: str, evaluations: list[dg.AssetCheckResult],
+def _fail_verification(qdrant_key: dg.AssetKey, evaluations: list[dg.AssetCheckResult],
                        results: list[Verification]) -> None:
     """A verification that found Qdrant wrong (or could not verify it) fails its run, so the
     verify job's run is red when there is something to repair; the failure names what was
@@ -111,7 +110,7 @@ def _fail_verification(collection: str, evaluations: list[dg.AssetCheckResult],
         return
     problems = "; ".join(sorted({p for r in results for p in r.config_problems}))
     found = [f"{problem} {doc_id}" for r in results for problem, doc_id in r.offenders()]
-    message = "; ".join(f"{asset_key('qdrant', collection).to_user_string()} "
+    message = "; ".join(f"{qdrant_key.to_user_string()} "
                         f"{check.check_name}: {check.description or problems or 'failed'}"
                         for check in failed)
     if found:
@@ -150,16 +149,17 @@ class GuardConfig(dg.Config):
     allow_mass_delete: bool = False  # set true to let this run delete that much
 
 
-def guard_check(collection: str, partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
+def guard_check(collection: str, partitions: dg.PartitionsDefinition,
+                names: Names = PLAIN) -> dg.AssetChecksDefinition:
     @dg.asset_check(
-        asset=asset_key("changes", collection), name=GUARD, blocking=True,
-        partitions_def=partitions,
+        asset=names.asset("changes", collection), name=GUARD, blocking=True,
+        partitions_def=partitions, required_resource_keys={names.resource_key},
         description="Stops the run before anything is deleted when a source that had "
         "documents yields none, or deletions exceed its max_delete_fraction.",
     )
-    def mass_delete_guard(context: dg.AssetCheckExecutionContext, config: GuardConfig,
-                          vector_sync: VectorSyncResource) -> dg.AssetCheckResult:
-        settings = vector_sync.load()
+    def mass_delete_guard(context: dg.AssetCheckExecutionContext,
+                          config: GuardConfig) -> dg.AssetCheckResult:
+        settings = resource(context, names).load()
         source = context.partition_key
         counts = read_summary(StateFiles(settings.state.dir).changes(collection, source))
         problem = mass_delete(counts, settings.sources[source].max_delete_fraction)

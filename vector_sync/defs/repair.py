@@ -13,9 +13,8 @@ import dagster as dg
 
 from vector_sync.core.consistency import repair, unmanaged
 from vector_sync.core.store import QdrantUnavailable
-from vector_sync.defs.assets import source_step
-from vector_sync.defs.jobs import PREPARE_REPAIR, REPAIR_JOB, SOURCES_GROUP
-from vector_sync.defs.resources import VectorSyncResource
+from vector_sync.defs.assets import resource, source_step
+from vector_sync.defs.jobs import PLAIN, REPAIR_JOB, Names
 
 
 class RepairConfig(dg.Config):
@@ -23,9 +22,13 @@ class RepairConfig(dg.Config):
     prune: bool = False
 
 
-def prepare_repair_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def prepare_repair_asset(partitions: dg.PartitionsDefinition,
+                         names: Names = PLAIN) -> dg.AssetsDefinition:
+    repair_job, op = names.job(REPAIR_JOB), names.op(names.prepare_repair)
+
     @dg.asset(
-        key=PREPARE_REPAIR, partitions_def=partitions, group_name=SOURCES_GROUP,
+        key=names.prepare_repair, partitions_def=partitions, group_name=names.sources_group,
+        required_resource_keys={names.resource_key},
         description="The repair job's first step, for the chosen source: verify its "
         "collections against the source and Qdrant, rewrite the ledger rows found wrong from "
         "what Qdrant holds, delete points under ids vector_sync never computes, and drop a "
@@ -33,17 +36,17 @@ def prepare_repair_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefini
         "the config no longer names. The same run then syncs the source. In any other run "
         "(Materialize all) it does nothing: launch the repair job to repair.",
     )
-    def prepare_repair(context: dg.AssetExecutionContext, config: RepairConfig,
-                       vector_sync: VectorSyncResource) -> dg.MaterializeResult:
-        if context.job_name != REPAIR_JOB:
+    def prepare_repair(context: dg.AssetExecutionContext,
+                       config: RepairConfig) -> dg.MaterializeResult:
+        if context.job_name != repair_job:
             if config.prune:
                 raise dg.Failure(
-                    description="prune is done by the repair job only: launch it for this "
-                    "source (Jobs > repair > Launchpad) with ops.prepare_repair.config.prune: "
-                    "true", allow_retries=False)
+                    description=f"prune is done by the {repair_job} job only: launch it for "
+                    f"this source (Jobs > {repair_job} > Launchpad) with "
+                    f"ops.{op}.config.prune: true", allow_retries=False)
             context.log.info("not the repair job: nothing repaired, the run syncs")
             return dg.MaterializeResult(metadata={"repaired": False})
-        settings, source = vector_sync.load(), context.partition_key
+        settings, source = resource(context, names).load(), context.partition_key
         try:
             with source_step(context, settings):
                 if config.prune:

@@ -21,10 +21,12 @@ from vector_sync.core.ledger import LedgerUnavailable, open_ledger
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.core.source import SourceConfig, SourceUnavailable
 from vector_sync.defs.jobs import (
+    PLAIN,
     SYNC_JOB,
     TAG_DOCUMENTS,
     TAG_SOURCE,
     TAG_TRIGGER,
+    Names,
     sync_assets,
     sync_checks,
 )
@@ -32,7 +34,14 @@ from vector_sync.defs.jobs import (
 RETRY_INTERVAL_S = 30
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
              dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
-RETRY_RUN_CONFIG = {"ops": {"source_snapshot": {"config": {"retry_due": True}}}}
+
+
+def retry_run_config(names: Names = PLAIN) -> dict[str, Any]:
+    """What a retry request runs: only the failed rows whose backoff has expired."""
+    return {"ops": {names.op(names.snapshot): {"config": {"retry_due": True}}}}
+
+
+RETRY_RUN_CONFIG = retry_run_config()
 # a watched change whose run failed or was canceled is requested again after 40 s, then
 # 80, 160, and every 300 s while runs keep failing
 RERUN_FIRST_S, RERUN_MAX_S = 40, 300
@@ -45,19 +54,29 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def run_in_flight(instance: dg.DagsterInstance, source: str) -> bool:
+def _ours(run: dg.DagsterRun, names: Names) -> bool:
+    """A run of these definitions: one of their jobs, or a selection holding their snapshot
+    (the UI's Materialize, a backfill). Another configuration in the code location may have
+    a source of the same name: its runs are not this one's."""
+    return run.job_name in names.jobs or names.snapshot in (run.asset_selection or ())
+
+
+def run_in_flight(instance: dg.DagsterInstance, source: str, names: Names = PLAIN) -> bool:
     """A run for `source` is queued or running (whichever job or UI action launched it):
     requesting another would only pile up."""
-    return bool(instance.get_run_records(
-        dg.RunsFilter(statuses=IN_FLIGHT, tags={"dagster/partition": source}), limit=1))
+    return any(_ours(record.dagster_run, names) for record in instance.get_run_records(
+        dg.RunsFilter(statuses=IN_FLIGHT, tags={"dagster/partition": source}),
+        limit=RUNS_LOOKED_AT))
 
 
 def sync_request(config: VectorSyncConfig, source: str, trigger: str, run_key: str,
-                 run_config: dict[str, Any] | None = None) -> dg.RunRequest:
+                 run_config: dict[str, Any] | None = None,
+                 names: Names = PLAIN) -> dg.RunRequest:
     """A run of the sync job for `source` that touches only what `source` feeds."""
     return dg.RunRequest(
         run_key=run_key[:80], partition_key=source, run_config=run_config or {},
-        asset_selection=sync_assets(config, source), asset_check_keys=sync_checks(config, source),
+        asset_selection=sync_assets(config, source, names),
+        asset_check_keys=sync_checks(config, source, names),
         tags={TAG_SOURCE: source, TAG_TRIGGER: trigger})
 
 
@@ -84,22 +103,23 @@ def _resync_due(cursor: dict[str, Any], moment: datetime, every_s: int) -> bool:
         seconds=every_s)
 
 
-def _sync_runs(source: str) -> dg.RunsFilter:
-    return dg.RunsFilter(job_name=SYNC_JOB, tags={"dagster/partition": source})
+def _sync_runs(source: str, names: Names) -> dg.RunsFilter:
+    return dg.RunsFilter(job_name=names.job(SYNC_JOB), tags={"dagster/partition": source})
 
 
-def _last_run_number(instance: dg.DagsterInstance, source: str) -> int:
+def _last_run_number(instance: dg.DagsterInstance, source: str, names: Names = PLAIN) -> int:
     """Where the history of `source`'s sync runs stands: runs made later have a higher
     number (their storage id)."""
-    newest = instance.get_run_records(_sync_runs(source), limit=1)
+    newest = instance.get_run_records(_sync_runs(source, names), limit=1)
     return newest[0].storage_id if newest else 0
 
 
-def _newest_run(instance: dg.DagsterInstance, source: str, after: int) -> dg.RunRecord | None:
+def _newest_run(instance: dg.DagsterInstance, source: str, after: int,
+                names: Names = PLAIN) -> dg.RunRecord | None:
     """The newest run of the sync job for `source` made after the run numbered `after`
     that syncs the whole source (a targeted run, e.g. a retry of failed rows, does not
     stand for a watched change)."""
-    for record in instance.get_run_records(_sync_runs(source), limit=RUNS_LOOKED_AT):
+    for record in instance.get_run_records(_sync_runs(source, names), limit=RUNS_LOOKED_AT):
         if record.storage_id <= after:
             break
         tags = record.dagster_run.tags
@@ -109,13 +129,13 @@ def _newest_run(instance: dg.DagsterInstance, source: str, after: int) -> dg.Run
 
 
 def _follow_up(instance: dg.DagsterInstance, source: str, cursor: dict[str, Any],
-               moment: datetime) -> dict[str, Any]:
+               moment: datetime, names: Names = PLAIN) -> dict[str, Any]:
     """The cursor once the last request's run has ended: a success settles the request; a
     failure or a cancellation schedules the request again, later after each one in a row.
     A change counts as synced only once a run of the source succeeded after it."""
     if "after" not in cursor:  # nothing requested awaits its run
         return cursor
-    record = _newest_run(instance, source, cursor["after"])
+    record = _newest_run(instance, source, cursor["after"], names)
     if record is None:  # not launched yet, or no run of the sync job since the request
         return cursor
     status = record.dagster_run.status
@@ -132,14 +152,15 @@ def _follow_up(instance: dg.DagsterInstance, source: str, cursor: dict[str, Any]
             "failed": f"last run of {source} {ENDED_BADLY[status]} at {ended:%H:%M:%S} UTC"}
 
 
-def watch_sensor(source: str, settings: VectorSyncConfig) -> dg.SensorDefinition:
+def watch_sensor(source: str, settings: VectorSyncConfig,
+                 names: Names = PLAIN) -> dg.SensorDefinition:
     """`watch_<source>`: one run request when the source's look sees a change (or a resync
     is due), and again after a backoff while the runs it asked for fail; never while a run
     of the source is queued or running."""
     every_s = settings.sensors.resync_every_s
     source_config: SourceConfig = settings.sources[source]
 
-    @dg.sensor(name=f"watch_{source}", job_name=SYNC_JOB,
+    @dg.sensor(name=names.name(f"watch_{source}"), job_name=names.job(SYNC_JOB),
                minimum_interval_seconds=settings.sensors.interval_s,
                default_status=dg.DefaultSensorStatus.RUNNING,
                description=f"Requests a sync of {source} when {source_config.where()} change, "
@@ -152,7 +173,7 @@ def watch_sensor(source: str, settings: VectorSyncConfig) -> dg.SensorDefinition
         except SourceUnavailable as error:
             return dg.SkipReason(str(error))  # cursor kept: looked at again next tick
         moment = now()
-        cursor = _follow_up(context.instance, source, cursor, moment)
+        cursor = _follow_up(context.instance, source, cursor, moment, names)
         retry_at = datetime.fromisoformat(cursor["retry_at"]) if "retry_at" in cursor else None
         rerun = retry_at is not None and moment >= retry_at
         if not check.changed and not rerun and not _resync_due(cursor, moment, every_s):
@@ -161,7 +182,7 @@ def watch_sensor(source: str, settings: VectorSyncConfig) -> dg.SensorDefinition
                 f"in {math.ceil((retry_at - moment).total_seconds())} s"
             return dg.SensorResult(skip_reason=reason,
                                    cursor=stable_json({**cursor, "state": check.new_state}))
-        if run_in_flight(context.instance, source):
+        if run_in_flight(context.instance, source, names):
             # cursor kept from before this look: the change is requested once the run ends
             return dg.SkipReason(f"{check.summary}; a run of {source} is queued or running")
         trigger = "watch" if check.changed else "rerun" if rerun else "resync"
@@ -171,19 +192,19 @@ def watch_sensor(source: str, settings: VectorSyncConfig) -> dg.SensorDefinition
             "watch": check.summary, "rerun": f"{cursor.get('failed')}: requested again",
             "resync": f"no change seen for {every_s} s: periodic resync"}[trigger])
         return dg.SensorResult(
-            run_requests=[sync_request(settings, source, trigger, run_key)],
+            run_requests=[sync_request(settings, source, trigger, run_key, names=names)],
             # until a run succeeds after this request, the failures in a row are kept
             cursor=stable_json({"state": check.new_state, "requested_at": moment.isoformat(),
-                                "after": _last_run_number(context.instance, source),
+                                "after": _last_run_number(context.instance, source, names),
                                 "failures": cursor.get("failures", 0)}))
 
     return watch
 
 
-def retry_sensor(settings: VectorSyncConfig) -> dg.SensorDefinition:
+def retry_sensor(settings: VectorSyncConfig, names: Names = PLAIN) -> dg.SensorDefinition:
     @dg.sensor(
-        name="retry_failed",
-        job_name=SYNC_JOB,
+        name=names.name("retry_failed"),
+        job_name=names.job(SYNC_JOB),
         minimum_interval_seconds=RETRY_INTERVAL_S,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Re-applies failed documents whose backoff has expired (only those; "
@@ -202,13 +223,13 @@ def retry_sensor(settings: VectorSyncConfig) -> dg.SensorDefinition:
         for source, rows in due.items():
             if not rows:
                 continue
-            if run_in_flight(context.instance, source):
+            if run_in_flight(context.instance, source, names):
                 skipped.append(source)
                 continue
             latest = max(row.next_attempt_at for row in rows if row.next_attempt_at)
             requests.append(sync_request(settings, source, "retry",
                                          f"retry:{source}:{latest.isoformat()}",
-                                         RETRY_RUN_CONFIG))
+                                         retry_run_config(names), names))
             context.log.info("%s: %d failed document(s) due for retry", source, len(rows))
         if requests:
             return dg.SensorResult(run_requests=requests)
@@ -219,5 +240,7 @@ def retry_sensor(settings: VectorSyncConfig) -> dg.SensorDefinition:
     return retry_failed
 
 
-def build_sensors(settings: VectorSyncConfig) -> list[dg.SensorDefinition]:
-    return [*(watch_sensor(name, settings) for name in settings.sources), retry_sensor(settings)]
+def build_sensors(settings: VectorSyncConfig,
+                  names: Names = PLAIN) -> list[dg.SensorDefinition]:
+    return [*(watch_sensor(name, settings, names) for name in settings.sources),
+            retry_sensor(settings, names)]

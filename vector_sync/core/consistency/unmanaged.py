@@ -52,8 +52,13 @@ def find_unmanaged(config: VectorSyncConfig) -> Unmanaged:
     found = Unmanaged()
     with read_only_ledger(config) as ledger:
         ours = deployment_of(config, ledger)
+    generations = _generations(config)
     with open_store(config.qdrant, config.state) as store:
         for collection in store.collections():
+            if collection in generations:  # one of a configured collection's generations
+                if store.resolve(generations[collection]) != collection:
+                    continue  # building or retired: its own, not the config's to check
+                collection = generations[collection]  # serving: checked under its name
             owner = store.deployment(collection)
             if not _managed_here(owner, ours, collection in config.collections):
                 found.elsewhere[collection] = owner
@@ -66,6 +71,16 @@ def find_unmanaged(config: VectorSyncConfig) -> Unmanaged:
                 if source not in feeding:
                     found.sources[(collection, source)] = points
     return found
+
+
+def _generations(config: VectorSyncConfig) -> dict[str, str]:
+    """Physical collection -> configured name, of this deployment's generations of the
+    configured collections (docs/migrations.md): its own, whatever their name."""
+    from vector_sync.core.generations.registry import Registry
+
+    with Registry.open(config.state, read_only=True) as registry:
+        return {physical: collection for physical, collection in registry.physicals().items()
+                if collection in config.collections}
 
 
 def _managed_here(owner: str | None, ours: str | None, named: bool) -> bool:

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Column,
     Connection,
     DateTime,
     Dialect,
     Engine,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -27,6 +29,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     bindparam,
     cast,
     create_engine,
@@ -127,6 +130,27 @@ expected_table = Table(
     Column("payload_hash", String, nullable=False),
     Column("chunk_count", Integer, nullable=False),
     sqlite_with_rowid=False,
+)
+
+generations_table = Table(  # blue-green generations of each collection (core/generations)
+    "generations",
+    metadata,
+    Column("collection", String, primary_key=True),  # the configured name
+    Column("physical", String, primary_key=True),  # the Qdrant collection holding it
+    Column("fingerprint", String, nullable=False),
+    Column("spec_json", Text, nullable=False),  # model, model_path, chunking, embed fields
+    Column("state", String, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("switched_at", UtcDateTime),
+    Column("retire_after", UtcDateTime),
+    Column("documents_done", Integer, nullable=False, server_default=text("0")),
+    Column("documents_total", Integer, nullable=False, server_default=text("0")),
+    Column("chunks_embedded", Integer, nullable=False, server_default=text("0")),
+    Column("chunks_reused", Integer, nullable=False, server_default=text("0")),
+    Column("seconds", Float, nullable=False, server_default=text("0")),
+    Column("updated_at", UtcDateTime),
+    CheckConstraint("state IN ('building', 'serving', 'retired', 'switching')",
+                    name="ck_generations_state"),
 )
 
 
@@ -231,3 +255,38 @@ def _replacing(insert: Upsert, table: Table) -> Upsert:
     others = [column.name for column in table.columns if not column.primary_key]
     values = {name: insert.excluded[name] for name in others}
     return insert.on_conflict_do_update(index_elements=keys, set_=values)
+
+
+# The event outbox (core/events): events written in the transaction of the ledger change
+# they describe; `outbox_delivery` records, per sink, what was delivered or given up.
+outbox_table = Table(
+    "outbox",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("event_id", String, nullable=False),
+    Column("type", String, nullable=False),
+    Column("source", String, nullable=False),
+    Column("collection", String),
+    Column("subject", Text, nullable=False),
+    Column("time", UtcDateTime, nullable=False),
+    Column("data", Text, nullable=False),
+    UniqueConstraint("event_id", name="uq_outbox_event_id"),
+    Index("ix_outbox_type_time", "type", "time"),
+    sqlite_autoincrement=True,
+)
+
+outbox_delivery_table = Table(
+    "outbox_delivery",
+    metadata,
+    Column("sink", String, primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("state", String, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text),
+    Column("delivered_at", UtcDateTime),
+    Column("updated_at", UtcDateTime, nullable=False),
+    CheckConstraint("state IN ('delivered', 'failed', 'retrying')",
+                    name="ck_outbox_delivery_state"),
+    sqlite_with_rowid=False,
+)

@@ -10,18 +10,20 @@ for how a briefly unreachable server is waited out).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from itertools import starmap
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Connection, Select, delete, distinct, func, select, tuple_
+from sqlalchemy import Connection, Engine, Select, delete, distinct, func, select, tuple_
 from sqlalchemy.engine import URL, Result, make_url
 from sqlalchemy.exc import ArgumentError
 
 from vector_sync.core.batches import batched
+from vector_sync.core.events import outbox
+from vector_sync.core.events.cloudevents import Event
 from vector_sync.core.ledger.db import (
     create_engine_for,
     expected_table,
@@ -217,6 +219,14 @@ class Ledger:
             return set(conn.execute(query).scalars().all())
 
     @outage_tolerant
+    def states(self, source: str) -> dict[str, str]:
+        """key -> value of everything kept for `source` in source_state."""
+        table = source_state_table
+        query = select(table.c.key, table.c.value).where(table.c.source == source)
+        with self._engine.connect() as conn:
+            return {key: value for key, value in conn.execute(query).all()}
+
+    @outage_tolerant
     def get_state(self, source: str, key: str) -> str | None:
         table = source_state_table
         query = select(table.c.value).where(table.c.source == source, table.c.key == key)
@@ -226,21 +236,31 @@ class Ledger:
     # --- writing ---------------------------------------------------------------------------
 
     @outage_tolerant
-    def upsert(self, rows: Iterable[LedgerRow]) -> None:
-        """Insert or fully replace rows, all in one transaction."""
+    def upsert(self, rows: Iterable[LedgerRow], events: Sequence[Event] = ()) -> None:
+        """Insert or fully replace rows, all in one transaction; `events`: the sync events
+        these rows' changes make, written to the outbox in that same transaction."""
         with self._writing() as conn:
             for batch in batched(rows, _BATCH):
                 unique = unique_in_key_order(batch)
                 parameters = _columns(unique) if self._postgresql else _records(unique)
                 conn.execute(self._upsert_ledger, parameters)
+            outbox.insert(conn, events)
 
     @outage_tolerant
-    def delete(self, source: str, collection: str, doc_ids: Iterable[str]) -> None:
+    def delete(self, source: str, collection: str, doc_ids: Iterable[str],
+               events: Sequence[Event] = ()) -> None:
+        """Forget rows; `events` go to the outbox in the same transaction."""
         table = ledger_table
         scope = (table.c.source == source, table.c.collection == collection)
         with self._writing() as conn:
             for batch in batched(doc_ids, _IN_BATCH):
                 conn.execute(delete(table).where(*scope, table.c.doc_id.in_(batch)))
+            outbox.insert(conn, events)
+
+    @outage_tolerant
+    def record_events(self, events: Sequence[Event]) -> None:
+        """Events that go with no ledger row (a check's findings, a finished run)."""
+        outbox.record(self._engine, events)
 
     @outage_tolerant
     def update_expected(self, source: str, collection: str, changed: dict[str, Expected],
@@ -277,6 +297,11 @@ class Ledger:
         return value
 
     # --- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        """The database, for the outbox's readers (core/events) and the metrics."""
+        return self._engine
 
     def close(self) -> None:
         self._engine.dispose()

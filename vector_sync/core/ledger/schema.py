@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import Engine, inspect, text
-from sqlalchemy.exc import DBAPIError
 
 from vector_sync.core.ledger.db import VERSION_TABLE, write_transaction
 from vector_sync.core.ledger.outages import LedgerUnavailable
@@ -14,7 +13,7 @@ from vector_sync.core.ledger.outages import LedgerUnavailable
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # the newest migration (a test checks that Alembic agrees): a ledger already there is opened
 # without Alembic
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0004"
 
 
 class MigrationFailed(Exception):
@@ -58,19 +57,17 @@ def migrate(engine: Engine) -> None:
 
 def check_schema(engine: Engine, masked_url: str) -> None:
     """SchemaNotCurrent unless the database is at HEAD_REVISION; changes nothing."""
-    # not revision(): an unreachable server must be waited for, not read as "no tables"
-    with engine.connect() as conn:
-        found = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() \
-            if inspect(conn).has_table(VERSION_TABLE) else None
+    found = revision(engine)
     if found != HEAD_REVISION:
         raise SchemaNotCurrent(masked_url, found)
 
 
 def revision(engine: Engine) -> str | None:
-    """The schema revision the database is at (None before the first migration)."""
-    try:
-        with engine.connect() as conn:
-            versions = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).all()
-    except DBAPIError:  # no version table yet
-        return None
+    """The schema revision the database is at (None before the first migration). An
+    unreachable database raises: it must be waited for, not read as "no tables" (which would
+    let Alembic try to create them)."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table(VERSION_TABLE):
+            return None
+        versions = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).all()
     return str(versions[0][0]) if len(versions) == 1 else None

@@ -19,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 
 from vector_sync.core import faults
 from vector_sync.core.batches import batched
+from vector_sync.core.events.cloudevents import Event
+from vector_sync.core.events.documents import DocumentEvents
 from vector_sync.core.hashing import point_id
 from vector_sync.core.ledger import Ledger, LedgerRow
 from vector_sync.core.pipeline.rows import (
@@ -84,13 +86,14 @@ class Applier:
                  retry: RetryConfig | None = None, may_retry_step: bool = False,
                  unavailable: str | None = None,
                  rows: dict[str, LedgerRow] | None = None,
-                 deployment: str | None = None) -> None:
+                 deployment: str | None = None, events: bool = False) -> None:
         """`store` may be None for a change set that writes nothing to Qdrant.
         `rows`: the ledger rows of the change set's documents (others are never looked at).
         `may_retry_step`: a Qdrant error raises QdrantTransientError (the step is retried)
         rather than failing the documents; on the step's last attempt it is False.
         `unavailable`: why Qdrant could not be opened; every write is then marked failed.
-        `deployment`: the configuration the collection belongs to (ownership.py)."""
+        `deployment`: the configuration the collection belongs to (ownership.py).
+        `events`: record each transition as a sync event, in its ledger row's transaction."""
         self._store, self.ledger, self.source, self.spec = store, ledger, source, spec
         self.batch_points = batch_points
         self.retry = retry or RetryConfig()
@@ -101,6 +104,7 @@ class Applier:
         self._consecutive_errors = 0
         self._unavailable = unavailable
         self.deployment = deployment
+        self.events = DocumentEvents(source, spec.name, self.now) if events else None
 
     @property
     def store(self) -> QdrantStore:
@@ -210,12 +214,31 @@ class Applier:
         self._consecutive_errors = 0
         self.report.points_deleted += deleting
         gone = [c.doc_id for c in changes if c.content_hash is None]
-        self.ledger.delete(self.source, self.spec.name, gone)
+        self._forgotten(gone, self._deleted_events([c for c in changes if c.content_hash is None]))
         faults.reached("ledger.deletions_recorded")
-        self.ledger.upsert([self._synced_row(c, self.rows.get(c.doc_id), 0)
-                            for c in changes if c.content_hash is not None])
+        kept = [c for c in changes if c.content_hash is not None]
+        rows = [self._synced_row(c, self.rows.get(c.doc_id), 0) for c in kept]
+        events = [] if self.events is None else [
+            self._deleted_events([c])[0] if c.action == "deleted" else self.events.synced(
+                c.doc_id, c.action, self.rows.get(c.doc_id), row, 0, 0)
+            for c, row in zip(kept, rows, strict=True)]
+        self._recorded(rows, events)
         for change in changes:
             self.report.counts[change.action] += 1
+
+    # with events, in the ledger change's own transaction; without, the call made before
+    def _recorded(self, rows: list[LedgerRow], events: list[Event]) -> None:
+        self.ledger.upsert(rows, events) if events else self.ledger.upsert(rows)
+
+    def _forgotten(self, doc_ids: list[str], events: list[Event]) -> None:
+        scope = (self.source, self.spec.name, doc_ids)
+        self.ledger.delete(*scope, events) if events else self.ledger.delete(*scope)
+
+    def _deleted_events(self, changes: list[Change]) -> list[Event]:
+        if self.events is None:
+            return []
+        return [self.events.deleted(c.doc_id, self.rows.get(c.doc_id), self._held(c.doc_id))
+                for c in changes]
 
     def _payload_operations(self, change: Change, ids: list[str],
                             synced_at: str) -> list[Operation]:
@@ -249,6 +272,8 @@ class Applier:
             self.ledger.upsert(growing)
             self.rows.update({r.doc_id: r for r in growing})
             faults.reached("apply.write_ahead")
+        held = self.events.held_texts(self.store, self.spec.vector_version, changes,
+                                      self.rows) if self.events is not None else {}
         try:
             points = [p for change, vectors in group
                       for p in self._points(change, vectors, synced_at)]
@@ -264,9 +289,11 @@ class Applier:
             return
         self._consecutive_errors = 0
         self.report.points_written += len(points)
-        self.ledger.upsert([
-            self._synced_row(c, self.rows.get(c.doc_id), chunk_count=len(v)) for c, v in group
-        ])
+        rows = [self._synced_row(c, self.rows.get(c.doc_id), chunk_count=len(v))
+                for c, v in group]
+        events = [] if self.events is None else self.events.group_synced(
+            changes, rows, self.rows, held)
+        self._recorded(rows, events)
         faults.reached("ledger.group_synced")
         for change in changes:
             self.report.counts[change.action] += 1
@@ -319,7 +346,9 @@ class Applier:
                 last_attempt_at=now, next_attempt_at=retry_at(now, attempts, self.retry)))
             self.report.failures.append((change.doc_id, reason or change.error or ""))
         self.report.counts["failed"] += len(changes)
-        self.ledger.upsert(rows)
+        events = [] if self.events is None else [
+            e for r in rows if (e := self.events.failed(r.doc_id, self.rows.get(r.doc_id), r))]
+        self._recorded(rows, events)
         self.rows.update({r.doc_id: r for r in rows})
 
     # Qdrant errors: fail the documents, stop hammering a Qdrant that is down

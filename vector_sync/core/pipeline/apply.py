@@ -1,7 +1,9 @@
 """Stage 4, apply: one collection's change set and its embeddings written into Qdrant, then
 recorded in the ledger (applier.py: how, so that a crash at any point leaves a state the next
-run converges from); then the collection's config and checkpoint are recorded, and sources
-that keep each document's sync status learn it (write_back.py). Qdrant is written only here.
+run converges from); then the collection's config and checkpoint are recorded, sources
+that keep each document's sync status learn it (write_back.py), and the sync events recorded
+with the ledger rows are delivered (each sink within its timeout). Qdrant is written only
+here.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import time
 from contextlib import ExitStack
 
 from vector_sync.core import faults
+from vector_sync.core.events.publisher import deliver_events
 from vector_sync.core.ledger import open_ledger
 from vector_sync.core.pipeline import checkpoints
 from vector_sync.core.pipeline.applier import Applier, ApplyReport, QdrantTransientError
@@ -61,7 +64,8 @@ def apply(config: VectorSyncConfig, source: str, collection: str,
         applier = Applier(store, ledger, source, spec, batch_points=config.qdrant.batch_size,
                           retry=config.retry, may_retry_step=may_retry_step,
                           unavailable=unavailable, rows=rows,
-                          deployment=deployment_of(config, ledger, create=store is not None))
+                          deployment=deployment_of(config, ledger, create=store is not None),
+                          events=config.events.enabled)
         report = applier.apply(read_rows(files.changes(collection, source), CHANGES),
                                read_rows(files.embeddings(collection, source), EMBEDDINGS),
                                dimension)
@@ -70,6 +74,8 @@ def apply(config: VectorSyncConfig, source: str, collection: str,
         checkpoints.record_checkpoint(ledger, source, collection)
         faults.reached("apply.checkpoint_recorded")
         write_back(config, source, collection, ledger, changed)
+        if config.events.enabled:
+            deliver_events(config, ledger)
     report.seconds = timed(started)
     for doc_id, reason in report.failures[:20]:
         log.warning("failed %s/%s: %s", source, doc_id, reason)

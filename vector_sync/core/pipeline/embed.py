@@ -109,6 +109,30 @@ def held_chunks(config: VectorSyncConfig, source: str, collection: str,
     return held
 
 
+def generation_chunks(config: VectorSyncConfig, source: str, reuse_from: tuple[str, str],
+                      doc_ids: Collection[str]) -> dict[str, list[float] | None]:
+    """Chunk text -> vector of the points another generation of the collection holds for
+    these documents (`reuse_from`: its name in the ledger and the model that embedded it),
+    for a rebuild with the same model and another chunker: identical chunk texts keep
+    their vectors. Waits for embedded storage like any step: here reuse is most of the
+    work saved."""
+    other, model = reuse_from
+    if not doc_ids:
+        return {}
+    with open_ledger(config.state) as ledger:
+        ids = [point_id(source, row.doc_id, index)
+               for row in ledger.rows_of(source, other, doc_ids)
+               if row.status == "synced" and row.vector_version is not None
+               and row.vector_version.rpartition("|")[0] == model
+               for index in range(row.chunk_count)]
+    held: dict[str, list[float] | None] = {}
+    with open_store(config.qdrant, config.state) as store:
+        if ids and store.exists(other):
+            for batch in batched(ids, READ_BATCH):
+                held.update(store.chunks(other, batch, True))
+    return held
+
+
 def embed_by_length(embed: Callable[[list[str]], Any], texts: list[str]) -> list[Any]:
     """`embed(texts)`, with the texts handed over shortest first: the model pads each of its
     batches to the longest text in it, so texts of a similar length waste no padding. The
@@ -183,10 +207,12 @@ def shard_of(doc_id: str, shards: int) -> int:
 
 
 def embeddings(config: VectorSyncConfig, source: str, collection: str,
-               shard: tuple[int, int] | None = None) -> dict[str, float | str]:
+               shard: tuple[int, int] | None = None,
+               reuse_from: tuple[str, str] | None = None) -> dict[str, float | str]:
     """Write the embeddings file of `collection` from its change set; returns the metadata.
     With `shard` (i, n): only the documents of shard i of n, into that shard's file (see
-    merge_shards)."""
+    merge_shards). `reuse_from`: another generation of the collection embedded by the same
+    model, whose vectors of identical chunk texts are reused (see generation_chunks)."""
     files = StateFiles(config.state.dir)
     path = files.embeddings(collection, source, shard)
     changes = files.changes(collection, source)
@@ -207,6 +233,9 @@ def embeddings(config: VectorSyncConfig, source: str, collection: str,
             reusable.update(reusable_vectors(read_rows(earlier, EMBEDDINGS), needed))
     edited = worth_reading_back(mine(["doc_id", "action", "chunks"]))
     held = held_chunks(config, source, collection, edited)
+    if reuse_from is not None:
+        held.update(generation_chunks(config, source, reuse_from,
+                                      [doc_id for doc_id, _ in needed if doc_id not in edited]))
     embedding = config.embedding_for(collection)
     embedder = Embedder(embedding)
     stats: Counter[str] = Counter()

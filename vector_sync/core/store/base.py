@@ -10,6 +10,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vector_sync.core.batches import batched
+
 log = logging.getLogger(__name__)
 # collection metadata: {"vector_sync": {"model": ..., "dimension": ..., "deployment": ...}}
 MODEL_KEY = "vector_sync"
@@ -78,6 +80,9 @@ class QdrantStore(ABC):
     """What the stages need of Qdrant. Every write returns once it is durable: the ledger
     is written after it, so an acknowledged write must survive a crash."""
 
+    # a Qdrant server refuses an alias under the name of an existing collection
+    ALIAS_NEEDS_FREE_NAME = False
+
     # --- what each engine implements -------------------------------------------------
 
     @abstractmethod
@@ -103,7 +108,9 @@ class QdrantStore(ABC):
     def set_metadata(self, collection: str, metadata: dict[str, Any]) -> None: ...
 
     @abstractmethod
-    def drop(self, collection: str) -> None: ...
+    def drop(self, collection: str) -> None:
+        """A collection of that very name, else what the name points at (the pointer
+        stays, so a collection made again under the name is its new target)."""
 
     @abstractmethod
     def upsert(self, collection: str, points: Sequence[Point]) -> None: ...
@@ -138,6 +145,25 @@ class QdrantStore(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    # --- the pointer: a configured name -> the generation serving it -----------------------
+
+    @abstractmethod
+    def aliases(self) -> dict[str, str]:
+        """Every pointer: configured name -> the physical collection it serves."""
+
+    @abstractmethod
+    def switch_alias(self, name: str, physical: str) -> None:
+        """Point `name` at `physical` in one atomic change: a reader sees the old target or
+        the new one, never neither."""
+
+    @abstractmethod
+    def remove_alias(self, name: str) -> None: ...
+
+    def resolve(self, name: str) -> str:
+        """The physical collection a name reads and writes: its pointer's target, else the
+        name itself (a collection made before generations, or a physical name)."""
+        return self.aliases().get(name, name)
 
     # --- shared by both ----------------------------------------------------------------
 
@@ -194,6 +220,20 @@ class QdrantStore(ABC):
 
     def _stamp(self, collection: str, **values: Any) -> None:
         self.set_metadata(collection, {MODEL_KEY: {**self._stamps(collection), **values}})
+
+    def copy_collection(self, source: str, target: str, batch: int = 1_024) -> int:
+        """Copy every point with its vector and payload into a new collection `target` made
+        like `source` (no embedding); returns the points copied."""
+        vectors = self.vectors(source)
+        if vectors is None:
+            raise CollectionMismatch(f"collection {source!r} has named vectors")
+        if not self.exists(target):
+            self.create(target, vectors[0], vectors[1], self.metadata(source))
+        copied = 0
+        for points in batched(self.scroll(source, None, True, with_vectors=True), batch):
+            self.upsert(target, [Point(p.id, p.vector or [], p.payload) for p in points])
+            copied += len(points)
+        return copied
 
     def delete(self, collection: str, ids: Sequence[str]) -> None:
         if ids and self.exists(collection):  # a missing collection holds nothing to delete

@@ -5,6 +5,12 @@ Layout under `state.dir`/qdrant:
     embedded.lock             held by the one process that has the storage open
     shards/<collection>/      one qdrant-edge shard per collection (the server's data format)
     shards/<collection>.json  the collection's metadata (qdrant-edge shards keep none)
+    shards/aliases.json       configured name -> the physical collection serving it
+
+qdrant-edge has no collections and so no aliases: the pointer file is this engine's alias,
+replaced atomically (written and fsynced beside it, renamed into place) and read by every
+call that takes a collection name, so search, verify and every writer follow a switch at
+their next call.
 
 A shard opens in about half a second at 100,000 points and is opened only when a step first
 touches its collection. qdrant-edge's `update()` does not fsync, so every write ends with a
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -25,7 +32,7 @@ from typing import IO, Any
 import qdrant_edge as edge
 
 from vector_sync.core import faults
-from vector_sync.core.atomic import write_atomically
+from vector_sync.core.atomic import atomic_write, write_atomically
 from vector_sync.core.locks import LockHeld, hold_file_lock
 from vector_sync.core.store.base import (
     FACET_LIMIT,
@@ -53,6 +60,7 @@ class EmbeddedStore(QdrantStore):
         self.shards_dir = shards_dir
         self._lock = lock
         self._open: dict[str, edge.EdgeShard] = {}
+        self._aliases: tuple[tuple[int, int], dict[str, str]] | None = None
 
     @classmethod
     def open(cls, root: Path, wait_s: float) -> EmbeddedStore:
@@ -89,6 +97,7 @@ class EmbeddedStore(QdrantStore):
         return sorted(p.name for p in self.shards_dir.iterdir() if self._is_shard(p))
 
     def exists(self, collection: str) -> bool:
+        collection = self.resolve(collection)
         return collection in self._open or self._is_shard(self.shards_dir / collection)
 
     @staticmethod
@@ -96,6 +105,7 @@ class EmbeddedStore(QdrantStore):
         return (path / "edge_config.json").is_file()
 
     def vectors(self, collection: str) -> tuple[int, str] | None:
+        collection = self.resolve(collection)
         config = json.loads((self.shards_dir / collection / "edge_config.json").read_text())
         vectors = config.get("vectors") or {}
         if set(vectors) != {""}:
@@ -104,6 +114,7 @@ class EmbeddedStore(QdrantStore):
 
     def create(self, collection: str, dimension: int, distance: str = "Cosine",
                metadata: dict[str, Any] | None = None) -> None:
+        collection = self.resolve(collection)
         self.set_metadata(collection, metadata or {})
         shard = edge.EdgeShard.create(str(self.shards_dir / collection), edge.EdgeConfig(
             vectors=edge.EdgeVectorParams(size=dimension, distance=_DISTANCES[distance])))
@@ -114,16 +125,61 @@ class EmbeddedStore(QdrantStore):
         self._open[collection] = shard
 
     def metadata(self, collection: str) -> dict[str, Any]:
+        collection = self.resolve(collection)
         path = self._metadata_path(collection)
         return json.loads(path.read_text()) if path.is_file() else {}
 
     def set_metadata(self, collection: str, metadata: dict[str, Any]) -> None:
+        collection = self.resolve(collection)
         write_atomically(self._metadata_path(collection), json.dumps(metadata, indent=2))
+
+    # --- the pointer --------------------------------------------------------------------------
+
+    @property
+    def _aliases_path(self) -> Path:
+        return self.shards_dir / "aliases.json"
+
+    def aliases(self) -> dict[str, str]:
+        try:  # re-read only when the file changed: one stat per call otherwise
+            stat = self._aliases_path.stat()
+        except FileNotFoundError:
+            return {}
+        key = (stat.st_mtime_ns, stat.st_ino)
+        if self._aliases is None or self._aliases[0] != key:
+            self._aliases = (key, dict(json.loads(self._aliases_path.read_text())))
+        return dict(self._aliases[1])
+
+    def switch_alias(self, name: str, physical: str) -> None:
+        aliases = self.aliases()
+        aliases[name] = physical
+        self._write_aliases(aliases)
+
+    def remove_alias(self, name: str) -> None:
+        aliases = self.aliases()
+        if aliases.pop(name, None) is not None:
+            self._write_aliases(aliases)
+
+    def _write_aliases(self, aliases: dict[str, str]) -> None:
+        """Replaced whole, and durable before the ledger records the switch: written and
+        fsynced beside it, renamed into place, the folder fsynced."""
+        self.shards_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_write(self._aliases_path) as temporary, temporary.open("w") as handle:
+            handle.write(json.dumps(aliases, indent=2, sort_keys=True))
+            handle.flush()
+            os.fsync(handle.fileno())
+        folder = os.open(self.shards_dir, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+        self._aliases = None
 
     def _metadata_path(self, collection: str) -> Path:
         return self.shards_dir / f"{collection}.json"
 
     def drop(self, collection: str) -> None:
+        if not self._is_shard(self.shards_dir / collection):  # a name: what it points at
+            collection = self.resolve(collection)
         if shard := self._open.pop(collection, None):
             shard.close()
         shutil.rmtree(self.shards_dir / collection, ignore_errors=True)
@@ -140,6 +196,7 @@ class EmbeddedStore(QdrantStore):
     # --- points ---------------------------------------------------------------------------
 
     def upsert(self, collection: str, points: Sequence[Point]) -> None:
+        collection = self.resolve(collection)
         shard = self._shard(collection)
         shard.update(edge.UpdateOperation.upsert_points(
             [edge.Point(p.id, p.vector, p.payload) for p in points]))
@@ -148,6 +205,7 @@ class EmbeddedStore(QdrantStore):
         faults.reached("qdrant.upsert.flushed")
 
     def batch(self, collection: str, operations: Sequence[Operation]) -> None:
+        collection = self.resolve(collection)
         shard = self._shard(collection)
         for operation in operations:
             if isinstance(operation, Delete):
@@ -164,6 +222,7 @@ class EmbeddedStore(QdrantStore):
 
     def scroll(self, collection: str, source: str | None, with_payload: WithPayload = True,
                with_vectors: bool = False) -> Iterator[StoredPoint]:
+        collection = self.resolve(collection)
         if not self.exists(collection):
             return
         shard, offset = self._shard(collection), None
@@ -177,19 +236,23 @@ class EmbeddedStore(QdrantStore):
 
     def retrieve(self, collection: str, ids: Sequence[str], with_payload: WithPayload,
                  with_vectors: bool) -> list[StoredPoint]:
+        collection = self.resolve(collection)
         return [_stored(r) for r in self._shard(collection).retrieve(
             list(ids), with_payload=_payload_selector(with_payload), with_vector=with_vectors)]
 
     def count(self, collection: str, source: str | None) -> int:
+        collection = self.resolve(collection)
         return int(self._shard(collection).count(
             edge.CountRequest(exact=True, filter=_of_source(source))))
 
     def search(self, collection: str, vector: Sequence[float], limit: int) -> list[Hit]:
+        collection = self.resolve(collection)
         points = self._shard(collection).query(edge.QueryRequest(
             limit=limit, query=edge.Query.Nearest(list(vector)), with_payload=True))
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
 
     def sources(self, collection: str) -> dict[str | None, int]:
+        collection = self.resolve(collection)
         shard = self._shard(collection)
         facets = shard.facet(edge.FacetRequest(key="source", limit=FACET_LIMIT, exact=True))
         found: dict[str | None, int] = {  # a value whose points were all deleted counts 0
@@ -199,6 +262,7 @@ class EmbeddedStore(QdrantStore):
         return found
 
     def delete_source(self, collection: str, source: str | None) -> None:
+        collection = self.resolve(collection)
         shard = self._shard(collection)
         shard.update(edge.UpdateOperation.delete_points_by_filter(
             _without_source() if source is None else _source_is(source)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from vector_sync.config import VectorSyncConfig
@@ -18,13 +19,19 @@ class UsageError(Exception):
     """A command-line argument names something the config does not have."""
 
 
+def chosen(what: str, name: str | None, configured: Iterable[str]) -> list[str]:
+    """The one `what` (source, collection) named on the command line, or all configured
+    ones when none is; a name the config does not have is a usage error."""
+    known = list(configured)
+    if name is None:
+        return known
+    if name not in known:
+        raise UsageError(f"unknown {what} {name!r} (configured: {', '.join(known)})")
+    return [name]
+
+
 def sources_of(args: argparse.Namespace, config: VectorSyncConfig) -> list[str]:
-    if args.source is None:
-        return list(config.sources)
-    if args.source not in config.sources:
-        raise UsageError(f"unknown source {args.source!r} (configured: "
-                         f"{', '.join(config.sources)})")
-    return [args.source]
+    return chosen("source", args.source, config.sources)
 
 
 def print_json(value: Any) -> None:

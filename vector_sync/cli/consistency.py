@@ -12,7 +12,15 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from vector_sync.cli.common import FAILED, NOT_VERIFIED, OK, UsageError, print_json, sources_of
+from vector_sync.cli.common import (
+    FAILED,
+    NOT_VERIFIED,
+    OK,
+    UsageError,
+    chosen,
+    print_json,
+    sources_of,
+)
 from vector_sync.config import VectorSyncConfig, config_path
 
 if TYPE_CHECKING:
@@ -143,9 +151,7 @@ def cmd_inspect(args: argparse.Namespace, config: VectorSyncConfig) -> int:
 
 def _source_of(args: argparse.Namespace, config: VectorSyncConfig) -> str:
     """The source whose document is meant: doc ids are per source."""
-    if args.collection not in config.collections:
-        raise UsageError(f"unknown collection {args.collection!r} (configured: "
-                         f"{', '.join(config.collections)})")
+    chosen("collection", args.collection, config.collections)
     feeding = config.sources_feeding(args.collection)
     if args.source is not None:
         if args.source not in feeding:

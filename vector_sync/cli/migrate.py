@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from vector_sync.cli.common import FAILED, OK, UsageError, print_json
+from vector_sync.cli.common import FAILED, OK, chosen, print_json
 from vector_sync.config import VectorSyncConfig
 
 ACTIONS = ("plan", "start", "status", "switch", "rollback", "cleanup")
@@ -23,12 +23,7 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _collections(args: argparse.Namespace, config: VectorSyncConfig) -> list[str]:
-    if args.collection is None:
-        return list(config.collections)
-    if args.collection not in config.collections:
-        raise UsageError(f"unknown collection {args.collection!r} (configured: "
-                         f"{', '.join(config.collections)})")
-    return [args.collection]
+    return chosen("collection", args.collection, config.collections)
 
 
 def cmd_migrate(args: argparse.Namespace, config: VectorSyncConfig) -> int:

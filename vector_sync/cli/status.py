@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from vector_sync.cli.common import FAILED, OK, UsageError, print_json, sources_of
+from vector_sync.cli.common import FAILED, OK, UsageError, chosen, print_json, sources_of
 from vector_sync.config import EmbeddingConfig, VectorSyncConfig
 
 
@@ -86,9 +86,7 @@ def cmd_search(args: argparse.Namespace, config: VectorSyncConfig) -> int:
     from vector_sync.core.store import QdrantUnavailable, open_store
     from vector_sync.core.text.embedder import Embedder
 
-    if args.collection not in config.collections:
-        raise UsageError(f"unknown collection {args.collection!r} (configured: "
-                         f"{', '.join(config.collections)})")
+    chosen("collection", args.collection, config.collections)
     name, embedding = args.collection, config.embedding_for(args.collection)
     if getattr(args, "generation", "serving") == "building":
         name, embedding = _building(config, args.collection)

@@ -143,6 +143,25 @@ def test_a_switch_swaps_the_ledger_rows_in_one_transaction(project: Project) -> 
         assert ledger.get_state("s", "collection_fingerprint:notes__old") == "old-fp"
 
 
+@pytest.mark.parametrize("ledger", ["sqlite", "postgresql"])
+def test_processes_recording_a_first_generation_at_once_keep_the_first(
+        project: Project, ledger: str, request: pytest.FixtureRequest) -> None:
+    # runs of two sources feeding one collection, started together, both find no generation
+    # and both record it: the second must not fail its run
+    if ledger == "postgresql":
+        project.config["state"]["ledger_url"] = request.getfixturevalue("postgres_url")
+        project.save()
+    config = load_config(project.config_file)
+    spec = configured_spec(config, "notes")
+    other = GenerationSpec(spec.model, None, 128, 16, spec.embed)
+    with Registry.open(config.state) as first, Registry.open(config.state) as second:
+        assert first.serving("notes") is None and second.serving("notes") is None
+        first.add("notes", "notes", spec, "serving")
+        second.add("notes", "notes", other, "serving")
+        serving = second.serving("notes")
+    assert serving is not None and serving.fingerprint == spec.fingerprint
+
+
 def _notes(project: Project) -> None:
     for i in range(3):
         project.note(f"long{i}.md", long_note(f"Long {i}", sections=2))

@@ -28,6 +28,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 from vector_sync.core.generations.spec import GenerationSpec
@@ -184,11 +185,16 @@ class Registry:
         return self.engine
 
     def add(self, collection: str, physical: str, spec: GenerationSpec, state: str) -> None:
+        """Record a generation; one already recorded under the same names is kept as it is
+        (processes starting at once, e.g. runs of two sources feeding a collection, may all
+        record its first generation)."""
         now = datetime.now(UTC)
         with write_transaction(self._engine()) as conn:
-            conn.execute(T.insert().values(
+            insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)
+            conn.execute(insert(T).values(
                 collection=collection, physical=physical, fingerprint=spec.fingerprint,
-                spec_json=spec.to_json(), state=state, created_at=now, updated_at=now))
+                spec_json=spec.to_json(), state=state, created_at=now, updated_at=now,
+            ).on_conflict_do_nothing())
 
     def update(self, generation: Generation, **values: object) -> None:
         with write_transaction(self._engine()) as conn:

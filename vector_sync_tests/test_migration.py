@@ -61,7 +61,9 @@ class _SharedLocalMode(ServerStore):
         pass
 
 
-@pytest.fixture(params=["embedded", "server"])
+# the server API's variant runs in make test-slow (the store tests cover its pointer in
+# make test); embedded storage's runs in both
+@pytest.fixture(params=["embedded", pytest.param("server", marks=pytest.mark.slow)])
 def engine(request: pytest.FixtureRequest, project: Project,
            monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     if request.param == "server":

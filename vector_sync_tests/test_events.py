@@ -190,8 +190,25 @@ def _drain_tick(project: Project) -> dg.SensorResult:
     return result
 
 
+def _events_delivered_of_last_run(home: Path) -> dg.AssetCheckEvaluation:
+    """The `events_delivered` check as the sync run itself recorded it in the instance."""
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        run = instance.get_runs(limit=1)[0]
+        found = [entry.dagster_event.event_specific_data for entry in instance.all_logs(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+            if entry.dagster_event is not None]
+    checks = [e for e in found if isinstance(e, dg.AssetCheckEvaluation)
+              and e.check_name == "events_delivered"]
+    assert len(checks) == 1, found
+    return checks[0]
+
+
 def test_nats_cut_leaves_the_sync_unharmed_and_every_event_arrives_once_when_back(
-        project: Project, sinks: Names, capsys: pytest.CaptureFixture[str]) -> None:
+        project: Project, sinks: Names, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    home = tmp_path / "dagster_home"  # the CLI's runs go to this instance, as under make dev
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
     proxy = TcpProxy(4222)
     try:
         for name in ("a", "b", "c"):
@@ -209,6 +226,9 @@ def test_nats_cut_leaves_the_sync_unharmed_and_every_event_arrives_once_when_bac
         passed, description, metadata = backlog_report(config, "notes")
         assert not passed and metadata["nats_pending"] == 2 and "nats: 2 waiting" in (
             description or "")
+        in_run = _events_delivered_of_last_run(home)  # the sync's own run shows it too
+        assert not in_run.passed and in_run.severity == dg.AssetCheckSeverity.WARN
+        assert "nats: 2 waiting" in (in_run.description or "")
         assert 'vector_sync_events_pending{sink="nats"} 3.0' in render(config)  # + finished
         tick = _drain_tick(project)  # still down: the check says so again
         assert tick.asset_events and not tick.asset_events[0].passed

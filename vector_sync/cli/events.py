@@ -20,7 +20,7 @@ FOLLOW_EVERY_S = 1.0
 
 def _since(text: str) -> datetime:
     """An ISO time (UTC unless it says otherwise), or a duration back from now (`2h`)."""
-    from vector_sync.core.events.config import duration_s
+    from vector_sync.core.stats import duration_s
 
     try:
         return datetime.now(UTC) - timedelta(seconds=duration_s(text))

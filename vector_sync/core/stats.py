@@ -1,6 +1,19 @@
-"""Durations and rates for the metadata every stage reports."""
+"""Durations and rates for the metadata every stage reports, and durations as the config
+writes them (`24h`)."""
 
+import re
 import time
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration_s(text: str) -> float:
+    """Seconds of `30s`, `15m`, `24h`, `7d`, `2w`."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration such as 30s, 15m, 24h, 7d or 2w")
+    return float(match.group(1)) * _UNIT_S[match.group(2)]
 
 
 def timed(started: float) -> float:

@@ -13,17 +13,9 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+from vector_sync.core.stats import duration_s
+
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_\-]*$"
-
-
-def duration_s(text: str) -> float:
-    """Seconds of `30s`, `15m`, `24h`, `7d`, `2w`."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a duration such as 30s, 15m, 24h, 7d or 2w")
-    return float(match.group(1)) * _UNIT_S[match.group(2)]
 
 
 class _Sink(BaseModel):

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vector_sync.core.stats import duration_s
+
 
 class MigrationConfig(BaseModel):
     """Blue-green rebuilds after a model or chunker change (docs/migrations.md): the
@@ -38,5 +40,4 @@ class MigrationConfig(BaseModel):
 
     @property
     def keep_old_s(self) -> float:
-        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[self.keep_old[-1]]
-        return float(self.keep_old[:-1]) * unit
+        return duration_s(self.keep_old)

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,12 +104,21 @@ def _distributed_env(tmp_path: Path, project: Project, instance_db: str, broker:
 
 
 def _start_worker(name: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
+    """A worker that is consuming when this returns: a run launched while a second worker
+    is still importing Dagster would be taken whole by the first one."""
+    worker = subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster-celery"), "worker", "start",
          "--app", "dagster_celery.app", "--config-yaml", str(REPO_ROOT / "deploy/celery.yaml"),
          "--name", name, "--", "--concurrency=1"],
         env=env, cwd=REPO_ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,
         start_new_session=True)  # its own process group: the Celery children go with it
+    deadline = time.monotonic() + 180  # a liveness guard, not a speed limit
+    while " ready." not in log.read_text(errors="replace"):  # "<name>@<host> ready."
+        if worker.poll() is not None or time.monotonic() > deadline:
+            _stop([worker])
+            pytest.fail(f"Celery worker {name} did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+    return worker
 
 
 def _stop(workers: list[subprocess.Popen[bytes]]) -> None:

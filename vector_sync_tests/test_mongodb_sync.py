@@ -20,7 +20,9 @@ from pymongo import MongoClient
 from pymongo.collection import Collection
 
 from vector_sync.cli import main
-from vector_sync_tests.support import Project, counts
+from vector_sync.config import load_config
+from vector_sync.core.ledger import open_ledger
+from vector_sync_tests.support import Project, counts, listed
 from vector_sync_tests.support.mongo_server import running_server
 
 TOOLS = 200
@@ -294,3 +296,40 @@ def test_write_back_records_status_per_collection_and_never_triggers_a_resync(
     code, report = project.cli("sync", capsys=capsys)
     for collection in COLLECTIONS:
         assert _subset(counts(report, "tools", collection), NOTHING) == NOTHING
+
+
+def test_a_change_stream_spares_the_listing_until_its_safety_period(
+        tools, capsys, tmp_path, caplog):
+    """After the first sync, each sync resumes the change stream from the last one's token:
+    it reads only the documents the stream names (an edit, an insert, a delete, an update
+    that leaves the filter) and keeps the rest as the ledger has them, without listing; it
+    lists all the same once `full_listing_every_s` has passed."""
+    caplog.set_level("INFO", logger="vector_sync")
+    rng, clock = random.Random(11), Clock()
+    ids = tools.insert_many([tool(rng, i, clock) for i in range(30)]).inserted_ids
+    project = mongo_project(tmp_path / "p", tools.database.name,
+                            filter={"retired": {"$ne": True}})
+    assert project.cli("sync", capsys=capsys)[0] == 0 and listed(caplog)
+
+    tools.update_one({"_id": ids[0]}, {"$set": {"tagline": "now it paints houses"}})
+    tools.update_one({"_id": ids[1]}, {"$set": {"retired": True}})  # leaves the filter
+    tools.delete_one({"_id": ids[2]})
+    new = tools.insert_one(tool(rng, 99, clock)).inserted_id
+    code, report = project.cli("sync", capsys=capsys)
+    assert code == 0 and not listed(caplog), report
+    assert _subset(counts(report, "tools", "tools"),
+                   {"added": 1, "updated": 1, "deleted": 2, "unchanged": 27}) == \
+        {"added": 1, "updated": 1, "deleted": 2, "unchanged": 27}
+    held = project.points("tools")
+    assert set(held) == {str(i) for i in ids[3:]} | {str(ids[0]), str(new)}
+    assert "paints houses" in held[str(ids[0])][0]["text"]
+
+    config = load_config(project.config_file)
+    with open_ledger(config.state) as ledger:  # the safety period has passed
+        ledger.set_state("tools", "listed_at", "0")
+    tools.delete_one({"_id": ids[3]})
+    code, report = project.cli("sync", capsys=capsys)
+    assert code == 0 and listed(caplog) and counts(report, "tools", "tools")["deleted"] == 1
+    assert project.cli("sync", capsys=capsys)[0] == 0 and not listed(caplog)
+    code, verified = project.cli("verify", capsys=capsys)
+    assert code == 0 and verified["ok"], verified

@@ -18,7 +18,7 @@ from surrealdb import RecordID, Surreal
 from vector_sync.config import load_config
 from vector_sync.core.ledger import open_ledger
 from vector_sync.core.pipeline.state_files import SNAPSHOT, StateFiles, read_rows
-from vector_sync_tests.support import Project, counts
+from vector_sync_tests.support import Project, counts, listed
 
 RECORDS = 200
 COLLECTIONS = {
@@ -164,14 +164,6 @@ def test_changefeed_reads_only_changed_records_and_counts_are_exact(project, cap
     assert project.reads() == 0
     code, verified = project.cli("verify", capsys=capsys)
     assert code == 0 and verified["ok"], verified
-
-
-def listed(caplog: pytest.LogCaptureFixture) -> bool:
-    """The last sync listed the table (else the change feed alone named what to read)."""
-    messages = [r.getMessage() for r in caplog.records if r.name.endswith(".snapshot")]
-    caplog.clear()
-    assert any("to read" in m for m in messages), messages
-    return not any("not listed" in m for m in messages)
 
 
 def test_a_complete_change_feed_spares_the_listing_until_its_safety_period(

@@ -22,6 +22,7 @@ from secantus import SecantusDBServer
 from vector_sync.config import VectorSyncConfig
 from vector_sync.defs import sensors
 from vector_sync.sources.mongodb import MongoConfig
+from vector_sync.sources.mongodb import stream as mongo_stream
 from vector_sync.sources.mongodb import watch as mongo_watch
 from vector_sync.sources.mongodb.watch import poll_changes
 from vector_sync_tests.support.mongo_server import running_server
@@ -55,7 +56,7 @@ def tools(client: MongoClient[dict[str, Any]]) -> Collection[dict[str, Any]]:
 def _short_waits(monkeypatch: pytest.MonkeyPatch) -> None:
     # every tick ends with one empty getMore that waits this long: shorter keeps the suite
     # fast, and what a tick sees is the same (the writes are acknowledged before it)
-    monkeypatch.setattr(mongo_watch, "MAX_AWAIT_MS", 20)
+    monkeypatch.setattr(mongo_stream, "MAX_AWAIT_MS", 20)
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from vector_sync_tests.support.processes import (
     sync_stopped_at,
     wait_until_stopped,
 )
-from vector_sync_tests.support.project import Project, counts, long_note, write_note
+from vector_sync_tests.support.project import Project, counts, listed, long_note, write_note
 from vector_sync_tests.support.services import PG_SERVER, service_missing, tmpfs
 
-__all__ = ["PG_SERVER", "Project", "counts", "is_stopped", "long_note", "service_missing",
+__all__ = ["PG_SERVER", "Project", "counts", "is_stopped", "listed", "long_note", "service_missing",
            "start_sync", "sync_stopped_at", "tmpfs", "wait_until_stopped", "write_note"]

@@ -96,3 +96,12 @@ class Project:
 def counts(report: dict[str, Any], source: str = "notes",
            collection: str = "notes") -> dict[str, int]:
     return report["sources"][source]["collections"][collection]
+
+
+def listed(caplog: pytest.LogCaptureFixture) -> bool:
+    """The last sync listed its source (else the source's change history alone named what
+    to read), as the snapshot's log says; clears the captured log for the next sync."""
+    messages = [r.getMessage() for r in caplog.records if r.name.endswith(".snapshot")]
+    caplog.clear()
+    assert any("to read" in m for m in messages), messages
+    return not any("not listed" in m for m in messages)

@@ -5,6 +5,8 @@ wire, with an optional write-back of each document's sync status.
 - source.py: `MongoSource`, which lists documents with a cheap version hint (the
   `updated_field` value, else a hash of the projected BSON), reads them and writes back.
 - values.py: BSON values as JSON values, doc_ids and back, raw cursor batches.
+- stream.py: the change stream: where a sync resumes (it then reads only what changed and
+  skips the id listing) and what the sensor's look resumes from.
 - watch.py: the watch sensor's cheap look (the change stream, or polling without one).
 """
 

@@ -36,6 +36,9 @@ class MongoSettings(SourceConfig):
     server_selection_timeout_ms: int = Field(5000, gt=0, description="how long to look for "
                                              "the server before the source is unavailable")
     write_back: bool = Field(False, description="write each sync status into syncMetadata")
+    full_listing_every_s: float = Field(
+        3600.0, ge=0, description="with a change stream, a sync reads only what the stream "
+        "names and lists every document id at least this often as a safety net (0: every sync)")
 
     @model_validator(mode="after")
     def _uri_and_filter_usable(self) -> MongoSettings:

@@ -10,6 +10,10 @@ projection), so nothing else about a document can ever make it look changed. Ver
 - without: a hash of the projected document's BSON bytes (`h1:<blake2b>`). `scan()` streams
   the projected documents and hashes them; `read()` fetches the few that differ again, by id.
 
+With change streams (a replica set), a sync from the last sync's token reads only the
+documents the stream names and skips the listing (the `Checkpointed` capability,
+stream.py), except at least every `full_listing_every_s`.
+
 A document that cannot be decoded or is too large is a ReadFailure, never the end of the
 run. Server, network and authentication problems are SourceUnavailable, with the URI's
 credentials masked. With `write_back`, each (document, collection) sync status is recorded
@@ -46,6 +50,7 @@ from vector_sync.core.secrets import mask_url, scrub, url_secrets
 from vector_sync.core.settings import ConfigError
 from vector_sync.core.source import SourceUnavailable, SyncOutcome
 from vector_sync.sources.mongodb.settings import WRITE_BACK_FIELD, MongoSettings, filter_from
+from vector_sync.sources.mongodb.stream import history_since
 from vector_sync.sources.mongodb.values import (
     CODEC,
     UnconvertibleValue,
@@ -113,6 +118,25 @@ class MongoSource:
         # ids that str() but cannot be rebuilt from their doc_id (e.g. a float _id), from scan()
         self._odd_ids: dict[str, Any] = {}
         self._client: MongoClient[dict[str, Any]] | None = None
+        # the Checkpointed capability: the change stream since the last sync (stream.py)
+        self.checkpoint: str | None = None
+        self.complete = False
+        self.full_listing_every_s = config.full_listing_every_s
+        self.detection: dict[str, Any] = {"detection": "scan",
+                                          "detection_reason": "no change stream consulted"}
+
+    def changed_since(self, checkpoint: str | None) -> set[str]:
+        """The documents the change stream names since `checkpoint`; `complete` says
+        whether that is every change (else the listing and the hints decide)."""
+        try:
+            found = history_since(self._collection(), self.config, checkpoint, self._doc_id)
+        except PyMongoError as error:
+            raise self.unavailable(error) from None
+        self.checkpoint, self.complete = found.checkpoint, found.complete
+        self.detection = {"detection": "changestream" if found.complete else "scan",
+                          "detection_reason": found.reason}
+        log.info("mongodb source %s: %s", self.name, found.reason)
+        return found.changed
 
     # --- scan ---
 

@@ -27,7 +27,6 @@ returned (kept by the caller, e.g. in a sensor cursor) and says whether a sync i
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -40,22 +39,20 @@ from pymongo.collection import Collection
 from pymongo.errors import OperationFailure, PyMongoError
 
 from vector_sync.core.documents import MISSING, get_path
-from vector_sync.core.hashing import digest, stable_json
-from vector_sync.core.secrets import mask_url
 from vector_sync.core.source import ChangeCheck
-from vector_sync.sources.mongodb.settings import WRITE_BACK_FIELD, MongoSettings, filter_from
+from vector_sync.sources.mongodb.settings import MongoSettings, filter_from
 from vector_sync.sources.mongodb.source import MongoSource
+from vector_sync.sources.mongodb.stream import (
+    NO_CHANGE_STREAMS,
+    STATE_VERSION,
+    UNRESUMABLE,
+    open_stream,
+    scope_of,
+    stream_state,
+)
 
-STATE_VERSION = 1
-MAX_AWAIT_MS = 100  # how long the last getMore waits for events that are not there yet
 DRAIN_BUDGET_S = 3.0  # stop reading events after this; the next look continues from there
 TICK_TIMEOUT_S = 10.0  # every server operation of one look, including server selection
-# the server has no change streams: 40573 standalone mongod ("only supported on replica
-# sets"), 40324 unknown pipeline stage, 59 unknown command, 115 command not supported
-NO_CHANGE_STREAMS = {40573, 40324, 59, 115}
-# the stored token cannot be resumed: 9 unparsable, 260 invalid (e.g. an invalidate token
-# given to resume_after), 280 ChangeStreamFatalError, 286 ChangeStreamHistoryLost
-UNRESUMABLE = {9, 260, 280, 286}
 
 __all__ = ["poll_changes", "scope_of"]
 
@@ -90,15 +87,6 @@ def _look(collection: Collection[dict[str, Any]], config: MongoSettings, scope: 
         return _poll(collection, config, scope, previous, why, _code(error))
 
 
-def scope_of(config: MongoSettings) -> str:
-    """What a state is valid for: a state kept for another server, collection or filter
-    says nothing about this one (and a changed filter alone calls for a sync)."""
-    return digest(stable_json({
-        "uri": mask_url(config.uri.get_secret_value()), "database": config.database,
-        "collection": config.collection, "filter": config.filter,
-        "updated_field": config.updated_field}))
-
-
 def _usable(state: Mapping[str, Any] | None, scope: str) -> tuple[Mapping[str, Any] | None, str]:
     """The previous state if it can be continued from, else None and why not."""
     if not state:
@@ -124,7 +112,7 @@ def _watch(collection: Collection[dict[str, Any]], config: MongoSettings, scope:
            previous: Mapping[str, Any] | None, why: str) -> ChangeCheck:
     if previous is not None and previous.get("mode") == "stream":
         try:
-            with _open(collection, config, previous) as stream:
+            with open_stream(collection, config, previous) as stream:
                 return _changes(stream, config, scope)
         except OperationFailure as error:
             if error.code not in UNRESUMABLE:
@@ -132,33 +120,9 @@ def _watch(collection: Collection[dict[str, Any]], config: MongoSettings, scope:
             why = f"cannot resume the change stream ({_code(error)}): a full sync catches up"
     elif previous is not None:
         why = "change streams are available now (polled before): a full sync sets the baseline"
-    with _open(collection, config, None) as stream:
+    with open_stream(collection, config, None) as stream:
         _drain(stream)  # nothing to compare with: only the fresh token matters
-        return ChangeCheck(True, f"{_where(config)}: {why}", _stream_state(scope, stream))
-
-
-def _open(collection: Collection[dict[str, Any]], config: MongoSettings,
-          previous: Mapping[str, Any] | None) -> ChangeStream[dict[str, Any]]:
-    resume: dict[str, Any] = {}
-    if previous is not None:
-        token = json_util.loads(json.dumps(previous["token"]))
-        resume = {"start_after" if previous.get("invalidated") else "resume_after": token}
-    return collection.watch(_pipeline(config), max_await_time_ms=MAX_AWAIT_MS, **resume)
-
-
-def _pipeline(config: MongoSettings) -> list[dict[str, Any]]:
-    """Leaves out updates that only set or unset syncMetadata (the sync's own write-back)."""
-    if not config.write_back:
-        return []
-    touched = {"$concatArrays": [
-        {"$map": {"input": {"$objectToArray": "$updateDescription.updatedFields"},
-                  "in": "$$this.k"}},
-        "$updateDescription.removedFields"]}
-    top_level = {"$arrayElemAt": [{"$split": ["$$this", "."]}, 0]}
-    other_field = {"$anyElementTrue": [{"$map": {
-        "input": touched, "in": {"$ne": [top_level, WRITE_BACK_FIELD]}}}]}
-    return [{"$match": {"$or": [{"operationType": {"$ne": "update"}},
-                                {"$expr": other_field}]}}]
+        return ChangeCheck(True, f"{_where(config)}: {why}", stream_state(scope, stream))
 
 
 def _drain(stream: ChangeStream[dict[str, Any]]) -> tuple[Counter[str], bool]:
@@ -177,7 +141,7 @@ def _drain(stream: ChangeStream[dict[str, Any]]) -> tuple[Counter[str], bool]:
 def _changes(stream: ChangeStream[dict[str, Any]], config: MongoSettings,
              scope: str) -> ChangeCheck:
     counts, complete = _drain(stream)
-    state = _stream_state(scope, stream, invalidated=counts["invalidate"] > 0)
+    state = stream_state(scope, stream, invalidated=counts["invalidate"] > 0)
     if not counts:
         return ChangeCheck(False, f"no change in {_where(config)}", state)
     total = sum(n for op, n in counts.items() if op != "invalidate")
@@ -185,14 +149,6 @@ def _changes(stream: ChangeStream[dict[str, Any]], config: MongoSettings,
     more = "" if complete else " (more pending: read on the next look)"
     changes = "1 change" if total == 1 else f"{total} changes"
     return ChangeCheck(True, f"{changes} in {_where(config)}: {kinds}{more}", state)
-
-
-def _stream_state(scope: str, stream: ChangeStream[dict[str, Any]],
-                  invalidated: bool = False) -> dict[str, Any]:
-    # the token as JSON (Extended JSON, in case a server's token holds binary data)
-    token = json.loads(json_util.dumps(stream.resume_token))
-    return {"v": STATE_VERSION, "scope": scope, "mode": "stream", "token": token,
-            "invalidated": invalidated}
 
 
 # --- polling fallback ------------------------------------------------------------------------

@@ -19,11 +19,11 @@ def test_injected_crash_after_qdrant_ack_before_ledger_converges_without_orphans
     project.note("doc.md", long_note("Doc", sections=6))  # grows
     real_upsert = Ledger.upsert
 
-    def crash_when_recording_success(self, rows):
+    def crash_when_recording_success(self, rows, *args):
         rows = list(rows)
         if any(r.status == "synced" for r in rows):
             raise RuntimeError("injected crash: process died after Qdrant acknowledged")
-        real_upsert(self, rows)
+        real_upsert(self, rows, *args)
 
     monkeypatch.setattr(Ledger, "upsert", crash_when_recording_success)
     code, report = project.cli("sync", capsys=capsys)

@@ -213,8 +213,9 @@ class Applier:
             return
         self._consecutive_errors = 0
         self.report.points_deleted += deleting
-        gone = [c.doc_id for c in changes if c.content_hash is None]
-        self._forgotten(gone, self._deleted_events([c for c in changes if c.content_hash is None]))
+        gone = [c for c in changes if c.content_hash is None]
+        self.ledger.delete(self.source, self.spec.name, [c.doc_id for c in gone],
+                           self._deleted_events(gone))
         faults.reached("ledger.deletions_recorded")
         kept = [c for c in changes if c.content_hash is not None]
         rows = [self._synced_row(c, self.rows.get(c.doc_id), 0) for c in kept]
@@ -222,17 +223,10 @@ class Applier:
             self._deleted_events([c])[0] if c.action == "deleted" else self.events.synced(
                 c.doc_id, c.action, self.rows.get(c.doc_id), row, 0, 0)
             for c, row in zip(kept, rows, strict=True)]
-        self._recorded(rows, events)
+        self.ledger.upsert(rows, events)  # one transaction: rows and their events
         for change in changes:
             self.report.counts[change.action] += 1
 
-    # with events, in the ledger change's own transaction; without, the call made before
-    def _recorded(self, rows: list[LedgerRow], events: list[Event]) -> None:
-        self.ledger.upsert(rows, events) if events else self.ledger.upsert(rows)
-
-    def _forgotten(self, doc_ids: list[str], events: list[Event]) -> None:
-        scope = (self.source, self.spec.name, doc_ids)
-        self.ledger.delete(*scope, events) if events else self.ledger.delete(*scope)
 
     def _deleted_events(self, changes: list[Change]) -> list[Event]:
         if self.events is None:
@@ -293,7 +287,7 @@ class Applier:
                 for c, v in group]
         events = [] if self.events is None else self.events.group_synced(
             changes, rows, self.rows, held)
-        self._recorded(rows, events)
+        self.ledger.upsert(rows, events)  # one transaction: rows and their events
         faults.reached("ledger.group_synced")
         for change in changes:
             self.report.counts[change.action] += 1
@@ -348,7 +342,7 @@ class Applier:
         self.report.counts["failed"] += len(changes)
         events = [] if self.events is None else [
             e for r in rows if (e := self.events.failed(r.doc_id, self.rows.get(r.doc_id), r))]
-        self._recorded(rows, events)
+        self.ledger.upsert(rows, events)  # one transaction: rows and their events
         self.rows.update({r.doc_id: r for r in rows})
 
     # Qdrant errors: fail the documents, stop hammering a Qdrant that is down

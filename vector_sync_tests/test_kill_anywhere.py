@@ -53,7 +53,7 @@ INITIAL = [  # the first sync of a vault, killed
     Kill("apply.write_ahead", True), Kill("qdrant.upsert.unflushed", True),
     Kill("qdrant.upsert.flushed", True), Kill("qdrant.upsert.flushed@2", True),
     Kill("apply.group_acknowledged", True), Kill("ledger.group_synced", True),
-    Kill("apply.checkpoint_recorded", True),
+    Kill("apply.checkpoint_recorded", True), Kill("embeddings.consumed", True),
 ]
 CHANGE = [  # a sync of edits, growths, shrinks, payload-only changes, deletions and additions
     Kill("snapshot.renamed", False), Kill("changes.renamed", False),

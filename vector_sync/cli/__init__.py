@@ -123,6 +123,9 @@ def _parser() -> argparse.ArgumentParser:
                                  "sources that cannot be reached")
     status.add_argument("--source")
     status.add_argument("--limit", type=int, default=50, help="failed rows to list")
+    status.add_argument("--storage", action="store_true",
+                        help="also the disk space of the ledger, the state dir and Qdrant, "
+                        "and their ratio")
     status.set_defaults(handler=cmd_status)
 
     search = commands.add_parser("search", parents=[common], help="semantic search")

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vector_sync.cli.common import FAILED, OK, UsageError, chosen, print_json, sources_of
 from vector_sync.config import EmbeddingConfig, VectorSyncConfig
+
+if TYPE_CHECKING:
+    from vector_sync.core.storage import Storage
 
 
 def cmd_status(args: argparse.Namespace, config: VectorSyncConfig) -> int:
     from vector_sync.core.ledger import STATUSES
     from vector_sync.core.pipeline.plan import read_only_ledger
+    from vector_sync.core.storage import measure
 
     sources = sources_of(args, config)
     with read_only_ledger(config) as ledger:
         counts = {k: v for k, v in ledger.counts().items()  # not other generations' rows
                   if k[0] in sources and k[1] in config.collections}
         failed = [row for s in sources for row in ledger.failed(s, limit=args.limit)]
+        storage = measure(config, ledger) if getattr(args, "storage", False) else None
     for source in sources:  # a source never synced shows its collections at 0, not nothing
         for collection in config.sources[source].collections:
             counts.setdefault((source, collection), dict.fromkeys(STATUSES, 0))
@@ -35,6 +40,7 @@ def cmd_status(args: argparse.Namespace, config: VectorSyncConfig) -> int:
                                             if src == s},
                             "error": errors[s]} for s in sources},
             "failed": failed_rows,
+            **({"storage": storage.as_dict()} if storage is not None else {}),
         })
         return code
     for source, error in errors.items():
@@ -45,6 +51,8 @@ def cmd_status(args: argparse.Namespace, config: VectorSyncConfig) -> int:
         print(f"{source:<14}{collection:<18}" + "".join(
             f"{by_status.get(s, 0):>{w}}" for s, w in
             (("synced", 8), ("pending", 9), ("stale", 7), ("failed", 8))))
+    if storage is not None:
+        _print_storage(storage)
     if failed_rows:
         print("\nfailed documents:")
         for row in failed_rows:
@@ -54,6 +62,26 @@ def cmd_status(args: argparse.Namespace, config: VectorSyncConfig) -> int:
                      "resync_documents job)" if row["gave_up"] else
                      f"next retry {row['next_attempt_at']:%Y-%m-%d %H:%M:%S} UTC)"))
     return code
+
+
+def _print_storage(storage: Storage) -> None:
+    print("\nstorage on disk:")
+    parts = ", ".join(f"{name} {_size(n)}" for name, n in storage.state_parts.items() if n)
+    for name, size, detail in (("ledger", storage.ledger, storage.ledger.how),
+                               ("state", storage.state, parts or "empty"),
+                               ("qdrant", storage.qdrant, storage.qdrant.how)):
+        shown = "n/a" if size.bytes is None else _size(size.bytes)
+        print(f"  {name:<8}{shown:>10}  {detail}")
+    ratio = storage.ratio
+    print("  (ledger + state) / qdrant: " + ("n/a" if ratio is None else f"{ratio:.0%}")
+          + " (tracking state is meant to stay under about 25%)")
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
 
 
 def _unreachable(config: VectorSyncConfig, source: str) -> str | None:

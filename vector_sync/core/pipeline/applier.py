@@ -134,7 +134,7 @@ class Applier:
         for change in changes:
             action = change.action
             points = _take_vectors(vectors, change) if action in EMBEDS else []
-            if self._applied_before(change):  # by an earlier attempt of this step
+            if self.applied_before(change):  # by an earlier attempt of this step
                 self.report.counts[action] += 1
                 continue
             if action in EMBEDS:
@@ -165,7 +165,7 @@ class Applier:
             self.store.record_model(self.spec.name, self.spec.model, dimension)
         return self.report
 
-    def _applied_before(self, change: Change) -> bool:
+    def applied_before(self, change: Change) -> bool:
         """The ledger already records this change as acknowledged by Qdrant."""
         previous = self.rows.get(change.doc_id)
         if change.action in LEAVES:

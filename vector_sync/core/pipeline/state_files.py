@@ -2,10 +2,12 @@
 bounded batches: snapshot (per source) -> changes -> embeddings (per collection and source);
 and the list of sync statuses still owed to a source that writes them back.
 A file may carry a small summary in its footer (the change set's counts), so the stage that
-reads it needs nothing else. State that outlives a run is in the ledger, except that list."""
+reads it needs nothing else. State that outlives a run is in the ledger, except that list;
+an embeddings file is emptied (`consume`) once the Qdrant step has applied it."""
 
 from __future__ import annotations
 
+import glob
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -72,6 +74,12 @@ class StateFiles:
         into it."""
         name = source if shard is None else f"{source}.shard-{shard[0]}-of-{shard[1]}"
         return self.root / "embeddings" / collection / f"{name}.parquet"
+
+    def embedding_shards(self, collection: str, source: str) -> list[Path]:
+        """The shard files of the embeddings file on disk, whatever their count (that of an
+        earlier run may differ from the configured one)."""
+        folder = self.root / "embeddings" / collection
+        return sorted(folder.glob(f"{glob.escape(source)}.shard-*-of-*.parquet"))
 
     def write_back(self, collection: str, source: str) -> Path:
         """Documents whose sync status is still owed to a source that writes it back."""
@@ -144,6 +152,35 @@ def read_summary(path: Path) -> dict[str, int]:
     metadata = pq.read_metadata(path).metadata or {}
     return dict(json.loads(metadata[SUMMARY_KEY])) if SUMMARY_KEY in metadata else {}
 
+
+CONSUMED_KEY = b"vector_sync.consumed"
+
+
+def consume(path: Path, layout: RowFile[Row]) -> int:
+    """Empty a hand-off file whose rows the next stage has applied for good: it is replaced
+    by a file of the same schema without rows (every reader still finds the file it
+    expects), its footer recording how many rows it held (`consumed`). Returns the bytes
+    freed. An embeddings file of an initial sync holds a vector per chunk, gigabytes at a
+    million documents, that nothing reads once Qdrant holds them."""
+    if not path.exists():
+        return 0
+    before, rows = path.stat().st_size, pq.read_metadata(path).num_rows
+    if rows == 0:  # consumed already, or nothing to hold (a run that embedded nothing)
+        return 0
+    with atomic_write(path) as partial_file, \
+            pq.ParquetWriter(partial_file, layout.schema) as writer:
+        writer.add_key_value_metadata({CONSUMED_KEY: json.dumps({"rows": rows})})
+    faults.reached(f"{layout.kind}.consumed")
+    return max(before - path.stat().st_size, 0)
+
+
+def consumed(path: Path) -> int | None:
+    """How many rows the file held before `consume` emptied it, or None when it was not
+    consumed (or does not exist)."""
+    if not path.exists():
+        return None
+    metadata = pq.read_metadata(path).metadata or {}
+    return int(json.loads(metadata[CONSUMED_KEY])["rows"]) if CONSUMED_KEY in metadata else None
 
 
 def write_json(path: Path, value: Any) -> None:

@@ -32,7 +32,7 @@ from vector_sync.core.pipeline.write_back import write_back
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.core.spec import spec_for
 from vector_sync.core.stats import timed
-from vector_sync.core.store import QdrantUnavailable, open_store
+from vector_sync.core.store import QdrantStore, QdrantUnavailable, open_store
 from vector_sync.core.store.ownership import deployment_of
 
 __all__ = ["ApplyReport", "QdrantTransientError", "apply"]
@@ -82,10 +82,23 @@ def apply(config: VectorSyncConfig, source: str, collection: str,
         write_back(config, source, collection, ledger, changed)
         if config.events.enabled:
             deliver_events(config, ledger)
+        if store is not None:
+            _index(store, collection)
     report.seconds = timed(started)
     for doc_id, reason in report.failures[:20]:
         log.warning("failed %s/%s: %s", source, doc_id, reason)
     return report
+
+
+def _index(store: QdrantStore, collection: str) -> None:
+    """Embedded storage builds its search index (HNSW) only when asked: past a size
+    threshold, once, then as segments fill up (a server indexes by itself). A build that
+    fails costs nothing but speed: search stays exact over the same points."""
+    try:
+        store.optimize(collection)
+    except Exception as error:  # noqa: BLE001 - the sync itself is done and recorded
+        log.warning("%s: the search index was not built (%s); search stays exact", collection,
+                    error)
 
 
 def _consume_vectors(files: StateFiles, source: str, collection: str,

@@ -235,6 +235,12 @@ class QdrantStore(ABC):
             copied += len(points)
         return copied
 
+    def optimize(self, collection: str) -> bool:
+        """Bring the collection's search index up to date after writes; True when anything
+        was rebuilt. A server's optimizers do this by themselves, so the default does
+        nothing; the embedded engine builds its HNSW index here."""
+        return False
+
     def delete(self, collection: str, ids: Sequence[str]) -> None:
         if ids and self.exists(collection):  # a missing collection holds nothing to delete
             self.batch(collection, [Delete(list(ids))])

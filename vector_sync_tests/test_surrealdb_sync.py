@@ -267,3 +267,22 @@ def test_unreachable_server_exits_1_and_deletes_nothing(project, capsys):
     error = report["sources"]["articles"]["error"]
     assert code == 1 and "cannot connect" in error and "hunter22" not in error
     assert project.points("articles") == before
+
+
+def test_status_checks_the_table_without_reading_its_change_feed(project, capsys, monkeypatch):
+    """`status` asks whether each source can be read now; for SurrealDB that is a connection
+    and the table's definition, never the change feed (read from its start, it would cost
+    time and memory growing with every write the feed keeps)."""
+    from vector_sync.sources.surrealdb import SurrealSource
+
+    def feed_read(*args: Any) -> Any:  # an injected fault: reading the feed fails the test
+        raise AssertionError("status read the change feed")
+
+    monkeypatch.setattr(SurrealSource, "changes", feed_read)
+    code, status = project.cli("status", capsys=capsys)
+    assert code == 0 and status["sources"]["articles"]["error"] is None, status
+
+    project.config["sources"]["articles"]["table"] = "gone"
+    project.save()
+    code, status = project.cli("status", capsys=capsys)
+    assert code == 1 and "table gone is not defined" in status["sources"]["articles"]["error"]

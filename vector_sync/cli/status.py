@@ -85,12 +85,12 @@ def _size(n: int) -> str:
 
 
 def _unreachable(config: VectorSyncConfig, source: str) -> str | None:
-    """Why the source cannot be read now, from the cheap look its sensor takes (a folder
-    listed, a branch head, a change stream opened), or None when it can."""
+    """Why the source cannot be read now (a vault's folder, a connection, a branch head), or
+    None when it can."""
     from vector_sync.core.source import SourceUnavailable
 
     try:
-        config.sources[source].look(source, None)
+        config.sources[source].probe(source)
     except SourceUnavailable as error:
         return str(error)
     return None

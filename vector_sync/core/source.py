@@ -157,6 +157,13 @@ class SourceConfig(BaseModel):
             "documents were added, removed or modified" if changed else "unchanged"),
             {"fingerprint": current})
 
+    def probe(self, name: str) -> None:
+        """Raises SourceUnavailable when the source cannot be read now (what `status`
+        shows). By default the sensor's first look; kinds whose first look reads every
+        document id (a vault walked, a change feed read from its start) override it with a
+        check that costs the same at any size."""
+        self.look(name, None)
+
     def where(self) -> str:
         """What the source reads, for people (secrets masked): "notes under ./vault"."""
         return f"{self.kind} source"

@@ -48,6 +48,10 @@ class MarkdownConfig(SourceConfig):
     def open(self, name: str, fields: Sequence[str] | None) -> Source:
         return MarkdownSource(name, self)
 
+    def probe(self, name: str) -> None:
+        """The vault's folder is there (the walk is what a sync pays, not status)."""
+        MarkdownSource(name, self).checked_root()
+
     def where(self) -> str:
         return f"notes under {self.path}"
 
@@ -144,7 +148,7 @@ class MarkdownSource:
     # --- scan ---
 
     def scan(self) -> Iterator[SourceEntry]:
-        root = self._checked_root()
+        root = self.checked_root()
         pending: list[tuple[str, tuple[IgnoreLayer, ...]]] = [("", ())]
         while pending:
             folder, layers = pending.pop()
@@ -162,7 +166,7 @@ class MarkdownSource:
                         yield found
             pending.extend(reversed(subfolders))  # keeps the walk in name order
 
-    def _checked_root(self) -> str:
+    def checked_root(self) -> str:
         """The real path of the vault; a missing vault must never look like an empty one."""
         root = os.fspath(self.config.path)
         try:
@@ -255,7 +259,7 @@ class MarkdownSource:
 
     def read(self, doc_ids: Iterable[str]) -> Iterator[Document | ReadFailure]:
         # a vault gone since the scan must not make every note look deleted
-        root = self._checked_root()
+        root = self.checked_root()
         for doc_id in doc_ids:
             result = self._read_one(root, doc_id)
             if result is not None:

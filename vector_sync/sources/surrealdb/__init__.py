@@ -121,6 +121,12 @@ class SurrealConfig(SourceConfig):
         return ChangeCheck(changed, f"{self.where()}: " + (
             summary if changed else "no change in the change feed"), {"versionstamp": latest})
 
+    def probe(self, name: str) -> None:
+        """Connected, and the table defined: the feed is not read."""
+        source = SurrealSource(name, self)
+        with source.connected() as db:
+            source.feed_retention(db)
+
     def where(self) -> str:
         return f"records of {self.namespace}/{self.database}.{self.table} at {mask_url(self.url)}"
 

@@ -4,6 +4,7 @@ config they are synced with, and a quiet Dagster log. Not a benchmark itself."""
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import shutil
 import subprocess
@@ -119,6 +120,31 @@ def frontmatter(rng: random.Random, title: str) -> list[str]:
     created = f"20{rng.randint(18, 25)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
     return ["---", f"title: {title}", f"tags: [{', '.join(tags)}]", f"created: {created}",
             "---", ""]
+
+
+def short_body(rng: random.Random) -> str:
+    """2-4 sentences: a note or record of a few hundred bytes, one chunk."""
+    return " ".join(" ".join(sentence(rng)) + "." for _ in range(rng.randint(2, 4)))
+
+
+def write_small_vault(vault: Path, count: int, seed: int) -> list[Path]:
+    """`count` small notes (a tag, a heading, short_body) over the folders() layout, each
+    folder cut into buckets of at most 500 notes; written with bare os calls (open, write,
+    close) because a million notes are written this way. Returns the paths in order."""
+    rng, places = random.Random(seed), folders()
+    paths = []
+    for i in range(count):
+        folder = vault / places[i % len(places)] / f"b{i // len(places) // 500:03d}"
+        if (i // len(places)) % 500 == 0:  # the first note of a bucket
+            folder.mkdir(parents=True, exist_ok=True)
+        title = " ".join(w.capitalize() for w in rng.choices(WORDS, k=3)) + f" {i}"
+        path = folder / f"{title}.md"
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.write(handle, f"---\ntags: [{rng.choice(WORDS)}]\n---\n# {title}\n\n"
+                 f"{short_body(rng)}\n".encode())
+        os.close(handle)
+        paths.append(path)
+    return paths
 
 
 def write_config(root: Path, batch_size: int = 16, state: str = "state",

@@ -21,6 +21,9 @@ Timings are the median of 3 runs, except the initial sync and LangChain's initia
              and the whole no-op process
   verify     benchmarks/verify_100k.py (100,000 points), its printed figures
   git        50,000-file Git repository, a commit changing 10 files, against a no-op sync
+  million    benchmarks/million.py: a vault and a SurrealDB table of 100,000, 300,000 and
+             1,000,000 documents (--quick: 3,000, 6,000), every command at each size; hours,
+             so only with --only million
 
 Setups that need an already synced state (20,000 notes, 50,000 files) sync once in this
 process with a stand-in embedder (benchmarks/_vault.py, cheap_setup), not measured.
@@ -60,13 +63,14 @@ from _measure import (
 from _vault import COLLECTION, SOURCE, cheap_setup, code_version, dagster_log, scratch, sentence
 from _vault import write_config as vault_config
 from migration import run_rows as migration_rows
+from million import run_rows as million_rows
 
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
 CLI = str(Path(PYTHON).with_name("vector-sync"))
 REPEATS = 3
 GROUPS = ("raw", "initial", "noop", "edit", "langchain", "noop20k", "verify", "git",
-          "migration")
+          "migration", "million")
 NOOP_KEYS = ("added", "updated", "payload_updated", "deleted", "failed", "chunks_embedded")
 RAW_EMBED = """
 import json, sys
@@ -410,7 +414,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 30 notes, 2,000 notes, 10,000 points, 5,000 files")
     parser.add_argument("--only", type=lambda s: set(s.replace(",", " ").split()),
-                        default=set(GROUPS), help=f"comma-separated: {', '.join(GROUPS)}")
+                        default=set(GROUPS) - {"million"},
+                        help=f"comma-separated: {', '.join(GROUPS)} (million: only if named)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
@@ -429,6 +434,7 @@ def main() -> None:
             ("git", {"git"}, lambda d: git(d, sizes.git_files, args.seed, rows)),
             ("migration", {"migration"},
              lambda d: rows.extend(migration_rows(d, args.quick, row))),
+            ("million", {"million"}, lambda d: rows.extend(million_rows(d, args.quick, row))),
         ):
             if needed & args.only:
                 (root / name).mkdir()

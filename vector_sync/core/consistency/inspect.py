@@ -8,13 +8,16 @@ It only reads: the source is listed as a dry run does, the ledger is opened read
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from vector_sync.core.consistency.expected_now import expected_now
 from vector_sync.core.consistency.verify import Held, Verification, Verifier, _claim, _holds_exactly
 from vector_sync.core.hashing import point_id
 from vector_sync.core.ledger import Expected, LedgerRow
-from vector_sync.core.pipeline.plan import dry_run, read_only_ledger
+from vector_sync.core.pipeline.plan import read_only_ledger
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.core.source import SourceUnavailable
 from vector_sync.core.spec import spec_for
@@ -63,9 +66,12 @@ def inspect_document(config: VectorSyncConfig, source: str, collection: str,
     with read_only_ledger(config) as ledger:
         rows = ledger.rows_of(source, collection, [doc_id])
         row = rows[0] if rows else None
-        try:  # before Qdrant is opened: a dry run may read Qdrant itself
-            want = dry_run(config, source, ledger, collections=[collection]) \
-                .expected[collection].get(doc_id)
+        try:  # the source's expected state streamed to a file, this document picked out
+            with tempfile.TemporaryDirectory(prefix="vector_sync_inspect_") as scratch:
+                spilled = expected_now(config, source, ledger, Path(scratch), [collection])
+                found_now = spilled.get(collection)
+                want = None if found_now is None else next(
+                    (state for d, state in found_now() if d == doc_id), None)
         except SourceUnavailable as error:
             found.source_error = str(error)
     held, found.points = _held(config, source, collection, doc_id)

@@ -6,24 +6,31 @@ Qdrant is scrolled once, payloads only (never vectors), folding every point into
 BUCKETS digests keyed by doc_id; the expected state and the ledger are folded the same way.
 Only buckets whose digests differ are drilled into with a second pass, so a consistent
 collection costs one scroll and memory proportional to the bucket count (a Merkle-style
-summary). A sampling mode checks a random subset of documents by their point ids plus the
-total point count, and says so.
+summary). The expected state is streamed too: `verify` spills it to a temporary file as it
+derives it (expected_now.py) and pages through the ledger's claims, so neither is held
+whole; the spot check after a sync looks up only its sample's expectations.
+
+A sampling mode checks a random subset of documents by their point ids plus the total point
+count, and says so.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from vector_sync.core.batches import old_objects_frozen
+from vector_sync.core.consistency.expected_now import expected_now
 from vector_sync.core.documents import nested_subset
 from vector_sync.core.hashing import payload_hash, point_id
-from vector_sync.core.ledger import Expected, LedgerRow
-from vector_sync.core.pipeline.plan import dry_run, read_only_ledger
+from vector_sync.core.ledger import Expected, Ledger, LedgerRow
+from vector_sync.core.pipeline.plan import read_only_ledger
 from vector_sync.core.settings import DEFAULT_MODEL, VectorSyncConfig
 from vector_sync.core.spec import CollectionSpec, spec_for
 from vector_sync.core.store import QdrantStore, open_store
@@ -31,7 +38,13 @@ from vector_sync.core.text.embedder import Embedder
 from vector_sync.core.text.model_files import DIMENSION
 
 BUCKETS = 1024
+# documents remembered per scroll (their bucket, their payload's hash): bounded, so a
+# collection of millions of documents is not held; a document's points are mostly met
+# close together, and one met again after a reset is only hashed again
+MEMO = 50_000
 SAMPLE_SIZE = 20  # offending doc_ids kept per problem for reports
+# (doc_id, expected state) of a collection, read anew on each call (from a file, the ledger)
+Stream = Callable[[], Iterable[tuple[str, Expected]]]
 
 
 def bucket_of(doc_id: str) -> int:
@@ -126,14 +139,41 @@ class Verifier:
     def verify(self, expected: dict[str, Expected], ledger_rows: dict[str, LedgerRow],
                dimension: int | None, sample: float | None = None,
                at_least: int = 1) -> Verification:
-        started = time.perf_counter()
-        result = Verification(self.source, self.spec.name, checked=len(expected),
-                              points_expected=sum(state[2] for state in expected.values()))
-        result.config_problems = self._config_problems(dimension)
+        """Against an expected state and ledger rows held in memory (tools, small sets)."""
+        checked, points = len(expected), sum(state[2] for state in expected.values())
         if sample is not None:
-            self._sampled(result, expected, sample, at_least)
-        else:
-            self._complete(result, expected, ledger_rows)
+            ordered = sorted(expected)
+            chosen = pick(lambda: ((d, expected[d]) for d in ordered), checked, sample, at_least)
+            return self.verify_sample(chosen, checked, points, dimension)
+        return self.verify_streams(
+            lambda: iter(expected.items()),
+            lambda: ((d, _claim(row)) for d, row in ledger_rows.items()),
+            dimension, checked, points)
+
+    @old_objects_frozen()
+    def verify_streams(self, expected: Stream, claims: Stream, dimension: int | None,
+                       checked: int, points_expected: int) -> Verification:
+        """The complete check. `expected`: the expected state of `checked` documents calling
+        for `points_expected` points; `claims`: what the ledger says Qdrant holds. Each is
+        read once for the digests and once more, only when a bucket differs."""
+        started = time.perf_counter()
+        result = Verification(self.source, self.spec.name, checked=checked,
+                              points_expected=points_expected)
+        result.config_problems = self._config_problems(dimension)
+        self._complete(result, expected, claims)
+        result.seconds = round(time.perf_counter() - started, 3)
+        return result
+
+    @old_objects_frozen()
+    def verify_sample(self, chosen: dict[str, Expected], checked: int, points_expected: int,
+                      dimension: int | None) -> Verification:
+        """The sampled check: the `chosen` documents (of `checked`, calling for
+        `points_expected` points) by point id, and the point count."""
+        started = time.perf_counter()
+        result = Verification(self.source, self.spec.name, checked=checked,
+                              points_expected=points_expected)
+        result.config_problems = self._config_problems(dimension)
+        self._sampled(result, chosen)
         result.seconds = round(time.perf_counter() - started, 3)
         return result
 
@@ -160,23 +200,25 @@ class Verifier:
 
     # --- complete check: digests, then drill-down --------------------------------------------
 
-    def _complete(self, result: Verification, expected: dict[str, Expected],
-                  ledger_rows: dict[str, LedgerRow]) -> None:
+    def _complete(self, result: Verification, expected: Stream, claims: Stream) -> None:
         expected_digests = [0] * BUCKETS
-        for doc_id, state in expected.items():
+        for doc_id, state in expected():
             _fold_expected(expected_digests, doc_id, state)
         ledger_digests = [0] * BUCKETS
-        for doc_id, row in ledger_rows.items():
-            _fold_expected(ledger_digests, doc_id, _claim(row))
+        for doc_id, claim in claims():
+            _fold_expected(ledger_digests, doc_id, claim)
         held_digests = [0] * BUCKETS
         buckets: dict[str, int] = {}  # a document's chunks are many points: hash it once
         for doc_id, index, chash, phash, count, foreign in self._points():
             if (bucket := buckets.get(doc_id)) is None:
+                if len(buckets) >= MEMO:
+                    buckets.clear()
                 bucket = buckets[doc_id] = bucket_of(doc_id)
             # a foreign point folds in its own id, so it can never cancel or match anything
             held_digests[bucket] ^= _point_digest(
                 doc_id, index, chash if foreign is None else foreign, phash, count)
             result.points += 1
+        del buckets
         differing = {b for b in range(BUCKETS) if held_digests[b] != expected_digests[b]
                      or held_digests[b] != ledger_digests[b]}
         result.buckets_differing = len(differing)
@@ -189,14 +231,14 @@ class Verifier:
                     held.add(index, chash, phash, count)
                 else:
                     held.foreign.append(foreign)
-        suspects = set(result.held) | {d for d in expected if bucket_of(d) in differing} | {
-            d for d in ledger_rows if bucket_of(d) in differing}
-        for doc_id in sorted(suspects):
-            self._classify(result, doc_id, expected.get(doc_id), result.held.get(doc_id))
-            if doc_id in ledger_rows or doc_id in result.held:
-                claim = _claim(ledger_rows[doc_id]) if doc_id in ledger_rows else None
-                if not _holds_exactly(result.held.get(doc_id), claim):
-                    result.ledger_disagrees.append(doc_id)
+        # only the differing buckets' documents are held from here on
+        wants = {d: state for d, state in expected() if bucket_of(d) in differing}
+        claimed = {d: claim for d, claim in claims() if bucket_of(d) in differing}
+        for doc_id in sorted(result.held.keys() | wants.keys() | claimed.keys()):
+            self._classify(result, doc_id, wants.get(doc_id), result.held.get(doc_id))
+            if (doc_id in claimed or doc_id in result.held) and \
+                    not _holds_exactly(result.held.get(doc_id), claimed.get(doc_id)):
+                result.ledger_disagrees.append(doc_id)
 
     def _points(self) -> Iterator[tuple[str, int, str, str, int, str | None]]:
         """Every point of the source, described, with its id when it is foreign."""
@@ -215,6 +257,8 @@ class Verifier:
         doc_id = str(payload.get("doc_id"))
         subset = nested_subset(payload, self.spec.payload)
         known = hashed.get(doc_id)
+        if known is None and len(hashed) >= MEMO:
+            hashed.clear()
         if known is None or known[0] != subset:
             known = hashed[doc_id] = (subset, payload_hash(subset))
         return (doc_id, int(payload.get("chunk_index", -1)), str(payload.get("content_hash")),
@@ -236,27 +280,34 @@ class Verifier:
 
     # --- sampling: a random subset by point id, plus the total count -------------------------
 
-    def _sampled(self, result: Verification, expected: dict[str, Expected],
-                 fraction: float, at_least: int = 1) -> None:
-        chosen = sorted(expected)
-        wanted = min(len(chosen), max(at_least, int(len(chosen) * fraction)))
-        chosen = random.Random(0).sample(chosen, wanted) if chosen else []
+    def _sampled(self, result: Verification, chosen: dict[str, Expected]) -> None:
         if self.store.exists(self.spec.name):
-            for doc_id in chosen:
-                count = expected[doc_id][2]
-                ids = [point_id(self.source, doc_id, i) for i in range(count + 1)]
+            for doc_id, want in chosen.items():
+                ids = [point_id(self.source, doc_id, i) for i in range(want[2] + 1)]
                 held = Held()
                 for payload in self.store.payloads(self.spec.name, ids):
                     held.add(*self._describe(payload, {})[1:])
                 result.held[doc_id] = held
-                self._classify(result, doc_id, expected[doc_id],
-                               held if held.indexes else None)
+                self._classify(result, doc_id, want, held if held.indexes else None)
             result.points = self.store.count(self.spec.name, self.source)
         else:
-            result.missing = [d for d in chosen if expected[d][2]]
-        result.sampled = (f"{len(chosen)} of {len(expected)} documents by point id, and the "
+            result.missing = [d for d, want in chosen.items() if want[2]]
+        result.sampled = (f"{len(chosen)} of {result.checked} documents by point id, and the "
                           f"point count ({result.points} held, {result.points_expected} "
                           "expected)")
+
+
+def pick(stream: Stream, count: int, fraction: float, at_least: int = 1) -> dict[str, Expected]:
+    """A seeded random sample of `fraction` (at least `at_least`) of the `count` documents
+    `stream` yields, taken as it passes: only the sample is held."""
+    wanted = min(count, max(at_least, int(count * fraction)))
+    positions = random.Random(0).sample(range(count), wanted) if count else []
+    rank = {position: i for i, position in enumerate(positions)}
+    found: list[tuple[str, Expected] | None] = [None] * wanted
+    for position, item in enumerate(stream()):
+        if (i := rank.get(position)) is not None:
+            found[i] = item
+    return dict(item for item in found if item is not None)
 
 
 def _claim(row: LedgerRow) -> Expected:
@@ -287,18 +338,42 @@ def model_dimension(config: VectorSyncConfig, collection: str) -> int:
 def verify_source(config: VectorSyncConfig, source: str, collections: list[str] | None = None,
                   sample: float | None = None) -> list[Verification]:
     """Verify the collections `source` feeds (or only `collections`) against the source as
-    it is now and against the ledger. Writes nothing. Raises SourceUnavailable or
-    QdrantUnavailable."""
-    with read_only_ledger(config) as ledger:
-        run = dry_run(config, source, ledger, collections=collections)
-        rows = {c: ledger.rows(source, c) for c in run.expected}
+    it is now (listed once for all of them) and against the ledger. Writes nothing but
+    temporary files. Raises SourceUnavailable or QdrantUnavailable."""
     results = []
-    with open_store(config.qdrant, config.state) as store:
-        for collection, expected in run.expected.items():
-            verifier = Verifier(store, source, spec_for(config, collection))
-            results.append(verifier.verify(expected, rows[collection],
-                                           model_dimension(config, collection), sample))
+    with read_only_ledger(config) as ledger, \
+            tempfile.TemporaryDirectory(prefix="vector_sync_verify_") as scratch:
+        spilled = expected_now(config, source, ledger, Path(scratch), collections)
+        with open_store(config.qdrant, config.state) as store:
+            for collection, expected in spilled.items():
+                verifier = Verifier(store, source, spec_for(config, collection))
+                dimension = model_dimension(config, collection)
+                if sample is None:
+                    results.append(verifier.verify_streams(
+                        expected, _ledger_claims(ledger, source, collection), dimension,
+                        expected.checked, expected.points))
+                else:
+                    results.append(verifier.verify_sample(
+                        pick(expected, expected.checked, sample), expected.checked,
+                        expected.points, dimension))
     return results
+
+
+def _ledger_claims(ledger: Ledger, source: str, collection: str) -> Stream:
+    def claims() -> Iterator[tuple[str, Expected]]:
+        for page in ledger.claim_pages(source, collection):
+            for doc_id, chash, phash, count in page:
+                yield doc_id, (Expected("", "", 0) if chash is None
+                               else Expected(chash, phash or "", count))
+    return claims
+
+
+def _ledger_expected(ledger: Ledger, source: str, collection: str) -> Stream:
+    def expected() -> Iterator[tuple[str, Expected]]:
+        for page in ledger.expected_pages(source, collection):
+            for doc_id, chash, phash, count in page:
+                yield doc_id, Expected(chash, phash, count)
+    return expected
 
 
 SPOT_CHECK = 0.02  # the fraction of documents a sync's spot check reads back
@@ -309,12 +384,15 @@ def spot_check(config: VectorSyncConfig, source: str, collection: str) -> Verifi
     """What every sync checks after writing, cheaply (no source read, a sample of the
     documents): Qdrant against what the ledger recorded of the source's last diff, by point
     id for 2% of the documents (at least 20), the points counted, and the ledger's claims
-    for the documents read back. `verify_source` is the complete check."""
+    for the documents read back. `verify_source` is the complete check. Only the sample's
+    expectations are held: the rest pass by, page by page."""
     with read_only_ledger(config) as ledger, open_store(config.qdrant, config.state) as store:
         verifier = Verifier(store, source, spec_for(config, collection))
-        result = verifier.verify(ledger.expected(source, collection), {},
-                                 model_dimension(config, collection), SPOT_CHECK,
-                                 at_least=SPOT_CHECK_AT_LEAST)
+        checked, points = ledger.expected_totals(source, collection)
+        chosen = pick(_ledger_expected(ledger, source, collection), checked, SPOT_CHECK,
+                      SPOT_CHECK_AT_LEAST)
+        result = verifier.verify_sample(chosen, checked, points,
+                                        model_dimension(config, collection))
         claims = {row.doc_id: _claim(row)
                   for row in ledger.rows_of(source, collection, result.held)}
     result.ledger_disagrees = sorted(d for d, held in result.held.items()

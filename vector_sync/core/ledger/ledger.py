@@ -34,6 +34,7 @@ from vector_sync.core.ledger.db import (
     with_installed_driver,
     write_transaction,
 )
+from vector_sync.core.ledger.keyed import KeyedReads
 from vector_sync.core.ledger.outages import LedgerUnavailable, OutageWindow, outage_tolerant
 from vector_sync.core.ledger.rows import (
     FIELDS,
@@ -51,8 +52,10 @@ _PAGE = 5_000  # rows per keyset page in source_rows()
 _ROW_COLUMNS = [ledger_table.c[name] for name in FIELDS]
 
 
-class Ledger:
-    """What Qdrant holds, per document and collection. Safe for several writer processes."""
+class Ledger(KeyedReads):
+    """What Qdrant holds, per document and collection. Safe for several writer processes.
+    Whole-collection reads (`rows`, `expected`, ...) are for small sets and tools; the stages
+    read by doc_id batch or in pages (keyed.py)."""
 
     def __init__(self, url: str, outage_s: float = 0, read_only: bool = False):
         """`outage_s`: how long a PostgreSQL server may stay unreachable before a call
@@ -90,16 +93,6 @@ class Ledger:
         )
         with self._engine.connect() as conn:
             return {row.doc_id: row for row in _to_rows(conn.execute(query))}
-
-    @outage_tolerant
-    def chunk_counts(self, source: str, collection: str) -> dict[str, int]:
-        """doc_id -> chunk_count of one (source, collection), without building the rows: 0
-        means no point of the document can be in Qdrant."""
-        table = ledger_table
-        query = select(table.c.doc_id, table.c.chunk_count).where(
-            table.c.source == source, table.c.collection == collection)
-        with self._engine.connect() as conn:
-            return {doc_id: count for doc_id, count in conn.execute(query).all()}
 
     @outage_tolerant
     def rows_of(self, source: str, collection: str, doc_ids: Iterable[str]) -> list[LedgerRow]:

@@ -14,15 +14,19 @@ from __future__ import annotations
 import json
 import logging
 import time
+from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 from vector_sync.core import faults
-from vector_sync.core.batches import old_objects_frozen
+from vector_sync.core.batches import batched, old_objects_frozen
 from vector_sync.core.documents import nested_subset
 from vector_sync.core.hashing import content_hash, payload_hash, stable_json
-from vector_sync.core.ledger import Expected, LedgerRow, open_ledger
+from vector_sync.core.ledger import Expected, Ledger, LedgerRow, open_ledger
 from vector_sync.core.pipeline.rows import OUTCOMES, Action, Change, SnapshotRow
 from vector_sync.core.pipeline.state_files import (
     CHANGES,
@@ -89,26 +93,35 @@ class Differ:
         # the mass-delete guard weighs deletions against what the collection holds
         diff.documents_before = sum(1 for count in chunk_counts.values() if count)
         for row in snapshot:
-            diff.documents_now += 1
-            doc_id = row.doc_id
-            remaining.discard(doc_id)
-            previous = ledger_rows.get(doc_id)
-            if row.state == "read":
-                change, self.expected[doc_id] = self._compare(row, previous)
-            else:
-                change = self._unread(row, previous)
-            if change is None:
-                diff.counts["unchanged"] += 1
-                continue
-            diff.counts[change.action] += 1
-            diff.chunks += len(change.chunks or ())
-            yield change
+            remaining.discard(row.doc_id)
+            if (change := self.decide(row, ledger_rows.get(row.doc_id), diff)) is not None:
+                yield change
         for doc_id in remaining:  # in the ledger, gone from the source
-            if chunk_counts[doc_id] == 0:  # no point in Qdrant to delete: nothing to count
-                yield Change(doc_id, "forgotten")
-                continue
-            diff.counts["deleted"] += 1
-            yield Change(doc_id, "deleted")
+            yield self.gone(doc_id, chunk_counts[doc_id], diff)
+
+    def decide(self, row: SnapshotRow, previous: LedgerRow | None,
+               diff: Diff) -> Change | None:
+        """The change for one document of the snapshot (None: nothing to write anywhere),
+        counted in `diff`; its expected state goes into `expected`."""
+        diff.documents_now += 1
+        if row.state == "read":
+            change, self.expected[row.doc_id] = self._compare(row, previous)
+        else:
+            change = self._unread(row, previous)
+        if change is None:
+            diff.counts["unchanged"] += 1
+            return None
+        diff.counts[change.action] += 1
+        diff.chunks += len(change.chunks or ())
+        return change
+
+    @staticmethod
+    def gone(doc_id: str, chunk_count: int, diff: Diff) -> Change:
+        """A document of the ledger the snapshot no longer has."""
+        if chunk_count == 0:  # no point in Qdrant to delete: nothing to count
+            return Change(doc_id, "forgotten")
+        diff.counts["deleted"] += 1
+        return Change(doc_id, "deleted")
 
     def _unread(self, row: SnapshotRow, previous: LedgerRow | None) -> Change | None:
         """Not read (hint unchanged) or unreadable: Qdrant should keep what it has."""
@@ -197,6 +210,84 @@ def differ_for(config: VectorSyncConfig, collection: str,
     return Differ(spec, embedder.count_tokens(), previous_expected)
 
 
+# --- streaming a snapshot through the Differ -------------------------------------------------
+
+DIFF_BATCH = 2_000  # snapshot rows decided together: one keyed ledger look-up per batch
+
+
+class KeyedDiff:
+    """A collection's diff over a snapshot streamed in batches. For each batch, the expected
+    states and (only where the decision needs them: documents read or failed, or without an
+    expectation to carry forward) the ledger rows of its documents are looked up by doc_id.
+    Held for the whole run, per document: 8 bytes, a hash of its id (Python's 64-bit string
+    hash, one process), to find the ledger's documents the snapshot no longer has by
+    paging through the ledger afterwards; and the expectations that changed, to be written.
+    `on_expected`, if set, is given each batch's expected states (the consistency check
+    folds them)."""
+
+    def __init__(self, ledger: Ledger, source: str, differ: Differ,
+                 keep_changed: bool = True) -> None:
+        """`keep_changed` False: a dry look that writes no expectation keeps none."""
+        self.ledger, self.source, self.differ = ledger, source, differ
+        self.keep_changed = keep_changed
+        self.collection = differ.spec.name
+        self.changed: dict[str, Expected] = {}  # new or different expectations, to write
+        self.removed: list[str] = []  # expectations of documents the snapshot no longer has
+        self.on_expected: Callable[[dict[str, Expected]], None] | None = None
+        self._seen = array("q")
+
+    def changes(self, snapshot: Iterable[SnapshotRow], diff: Diff) -> Iterator[Change]:
+        """Rows of the change set, as Differ.changes makes them; `diff` is filled in."""
+        for batch in batched(snapshot, DIFF_BATCH):
+            yield from self.decide(batch, diff)
+        yield from self.leftovers(diff)
+
+    def decide(self, batch: list[SnapshotRow], diff: Diff) -> Iterator[Change]:
+        """The changes of one batch of the snapshot (all of it decided once consumed)."""
+        differ, source, collection = self.differ, self.source, self.collection
+        ids = [row.doc_id for row in batch]
+        self._seen.extend(map(hash, ids))
+        previous = self.ledger.expected_of(source, collection, ids)
+        needed = [row.doc_id for row in batch
+                  if row.state != "skipped" or row.doc_id not in previous]
+        rows = {row.doc_id: row for row in self.ledger.rows_of(source, collection, needed)}
+        differ.previous_expected, differ.expected = previous, {}
+        for row in batch:
+            if (change := differ.decide(row, rows.get(row.doc_id), diff)) is not None:
+                yield change
+        if self.keep_changed:
+            self.changed.update((doc_id, now) for doc_id, now in differ.expected.items()
+                                if previous.get(doc_id) != now)
+        if self.on_expected is not None:
+            self.on_expected(differ.expected)
+        differ.previous_expected, differ.expected = {}, {}
+
+    def leftovers(self, diff: Diff) -> Iterator[Change]:
+        """Once every batch is decided: the ledger's documents the snapshot no longer has
+        (deleted, or forgotten), found by paging through the ledger; and the expectations
+        to remove (`removed`)."""
+        source, collection = self.source, self.collection
+        seen = np.sort(np.frombuffer(self._seen, dtype=np.int64))
+        for page in self.ledger.key_pages(source, collection):
+            # the mass-delete guard weighs deletions against what the collection holds
+            diff.documents_before += sum(1 for _, count, _ in page if count)
+            for (doc_id, count, _), there in zip(page, _among(seen, page), strict=True):
+                if not there:  # in the ledger, gone from the source
+                    yield self.differ.gone(doc_id, count, diff)
+        for expected in self.ledger.expected_pages(source, collection):
+            self.removed += [entry[0] for entry, there in zip(
+                expected, _among(seen, expected), strict=True) if not there]
+
+
+def _among(seen: np.ndarray[Any, np.dtype[np.int64]],
+           page: Sequence[tuple[Any, ...]]) -> list[bool]:
+    """For each (doc_id, ...) of `page`: is the hash of its id in `seen` (sorted)? A hash
+    can only be missing for an id that is missing, so nothing present is deleted."""
+    hashes = np.fromiter((hash(entry[0]) for entry in page), dtype=np.int64, count=len(page))
+    at = np.minimum(np.searchsorted(seen, hashes), max(len(seen) - 1, 0))
+    return list((seen[at] == hashes) if len(seen) else np.zeros(len(page), dtype=bool))
+
+
 # --- the stage ------------------------------------------------------------------------------
 
 
@@ -208,21 +299,10 @@ def changes(config: VectorSyncConfig, source: str, collection: str) -> dict[str,
     diff = Diff()
     snapshot = files.snapshot(source)
     with open_ledger(config.state) as ledger, old_objects_frozen():
-        previous = ledger.expected(source, collection)
-        # ledger rows only where the decision needs them: documents read (or failed), and
-        # those without an expectation to carry forward
-        needed = [row.doc_id for row in read_rows(snapshot, SNAPSHOT, ["doc_id", "state"])
-                  if row.state != "skipped" or row.doc_id not in previous]
-        rows = {row.doc_id: row for row in ledger.rows_of(source, collection, needed)}
-        differ = differ_for(config, collection, previous)
+        keyed = KeyedDiff(ledger, source, differ_for(config, collection, {}))
         write_rows(files.changes(collection, source), CHANGES,
-                   differ.changes(read_rows(snapshot, SNAPSHOT), rows, diff,
-                                  ledger.chunk_counts(source, collection)),
-                   summary=diff.as_dict)
-        ledger.update_expected(
-            source, collection,
-            {d: e for d, e in differ.expected.items() if previous.get(d) != e},
-            previous.keys() - differ.expected.keys())
+                   keyed.changes(read_rows(snapshot, SNAPSHOT), diff), summary=diff.as_dict)
+        ledger.update_expected(source, collection, keyed.changed, keyed.removed)
     faults.reached("changes.expected_saved")
     log.info("changes for %s from %s: %s", collection, source, diff.as_dict())
     return {**diff.as_dict(), "duration_s": timed(started)}

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from vector_sync.core import faults
 from vector_sync.core.batches import batched, old_objects_frozen
-from vector_sync.core.documents import Document, ReadFailure, SourceEntry
+from vector_sync.core.documents import Document, ReadFailure
 from vector_sync.core.hashing import stable_json
 from vector_sync.core.ledger import Ledger, open_ledger
 from vector_sync.core.pipeline import checkpoints
@@ -29,56 +29,84 @@ from vector_sync.core.stats import throughput, timed
 log = logging.getLogger(__name__)
 
 READ_BATCH = 500
+SCAN_BATCH = 5_000  # listed entries whose hints are looked up in the ledger together
 
 
 def snapshot_rows(source: Source, ledger: Ledger, specs: list[CollectionSpec],
                   full: bool = False, track_listing: bool = False) -> Iterator[SnapshotRow]:
     """The source's current documents. Those whose hint matches a fully synced ledger entry
     and whose expected state is known are not read ("skipped"); all are read with `full` or
-    after a collection's config changed. Raises SourceUnavailable before yielding anything
-    if the source is down. `track_listing` (a sync, not a dry run): a source whose history
-    names every change since the last sync is not listed, until its full-listing period
-    has passed; when it is listed, the ledger notes when."""
+    after a collection's config changed. Raises SourceUnavailable if the source is down
+    (before any row when it is down from the start). `track_listing` (a sync, not a dry
+    run): a source whose history names every change since the last sync is not listed,
+    until its full-listing period has passed; when it is listed, the ledger notes when.
+
+    The listing is taken in batches, each batch's hints looked up in the ledger by doc_id:
+    what is held is one batch and the ids still to read, never every document's hint."""
     names = [s.name for s in specs]
     changed: set[str] = set()
     if isinstance(source, Checkpointed):  # its own history decides too: reads are the union
         changed = source.changed_since(checkpoints.last_checkpoint(ledger, source.name, names))
-    clean: dict[str, str] = {}
-    if not full and not checkpoints.config_changed(ledger, source.name, specs):
-        clean = ledger.synced_hints(source.name, names)
-        known = ledger.expected_everywhere(source.name, names)
-        clean = {doc_id: hint for doc_id, hint in clean.items() if doc_id in known}
-        if track_listing and isinstance(source, Checkpointed) and source.complete and \
-                not checkpoints.listing_due(ledger, source.name, source.full_listing_every_s):
-            yield from _unlisted_rows(source, ledger, clean, changed)
-            return
-    entries: list[SourceEntry] = list(source.scan())
+    hints = not full and not checkpoints.config_changed(ledger, source.name, specs)
+    if hints and track_listing and isinstance(source, Checkpointed) and source.complete and \
+            not checkpoints.listing_due(ledger, source.name, source.full_listing_every_s):
+        yield from _unlisted_rows(source, ledger, names, changed)
+        return
+    listed = 0
+    to_read: list[str] = []  # read once the listing is done, as before batching
+    for entries in batched(source.scan(), SCAN_BATCH):
+        listed += len(entries)
+        clean = ledger.hints_of(source.name, names, [
+            e.doc_id for e in entries if e.doc_id not in changed]) if hints else {}
+        for entry in entries:
+            if entry.doc_id not in changed and clean.get(entry.doc_id) == entry.version:
+                yield SnapshotRow(entry.doc_id, entry.version, "skipped")
+            else:
+                to_read.append(entry.doc_id)
     faults.reached("snapshot.scanned")
     if track_listing and isinstance(source, Checkpointed):
         checkpoints.note_listing(ledger, source.name)
-    to_read = []
-    for entry in entries:
-        if entry.doc_id not in changed and clean.get(entry.doc_id) == entry.version:
-            yield SnapshotRow(entry.doc_id, entry.version, "skipped")
-        else:
-            to_read.append(entry.doc_id)
-    log.info("source %s: %d documents, %d to read", source.name, len(entries), len(to_read))
+    log.info("source %s: %d documents, %d to read", source.name, listed, len(to_read))
     yield from _read_rows(source, to_read)
 
 
-def _unlisted_rows(source: Source, ledger: Ledger, clean: dict[str, str],
+def _unlisted_rows(source: Source, ledger: Ledger, names: list[str],
                    changed: set[str]) -> Iterator[SnapshotRow]:
     """The snapshot without a listing: what the source's history names is read (a deleted
     or out-of-scope document reads as nothing, so the diff deletes it), as is every
     document not fully synced; the rest are as the ledger has them."""
-    known = {row.doc_id for row in ledger.source_rows(source.name)}
-    to_read = sorted(changed | (known - clean.keys()))
-    for doc_id, hint in clean.items():
-        if doc_id not in changed:
-            yield SnapshotRow(doc_id, hint, "skipped")
+    to_read: set[str] = set()  # the documents not fully synced: few, unless a sync failed
+    known = 0
+    for page, first in _ledger_documents(ledger, source.name, names):
+        known += len(page)
+        ids = [doc_id for doc_id, _ in page if doc_id not in changed]
+        # a clean document is synced in every collection, so it is in the first one
+        clean = ledger.hints_of(source.name, names, ids) if first else {}
+        for doc_id in ids:
+            if doc_id in clean:
+                yield SnapshotRow(doc_id, clean[doc_id], "skipped")
+            else:
+                to_read.add(doc_id)
+    reads = sorted(changed | to_read)
     log.info("source %s: not listed (its history names every change since the last sync): "
-             "%d documents known, %d to read", source.name, len(known | changed), len(to_read))
-    yield from _read_rows(source, to_read)
+             "%d documents known, %d to read", source.name, known, len(reads))
+    yield from _read_rows(source, reads)
+
+
+def _ledger_documents(ledger: Ledger, source: str, first: list[str],
+                      ) -> Iterator[tuple[list[tuple[str, str | None]], bool]]:
+    """Every document the ledger has of `source`, once, as pages of (doc_id, version hint):
+    collection by collection, those in `first` first, a document met in an earlier
+    collection left out (looked up by doc_id, so no set of every id is kept). The flag
+    says the page is of the first collection."""
+    collections = [*first, *(c for c in ledger.collections_of(source) if c not in first)]
+    for number, collection in enumerate(collections):
+        for page in ledger.key_pages(source, collection):
+            ids = [doc_id for doc_id, _, _ in page]
+            earlier: set[str] = set()
+            for previous in collections[:number]:
+                earlier |= ledger.present_of(source, previous, ids)
+            yield [(d, v) for d, _, v in page if d not in earlier], number == 0
 
 
 def _read_rows(source: Source, doc_ids: list[str]) -> Iterator[SnapshotRow]:
@@ -96,14 +124,14 @@ def targeted_snapshot_rows(source: Source, ledger: Ledger,
     wanted = set(doc_ids)
     if not source.scoped_reads:
         # read() would take any path: keep to what the source's include/ignore rules list
-        wanted &= {entry.doc_id for entry in source.scan()}
-    known = {row.doc_id: row.source_version for row in ledger.source_rows(source.name)}
-    log.info("source %s: reading %d listed documents, %d others kept as they are",
-             source.name, len(wanted), len(known.keys() - set(doc_ids)))
+        wanted = {entry.doc_id for entry in source.scan() if entry.doc_id in wanted}
+    log.info("source %s: reading %d listed documents, the others kept as they are",
+             source.name, len(wanted))
     yield from _read_rows(source, sorted(wanted))
-    for doc_id, version in known.items():
-        if doc_id not in doc_ids:
-            yield SnapshotRow(doc_id, version, "skipped")
+    for page, _ in _ledger_documents(ledger, source.name, []):
+        for doc_id, version in page:
+            if doc_id not in doc_ids:
+                yield SnapshotRow(doc_id, version, "skipped")
 
 
 def _snapshot_row(result: Document | ReadFailure) -> SnapshotRow:

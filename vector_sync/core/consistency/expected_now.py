@@ -1,0 +1,89 @@
+"""The expected state of a source's collections as the source is now, for `verify`, without
+holding it in memory: the source is listed once for all its collections (reading only what
+the hints say changed, as a dry run does), each batch of the listing goes through every
+collection's diff (pipeline/diff.KeyedDiff, which looks the ledger up by doc_id), and each
+document's expected state is spilled to a temporary Parquet file per collection. The check
+reads that file once for its digests and once more for the buckets that differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vector_sync.core.batches import batched
+from vector_sync.core.ledger import Expected, Ledger
+from vector_sync.core.pipeline.diff import DIFF_BATCH, Diff, KeyedDiff, differ_for
+from vector_sync.core.pipeline.snapshot import snapshot_rows
+from vector_sync.core.settings import VectorSyncConfig
+from vector_sync.core.spec import collection_specs
+
+_SCHEMA = pa.schema([("doc_id", pa.string()), ("content_hash", pa.string()),
+                     ("payload_hash", pa.string()), ("chunk_count", pa.int64())])
+
+
+class ExpectedFile:
+    """One collection's expected state, spilled: `checked` documents calling for `points`
+    points. Calling it streams (doc_id, Expected) in the order they were added."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.checked = 0
+        self.points = 0
+        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(path, _SCHEMA)
+
+    def add(self, states: dict[str, Expected]) -> None:
+        if not states or self._writer is None:
+            return
+        values = list(states.values())
+        self._writer.write_batch(pa.RecordBatch.from_arrays([
+            pa.array(list(states), pa.string()),
+            pa.array([v.content_hash for v in values], pa.string()),
+            pa.array([v.payload_hash for v in values], pa.string()),
+            pa.array([v.chunk_count for v in values], pa.int64())], schema=_SCHEMA))
+        self.checked += len(values)
+        self.points += sum(v.chunk_count for v in values)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def __call__(self) -> Iterator[tuple[str, Expected]]:
+        self.close()
+        for batch in pq.ParquetFile(self.path).iter_batches(batch_size=DIFF_BATCH):
+            read = batch.to_pydict()
+            yield from zip(read["doc_id"], map(Expected, read["content_hash"],
+                                               read["payload_hash"], read["chunk_count"]),
+                           strict=True)
+
+
+def expected_now(config: VectorSyncConfig, source_name: str, ledger: Ledger, scratch: Path,
+                 collections: Collection[str] | None = None) -> dict[str, ExpectedFile]:
+    """collection -> its expected state now, for every collection of the source (or only
+    `collections`), spilled under `scratch`. Raises SourceUnavailable."""
+    specs = [s for s in collection_specs(config, source_name)
+             if collections is None or s.name in collections]
+    source = config.sources[source_name].open_read_only(source_name,
+                                                        config.fields_of(source_name))
+    found: dict[str, ExpectedFile] = {}
+    diffs: list[tuple[KeyedDiff, Diff]] = []
+    for number, spec in enumerate(specs):
+        keyed = KeyedDiff(ledger, source_name, differ_for(config, spec.name, {}),
+                          keep_changed=False)
+        # by number: a collection's name need not be a good file name
+        found[spec.name] = ExpectedFile(scratch / f"{number}.parquet")
+        keyed.on_expected = found[spec.name].add
+        diffs.append((keyed, Diff()))
+    try:
+        for batch in batched(snapshot_rows(source, ledger, specs), DIFF_BATCH):
+            for keyed, diff in diffs:
+                for _ in keyed.decide(batch, diff):
+                    pass  # the changes a sync would make: only the expected state is kept
+    finally:
+        for spilled in found.values():
+            spilled.close()
+    return found

@@ -31,9 +31,8 @@ from vector_sync.core.generations.settings import MigrationConfig
 from vector_sync.core.source import Registry, Source, SourceConfig
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-RESERVED_PAYLOAD_KEYS = frozenset(
-    {"source", "doc_id", "chunk_index", "chunk_count", "text", "content_hash", "synced_at"}
-)
+RESERVED_PAYLOAD_KEYS = frozenset({"source", "doc_id", "chunk_index", "chunk_count", "text",
+                                   "content_hash", "synced_at"})
 CONFIG_ENV_VAR = "VECTOR_SYNC_CONFIG"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_\-]*$"
 
@@ -93,8 +92,9 @@ class EmbeddingConfig(Strict):
         None, description="local folder with model.onnx and tokenizer files for a custom model")
     batch_size: int = Field(16, gt=0, description="texts per model call: on CPU, 16 embeds "
                             "256-token chunks as fast as 32 with two thirds of the memory")
-    threads: int | None = Field(None, gt=0, description="ONNX Runtime threads; null: one "
-                                "per core")
+    max_batch_tokens: int = Field(2048, gt=0, description="padded tokens per model call at "
+                                  "most (texts x the longest one's tokens): bounds its memory")
+    threads: int | None = Field(None, gt=0, description="ONNX Runtime threads; null: per core")
 
 
 class ChunkingConfig(Strict):

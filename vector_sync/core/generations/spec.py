@@ -80,7 +80,7 @@ class GenerationSpec:
     def collection_config(self, base: CollectionConfig,
                           embedding: EmbeddingConfig) -> CollectionConfig:
         """`base` (its payload fields) with this generation's model, chunker and fields;
-        batch size and threads stay the configured ones."""
+        batch size, token budget and threads stay the configured ones."""
         return base.model_copy(update={
             "embed": list(self.embed),
             "embedding": embedding.model_copy(update={

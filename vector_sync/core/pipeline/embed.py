@@ -38,9 +38,12 @@ from vector_sync.core.text.embedder import Embedder
 
 log = logging.getLogger(__name__)
 
-# texts handed to the model at once (it batches by embedding.batch_size), sorted by length:
-# a larger window groups lengths better; its vectors are held until written
+# texts handed to the embedder at once, sorted by length: a larger window groups lengths
+# better; its texts and vectors are held until written. The embedder cuts them into model
+# calls bounded by embedding.batch_size and embedding.max_batch_tokens (what the model's
+# memory grows with); the characters bound keeps the window small for long-context models.
 EMBED_BATCH = 1024
+EMBED_BATCH_CHARS = 4_000_000
 READ_BATCH = 512  # points read back from Qdrant per request
 
 
@@ -172,7 +175,7 @@ def embedding_rows(
             log.info("embedded %d chunks so far", stats["chunks_embedded"])
             last_report = time.monotonic()
 
-    waiting = 0  # queued chunks without a vector
+    waiting = waiting_chars = 0  # queued chunks without a vector, and their characters
     for change in changes:
         if change.action not in EMBEDS:
             continue
@@ -183,10 +186,12 @@ def embedding_rows(
             vector = whole[index] if whole is not None else held.get(text)
             stats["chunks_reused"] += vector is not None
             waiting += vector is None
+            waiting_chars += len(text) if vector is None else 0
             queued.append((doc_id, chash, index, text, vector))
-        if waiting >= EMBED_BATCH or len(queued) >= 8 * EMBED_BATCH:
+        if (waiting >= EMBED_BATCH or waiting_chars >= EMBED_BATCH_CHARS
+                or len(queued) >= 8 * EMBED_BATCH):
             yield from flush()
-            waiting = 0
+            waiting = waiting_chars = 0
     yield from flush()
 
 

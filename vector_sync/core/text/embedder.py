@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
@@ -100,8 +100,34 @@ class Embedder:
         return model_max_tokens(self.folder)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """float32 array of shape (len(texts), dimension), normalized by the model."""
+        """float32 array of shape (len(texts), dimension), normalized by the model. The texts
+        go to the model in calls of consecutive texts (see `calls`): hand them over sorted by
+        length and each call pads little."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = list(self._model.embed(list(texts), batch_size=self.config.batch_size))
+        vectors = [vector for call in self.calls(texts)
+                   for vector in self._model.embed(call, batch_size=len(call))]
         return np.asarray(vectors, dtype=np.float32)
+
+    def calls(self, texts: Sequence[str]) -> Iterator[list[str]]:
+        """`texts` in order, cut into model calls of at most `batch_size` texts and at most
+        `max_batch_tokens` padded tokens: the model pads a call to its longest text, and
+        ONNX Runtime keeps the memory of the largest call it ran (its arena does not shrink),
+        so a call of texts that all fill the model's window sets the process's peak. A text
+        longer than the budget alone goes in a call of its own."""
+        if len(texts) == 1:  # a search query: no tokenizer of our own to load
+            yield list(texts)
+            return
+        count, window = self.count_tokens(), self.max_tokens()
+        budget, most = self.config.max_batch_tokens, self.config.batch_size
+        call: list[str] = []
+        longest = 0
+        for text in texts:
+            tokens = min(count(text), window)  # the model truncates at its window
+            if call and (len(call) == most or (len(call) + 1) * max(longest, tokens) > budget):
+                yield call
+                call, longest = [], 0
+            call.append(text)
+            longest = max(longest, tokens)
+        if call:
+            yield call

@@ -77,12 +77,15 @@ def config(url: str, **settings: Any) -> SurrealConfig:
                                          "collections": ["c"], **settings})
 
 
-def test_look_follows_the_change_feed(tmp_path):
+@pytest.mark.parametrize("batch_size", [1000, 2])  # 2: the first look pages through the feed
+def test_look_follows_the_change_feed(tmp_path, batch_size):
     url = f"surrealkv://{tmp_path / 'db'}"
     writer = Surreal(url)
     writer.use("ns", "db")
     writer.query("DEFINE TABLE t CHANGEFEED 1h; CREATE t:1 SET a = 1;")
-    settings = config(url)
+    for i in range(2, 7):  # one commit each: five more versions in the feed
+        writer.query(f"CREATE t:{i} SET a = {i}")
+    settings = config(url, batch_size=batch_size)
     first = settings.look("s", None)
     assert first.changed
     quiet = settings.look("s", first.new_state)

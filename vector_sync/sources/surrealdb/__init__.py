@@ -111,15 +111,16 @@ class SurrealConfig(SourceConfig):
         since = (state or {}).get("versionstamp")
         with source.connected() as db:
             has_feed = source.feed_retention(db) is not None
-            changes = source.changes(db, 0 if since is None else since + 1) if has_feed else []
+            if has_feed and since is None:  # only where the feed ends: no change is kept
+                return ChangeCheck(True, f"{self.where()}: first look at the change feed",
+                                   {"versionstamp": source.latest_version(db)})
+            changes = source.changes(db, since + 1) if has_feed and since is not None else []
         if not has_feed:
             return super().look(name, state)
         latest = changes[-1]["version"] if changes else since
-        changed = since is None or bool(changes)
         summary = f"{len(changes)} change(s) in the change feed since versionstamp {since}" \
-            if since is not None else "first look at the change feed"
-        return ChangeCheck(changed, f"{self.where()}: " + (
-            summary if changed else "no change in the change feed"), {"versionstamp": latest})
+            if changes else "no change in the change feed"
+        return ChangeCheck(bool(changes), f"{self.where()}: {summary}", {"versionstamp": latest})
 
     def probe(self, name: str) -> None:
         """Connected, and the table defined: the feed is not read."""
@@ -201,6 +202,19 @@ class SurrealSource:
                                    f"{self.settings.namespace}/{self.settings.database}")
         found = _FEED.search(str(tables[self.settings.table]))
         return found.group(1) if found else None
+
+    def latest_version(self, db: Any) -> int | None:
+        """The feed's newest version, read page by page without keeping the pages (the
+        first look of a sensor: its memory must not grow with the feed)."""
+        latest, since = None, 0
+        while True:
+            page = self.query(db, f"SHOW CHANGES FOR TABLE {self.settings.table} SINCE "
+                              f"{since} LIMIT {self.settings.batch_size}") or []
+            if page:
+                latest = int(page[-1]["versionstamp"]) >> 16
+                since = latest + 1
+            if len(page) < self.settings.batch_size:
+                return latest
 
     def changes(self, db: Any, since: int) -> list[dict[str, Any]]:
         """The feed's entries from version `since` on (inclusive), each as {"version",

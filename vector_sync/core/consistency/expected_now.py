@@ -54,11 +54,12 @@ class ExpectedFile:
 
     def __call__(self) -> Iterator[tuple[str, Expected]]:
         self.close()
-        for batch in pq.ParquetFile(self.path).iter_batches(batch_size=DIFF_BATCH):
-            read = batch.to_pydict()
-            yield from zip(read["doc_id"], map(Expected, read["content_hash"],
-                                               read["payload_hash"], read["chunk_count"]),
-                           strict=True)
+        with pq.ParquetFile(self.path) as spilled:  # closed too when a reader stops early
+            for batch in spilled.iter_batches(batch_size=DIFF_BATCH):
+                read = batch.to_pydict()
+                yield from zip(read["doc_id"], map(Expected, read["content_hash"],
+                                                   read["payload_hash"], read["chunk_count"]),
+                               strict=True)
 
 
 def expected_now(config: VectorSyncConfig, source_name: str, ledger: Ledger, scratch: Path,
@@ -71,14 +72,14 @@ def expected_now(config: VectorSyncConfig, source_name: str, ledger: Ledger, scr
                                                         config.fields_of(source_name))
     found: dict[str, ExpectedFile] = {}
     diffs: list[tuple[KeyedDiff, Diff]] = []
-    for number, spec in enumerate(specs):
-        keyed = KeyedDiff(ledger, source_name, differ_for(config, spec.name, {}),
-                          keep_changed=False)
-        # by number: a collection's name need not be a good file name
-        found[spec.name] = ExpectedFile(scratch / f"{number}.parquet")
-        keyed.on_expected = found[spec.name].add
-        diffs.append((keyed, Diff()))
     try:
+        for number, spec in enumerate(specs):
+            keyed = KeyedDiff(ledger, source_name, differ_for(config, spec.name, {}),
+                              keep_changed=False)
+            # by number: a collection's name need not be a good file name
+            found[spec.name] = ExpectedFile(scratch / f"{number}.parquet")
+            keyed.on_expected = found[spec.name].add
+            diffs.append((keyed, Diff()))
         for batch in batched(snapshot_rows(source, ledger, specs), DIFF_BATCH):
             for keyed, diff in diffs:
                 for _ in keyed.decide(batch, diff):

@@ -29,6 +29,10 @@ class MongoConfig(MongoSettings):
     def open(self, name: str, fields: Sequence[str] | None) -> Source:
         return MongoSource(name, self, fields)
 
+    def probe(self, name: str) -> None:
+        """The server answers and lets this user read the collection: one document's _id."""
+        MongoSource(name, self).probe()
+
     def look(self, name: str, state: dict[str, Any] | None) -> ChangeCheck:
         """The collection's change stream, resumed from `state` (see watch.py)."""
         return poll_changes(name, self, state)

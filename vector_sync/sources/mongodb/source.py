@@ -314,6 +314,15 @@ class MongoSource:
         except (PyMongoError, ValueError) as error:  # a malformed URI, an unresolvable SRV
             raise self.unavailable(error) from None
 
+    def probe(self) -> None:
+        """Raises SourceUnavailable unless the collection can be read now (one _id)."""
+        try:
+            self._collection().find_one({}, {"_id": 1})
+        except PyMongoError as error:
+            raise self.unavailable(error) from None
+        finally:
+            self.close()
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()

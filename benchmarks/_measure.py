@@ -93,17 +93,6 @@ def last_line(text: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
-def disk_mib(path: Path, skip: Path | None = None) -> float:
-    """MiB allocated on disk under `path` (st_blocks, not file lengths), leaving out the
-    folder `skip`."""
-    total = 0
-    for folder, dirs, files in os.walk(path):
-        if skip is not None and Path(folder) == skip.parent:
-            dirs[:] = [d for d in dirs if Path(folder, d) != skip]
-        total += sum(os.lstat(os.path.join(folder, f)).st_blocks * 512 for f in files)
-    return total / (1024 * 1024)
-
-
 def linear_fit(sizes: Sequence[int], values: Sequence[float]) -> tuple[float, float] | None:
     """Least-squares (intercept, slope per unit of size), or None with fewer than 2 sizes."""
     if len(sizes) < 2:

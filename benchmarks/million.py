@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _measure import Measured, disk_mib, environment, linear_fit, measure, median_seconds, peak
+from _measure import Measured, environment, linear_fit, measure, median_seconds, peak
 from _vault import (
     COLLECTION,
     SOURCE,
@@ -50,6 +50,8 @@ from _vault import (
     short_body,
     write_small_vault,
 )
+
+from vector_sync.core.storage import disk_usage
 
 HERE = Path(__file__).resolve()
 PYTHON = sys.executable
@@ -241,9 +243,10 @@ def one_size(root: Path, kind: str, count: int, repeats: int, seed: int) -> Figu
 
     figure(scroll := "raw qdrant-edge load + scroll of every payload", scrolled)
     figures["ledger (SQLite) on disk"] = {"size": sum(  # with its -wal and -shm files
-        p.stat().st_blocks * 512 for p in state.glob("ledger.sqlite*")) / MIB}
-    figures["state.dir without Qdrant storage"] = {"size": disk_mib(state, state / "qdrant")}
-    figures["Qdrant storage"] = {"size": disk_mib(state / "qdrant")}
+        disk_usage(p) for p in state.glob("ledger.sqlite*")) / MIB}
+    qdrant = disk_usage(state / "qdrant")  # allocated blocks, as `du` and `status --storage`
+    figures["state.dir without Qdrant storage"] = {"size": (disk_usage(state) - qdrant) / MIB}
+    figures["Qdrant storage"] = {"size": qdrant / MIB}
     figure("vectors alone (points x dim x 4 B)", lambda: {
         "size": figures[scroll]["points"] * figures[scroll]["dimension"] * 4 / MIB})
     figures["(ledger + state.dir) / Qdrant storage"] = {

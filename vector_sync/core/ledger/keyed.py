@@ -34,27 +34,18 @@ class KeyedReads:
                  doc_ids: Sequence[str]) -> dict[str, str]:
         """doc_id -> version hint, of those of `doc_ids` a sync may leave unread: synced in
         every one of `collections` at the same hint, with an expected state in each."""
-        table, wanted, names = ledger_table, len(collections), list(collections)
-        hints = select(table.c.doc_id, func.min(table.c.source_version)).where(
-            table.c.source == source, table.c.collection.in_(names),
-            table.c.status == "synced", table.c.source_version.is_not(None))
-        everywhere = select(expected_table.c.doc_id).where(
-            expected_table.c.source == source, expected_table.c.collection.in_(names))
+        table, names = ledger_table, list(collections)
         # the range is probed in the first collection: a clean document is in every one
         probe = select(table.c.doc_id).where(table.c.source == source,
                                              table.c.collection == names[0]) if names else None
 
-        def clean(conn: Connection, ids: Callable[[ColumnElement[str]], ColumnElement[bool]]
-                  ) -> list[Any]:
-            found = conn.execute(hints.where(ids(table.c.doc_id)).group_by(table.c.doc_id)
-                                 .having(func.count() == wanted,
-                                         func.count(distinct(table.c.source_version)) == 1)
-                                 ).all()
+        def clean(conn: Connection, ids: Condition) -> list[Any]:
+            found = conn.execute(synced_everywhere(source, names).where(
+                ids(table.c.doc_id))).all()
             if not found:
                 return []
-            known = set(conn.execute(everywhere.where(ids(expected_table.c.doc_id))
-                                     .group_by(expected_table.c.doc_id)
-                                     .having(func.count() == wanted)).scalars().all())
+            known = set(conn.execute(expected_everywhere(source, names).where(
+                ids(expected_table.c.doc_id))).scalars().all())
             return [row for row in found if row[0] in known]
 
         with self._engine.connect() as conn:
@@ -69,8 +60,7 @@ class KeyedReads:
         query = select(table.c.doc_id, table.c.content_hash, table.c.payload_hash,
                        table.c.chunk_count).where(*scope)
 
-        def rows(conn: Connection, ids: Callable[[ColumnElement[str]], ColumnElement[bool]]
-                 ) -> list[Any]:
+        def rows(conn: Connection, ids: Condition) -> list[Any]:
             return list(conn.execute(query.where(ids(table.c.doc_id))).all())
 
         with self._engine.connect() as conn:
@@ -157,6 +147,25 @@ class KeyedReads:
         with self._engine.connect() as conn:
             # .all(): one fetchall, not a fetch per row; Rows are tuples to the caller
             return list(conn.execute(query.order_by(key).limit(KEY_PAGE)).all())
+
+
+def synced_everywhere(source: str, collections: list[str]) -> Select[Any]:
+    """(doc_id, hint) of documents synced in every one of `collections` at the same hint."""
+    table = ledger_table
+    return (select(table.c.doc_id, func.min(table.c.source_version))
+            .where(table.c.source == source, table.c.collection.in_(collections),
+                   table.c.status == "synced", table.c.source_version.is_not(None))
+            .group_by(table.c.doc_id)
+            .having(func.count() == len(collections),
+                    func.count(distinct(table.c.source_version)) == 1))
+
+
+def expected_everywhere(source: str, collections: list[str]) -> Select[Any]:
+    """doc_id of documents with an expected state in every one of `collections`."""
+    table = expected_table
+    return (select(table.c.doc_id)
+            .where(table.c.source == source, table.c.collection.in_(collections))
+            .group_by(table.c.doc_id).having(func.count() == len(collections)))
 
 
 Condition = Callable[[ColumnElement[str]], ColumnElement[bool]]  # ids, on a doc_id column

@@ -16,7 +16,7 @@ import logging
 import time
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,27 +77,21 @@ class Differ:
         self.previous_expected = previous_expected or {}
         self.expected: dict[str, Expected] = {}
 
-    def changes(
-        self, snapshot: Iterable[SnapshotRow], ledger_rows: dict[str, LedgerRow], diff: Diff,
-        chunk_counts: Mapping[str, int] | None = None,
-    ) -> Iterator[Change]:
-        """Rows of the change set; `diff` is filled in as they are produced. Rows that need
+    def changes(self, snapshot: Iterable[SnapshotRow], ledger_rows: dict[str, LedgerRow],
+                diff: Diff) -> Iterator[Change]:
+        """Rows of the change set from whole-collection ledger rows (a dry run; a sync
+        streams through KeyedDiff); `diff` is filled in as they are produced. Rows that need
         no Qdrant write are still emitted when the ledger must learn something (a new hint,
-        a failure, a row to forget) — as action "unchanged", "failed" or "forgotten".
-        `chunk_counts`: doc_id -> chunk count of every document the ledger has for the
-        collection, when `ledger_rows` holds only those the snapshot read (or lacks an
-        expectation for): a no-op diff then builds no ledger row at all."""
-        if chunk_counts is None:
-            chunk_counts = {doc_id: row.chunk_count for doc_id, row in ledger_rows.items()}
-        remaining = set(chunk_counts)
+        a failure, a row to forget) — as action "unchanged", "failed" or "forgotten"."""
+        remaining = set(ledger_rows)
         # the mass-delete guard weighs deletions against what the collection holds
-        diff.documents_before = sum(1 for count in chunk_counts.values() if count)
+        diff.documents_before = sum(1 for row in ledger_rows.values() if row.chunk_count)
         for row in snapshot:
             remaining.discard(row.doc_id)
             if (change := self.decide(row, ledger_rows.get(row.doc_id), diff)) is not None:
                 yield change
         for doc_id in remaining:  # in the ledger, gone from the source
-            yield self.gone(doc_id, chunk_counts[doc_id], diff)
+            yield self.gone(doc_id, ledger_rows[doc_id].chunk_count, diff)
 
     def decide(self, row: SnapshotRow, previous: LedgerRow | None,
                diff: Diff) -> Change | None:

@@ -127,15 +127,16 @@ def short_body(rng: random.Random) -> str:
     return " ".join(" ".join(sentence(rng)) + "." for _ in range(rng.randint(2, 4)))
 
 
-def write_small_vault(vault: Path, count: int, seed: int) -> list[Path]:
-    """`count` small notes (a tag, a heading, short_body) over the folders() layout, each
-    folder cut into buckets of at most 500 notes; written with bare os calls (open, write,
-    close) because a million notes are written this way. Returns the paths in order."""
-    rng, places = random.Random(seed), folders()
+def write_small_vault(vault: Path, count: int, seed: int, first: int = 0) -> list[Path]:
+    """Notes `first` to `count` - 1 (small: a tag, a heading, short_body) over the folders()
+    layout, each folder cut into buckets of at most 500 notes; written with bare os calls
+    (open, write, close) because a million notes are written this way. Returns the paths in
+    order. A vault can grow in steps: notes after `first` get a random stream of their own."""
+    rng, places = random.Random(seed if first == 0 else seed * 1_000_003 + first), folders()
     paths = []
-    for i in range(count):
+    for i in range(first, count):
         folder = vault / places[i % len(places)] / f"b{i // len(places) // 500:03d}"
-        if (i // len(places)) % 500 == 0:  # the first note of a bucket
+        if (i // len(places)) % 500 == 0 or i == first:  # the first note of a bucket
             folder.mkdir(parents=True, exist_ok=True)
         title = " ".join(w.capitalize() for w in rng.choices(WORDS, k=3)) + f" {i}"
         path = folder / f"{title}.md"

@@ -34,7 +34,8 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -118,13 +119,16 @@ def surreal(op: str, url: str, args: list[str]) -> None:
     db = Surreal(url)
     db.use("bench", "cms")
     rng = random.Random(int(args[-1]) if op in ("fill", "edit") else 0)
-    if op == "fill":
-        db.query(f"DEFINE TABLE {TABLE} CHANGEFEED 1d")
-        for first in range(0, int(args[0]), 10_000):
+    if op == "fill":  # records `start` to `end` - 1, the table defined with the first
+        start, end = int(args[0]), int(args[1])
+        rng = random.Random(int(args[-1]) * 1_000_003 + start)
+        if start == 0:
+            db.query(f"DEFINE TABLE {TABLE} CHANGEFEED 1d")
+        for first in range(start, end, 10_000):
             db.query(f"INSERT INTO {TABLE} $rows RETURN NONE", {"rows": [
                 {"id": i, "title": " ".join(sentence(rng, 3, 6)), "body": short_body(rng),
                  "tags": rng.sample(WORDS, 2), "updated_at": i}
-                for i in range(first, min(first + 10_000, int(args[0])))]})
+                for i in range(first, min(first + 10_000, end))]})
     elif op == "edit":
         for i in json.loads(args[0]):
             db.query(f"UPDATE {TABLE}:{i} SET body = $body, updated_at = time::unix()",
@@ -191,11 +195,45 @@ def timed(runs: Sequence[Measured]) -> dict[str, float]:
     return {"s": median_seconds(runs), "mib": peak(runs)}
 
 
+SETUP_STEP = 100_000  # documents generated and synced at a time: the setup's memory stays
+# that of a 100,000-document initial sync whatever the size
+
+
+def set_up(root: Path, kind: str, count: int, seed: int) -> Figures:
+    """Generate the source and sync it with the stand-in embedder, in steps of SETUP_STEP
+    documents (each step's sync adds only the new ones). `root/setup.json` records the steps
+    done, so a kept `--data` folder is set up once and measured again by later runs."""
+    done_file, url = root / "setup.json", f"surrealkv://{root / 'db'}"
+    done: dict[str, Any] = json.loads(done_file.read_text()) if done_file.exists() else {
+        "documents": 0, "generate_s": 0.0, "sync_s": 0.0, "sync_mib": 0.0}
+    config = write_config(root, kind, count)
+    while done["documents"] < count:
+        first, end = done["documents"], min(done["documents"] + SETUP_STEP, count)
+        progress(f"{kind} {count:,}: generating documents {first:,} to {end:,}")
+        started = time.perf_counter()
+        if kind == "markdown":
+            write_small_vault(root / "vault", end, seed, first)
+        else:
+            run_child("fill", url, str(first), str(end), str(seed))
+        done["generate_s"] += time.perf_counter() - started
+        setup = run_child("setup", str(config))
+        report = json.loads(setup.stdout.strip().splitlines()[-1])
+        if report["error"] or report["collections"][COLLECTION]["added"] != end - first:
+            raise RuntimeError(f"setup sync failed: {report}")
+        done.update(documents=end, sync_s=done["sync_s"] + setup.seconds,
+                    sync_mib=max(done["sync_mib"], setup.peak_mib))
+        done_file.write_text(json.dumps(done))
+        progress(f"{kind} {count:,}: setup sync of {end - first:,} documents "
+                 f"{setup.seconds:.0f} s, {setup.peak_mib:.0f} MiB")
+    return {"setup: generate the source": {"s": done["generate_s"]},
+            f"setup: sync, stand-in embedder (steps of {SETUP_STEP:,})": {
+                "s": done["sync_s"], "mib": done["sync_mib"]}}
+
+
 def one_size(root: Path, kind: str, count: int, repeats: int, seed: int) -> Figures:
     """Setup, then every figure of one kind at one size. A figure that fails is recorded as
     {"failed": why} and the others are still measured."""
     noop_keys = {k: 0 for k in ("added", "updated", "deleted", "failed", "chunks_embedded")}
-    figures: Figures = {}
     url, state = f"surrealkv://{root / 'db'}", root / "state"
 
     def figure(name: str, step: Callable[[], dict[str, float]]) -> None:
@@ -205,22 +243,9 @@ def one_size(root: Path, kind: str, count: int, repeats: int, seed: int) -> Figu
             figures[name] = {"failed": str(error).strip().splitlines()[-1][-160:]}
             progress(f"{kind} {count:,}: {name} failed: {error}")
 
-    started = time.perf_counter()
-    progress(f"{kind} {count:,}: generating the source")
-    paths = write_small_vault(root / "vault", count, seed) if kind == "markdown" else []
-    if kind != "markdown":
-        run_child("fill", url, str(count), str(seed))
-    figures["setup: generate the source"] = {"s": time.perf_counter() - started}
-    config = write_config(root, kind, count)
-    progress(f"{kind} {count:,}: generated in {figures['setup: generate the source']['s']:.0f}"
-             " s; setup sync with the stand-in embedder")
-    setup = run_child("setup", str(config))
-    report = json.loads(setup.stdout.strip().splitlines()[-1])
-    if report["error"] or report["collections"][COLLECTION]["added"] != count:
-        raise RuntimeError(f"setup sync failed: {report}")
-    figures["setup: sync, stand-in embedder"] = timed([setup])
-    progress(f"{kind} {count:,}: setup sync {setup.seconds:.0f} s, {setup.peak_mib:.0f} MiB; "
-             "measuring")
+    figures: Figures = set_up(root, kind, count, seed)
+    config = root / "vector_sync.yaml"
+    progress(f"{kind} {count:,}: measuring")
 
     if kind == "markdown":
         bare, noop = "bare listing (os.walk + stat)", "no-op sync"
@@ -260,13 +285,20 @@ def one_size(root: Path, kind: str, count: int, repeats: int, seed: int) -> Figu
         figure(name, lambda c=command, t=times: timed(  # type: ignore[misc]
             [measure(c, root) for _ in range(t)]))
 
-    rng = random.Random(seed + 1)
-    picked = rng.sample(range(count), EDITS + DELETIONS)
+    # what is edited and deleted is picked among the documents there now (a kept folder was
+    # measured before: the deletions of earlier runs are gone)
+    rng, deleted_file = random.Random(seed + 1), root / "deleted.json"
     if kind == "markdown":
+        paths = sorted(Path(folder, name) for folder, _, names in os.walk(root / "vault")
+                       for name in names)
+        picked = rng.sample(range(len(paths)), EDITS + DELETIONS)
         for i in picked[:EDITS]:
             with paths[i].open("a") as out:
                 out.write(f"\n{short_body(rng)}\n")
     else:
+        gone = set(json.loads(deleted_file.read_text())) if deleted_file.exists() else set()
+        picked = rng.sample(sorted(set(range(count)) - gone), EDITS + DELETIONS)
+        deleted_file.write_text(json.dumps(sorted(gone | set(picked[EDITS:]))))
         run_child("edit", url, json.dumps(picked[:EDITS]), str(seed))
     figure(f"{EDITS} documents edited, sync" + (", contiguous checkpoint" if kind != "markdown"
                                                 else ""), lambda: timed(
@@ -390,24 +422,38 @@ def status_storage(config: Path) -> str | None:
     return done.stdout + done.stderr
 
 
+@contextmanager
+def data_folder(kind: str, count: int, keep: bool, data: Path | None) -> Iterator[Path]:
+    """Where one size of one kind lives: `data/<kind>_<count>`, kept and set up once, or a
+    temporary folder removed afterwards (unless `keep`)."""
+    if data is None:
+        with scratch(f"vector_sync_million_{kind}_{count}_", keep) as root:
+            yield root
+            progress(f"{kind} {count:,}: removing the generated data (minutes for a large "
+                     "vault: unlinking is slower than writing)" if not keep else
+                     f"{kind} {count:,}: keeping {root}")
+        return
+    root = data / f"{kind}_{count}"
+    root.mkdir(parents=True, exist_ok=True)
+    yield root
+
+
 def run_all(sizes: list[int], kinds: Sequence[str], repeats: int, seed: int,
-            keep: bool = False) -> dict[str, dict[int, Figures]]:
+            keep: bool = False, data: Path | None = None,
+            setup_only: bool = False) -> dict[str, dict[int, Figures]]:
     os.environ.pop("DAGSTER_HOME", None)
     found: dict[str, dict[int, Figures]] = {kind: {} for kind in kinds}
     for kind in kinds:
         for count in sizes:
-            with scratch(f"vector_sync_million_{kind}_{count}_", keep) as root:
+            with data_folder(kind, count, keep, data) as root:
+                if setup_only:
+                    found[kind][count] = set_up(root, kind, count, seed)
+                    continue
                 found[kind][count] = one_size(root, kind, count, repeats, seed)
-                setup = found[kind][count]
-                progress(f"{kind} {count:,}: done; setup took "
-                         f"{setup['setup: generate the source']['s']:.0f} s to generate + "
-                         f"{setup['setup: sync, stand-in embedder']['s']:.0f} s to sync")
+                progress(f"{kind} {count:,}: done")
                 if (shown := status_storage(root / "vector_sync.yaml")) is not None:
                     print(f"vector-sync status --storage, {kind}, {count:,} documents "
                           f"(after the deletions):\n{shown}", flush=True)
-                progress(f"{kind} {count:,}: removing the generated data (minutes for a "
-                         "large vault: unlinking is slower than writing)" if not keep else
-                         f"{kind} {count:,}: keeping {root}")
     return found
 
 
@@ -425,11 +471,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--json", type=Path, help="also write the raw values here")
     parser.add_argument("--keep", action="store_true", help="keep the generated data")
+    parser.add_argument("--data", type=Path, help="a folder for the generated data, kept: "
+                        "each kind and size is set up once there and measured by every run "
+                        "(a run deletes 1,000 documents: later runs measure slightly fewer)")
+    parser.add_argument("--setup-only", action="store_true",
+                        help="with --data: set up the sources, measure nothing")
     args = parser.parse_args(argv)
     if set(args.kinds) - set(KINDS) or min(args.sizes) <= EDITS + DELETIONS:
         parser.error(f"--kinds from {KINDS}; every size above {EDITS + DELETIONS}")
     load, started = os.getloadavg()[0], time.perf_counter()
-    results = run_all(args.sizes, args.kinds, args.repeats, args.seed, args.keep)
+    results = run_all(args.sizes, args.kinds, args.repeats, args.seed, args.keep, args.data,
+                      args.setup_only)
+    if args.setup_only:
+        return
     print(f"benchmarks/million.py --sizes {','.join(map(str, args.sizes))}: code "
           f"{code_version()}; {os.cpu_count()} CPUs, load average {load:.1f} -> "
           f"{os.getloadavg()[0]:.1f}; {(time.perf_counter() - started) / 60:.1f} min. "

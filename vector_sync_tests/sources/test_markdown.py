@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,104 @@ def test_dot_directories_are_skipped(tmp_path: Path) -> None:
         write(tmp_path, f"{folder}/inside.md", "skipped")
 
     assert scan_ids(source(tmp_path)) == {"note.md"}
+
+
+def test_dot_files_are_listed_like_any_other_note(tmp_path: Path) -> None:
+    write(tmp_path, ".hidden.md", "a dot file, not a dot folder")
+    write(tmp_path, "sub/.draft.md", "same")
+
+    assert scan_ids(source(tmp_path)) == {".hidden.md", "sub/.draft.md"}
+
+
+def test_scan_order_is_each_folders_files_by_name_then_its_subfolders(tmp_path: Path) -> None:
+    for rel in ["b.md", "a/z.md", "a/b/c.md", "a-b.md", "A.md", "c/d.md", "a/b.md/e.md"]:
+        write(tmp_path, rel, "text")
+
+    assert [entry.doc_id for entry in source(tmp_path).scan()] == [
+        "A.md", "a-b.md", "b.md", "a/z.md", "a/b/c.md", "a/b.md/e.md", "c/d.md",
+    ]
+
+
+def test_later_negated_globs_win_in_include_and_exclude(tmp_path: Path) -> None:
+    for rel in ["a.md", "drafts/x.md", "drafts/ok.md", "archive/old.md", "archive/keep.md"]:
+        write(tmp_path, rel, "text")
+
+    src = source(
+        tmp_path,
+        include=["**/*.md", "!drafts/*.md", "drafts/ok.md"],
+        exclude=["archive/", "!archive/keep.md"],
+    )
+
+    assert scan_ids(src) == {"a.md", "drafts/ok.md", "archive/keep.md"}
+
+
+def test_a_folder_ignored_above_is_not_entered_even_to_re_include(tmp_path: Path) -> None:
+    write(tmp_path, ".vectorsyncignore", "private\nbuild/\n")
+    write(tmp_path, "private/.vectorsyncignore", "!keep.md\n")
+    write(tmp_path, "private/keep.md", "stays out: git does not look inside ignored folders")
+    write(tmp_path, "build/x.md", "ignored folder")
+    write(tmp_path, "notes/build", "a file named like the folder pattern")
+    write(tmp_path, "notes/private", "a file matched by the bare pattern")
+    write(tmp_path, "notes/kept.md", "kept")
+
+    assert scan_ids(source(tmp_path, include=["**"])) == {"notes/build", "notes/kept.md"}
+
+
+def test_an_ignore_file_symlinked_inside_the_root_is_read(tmp_path: Path) -> None:
+    write(tmp_path, "shared/rules", "*.tmp.md\n")
+    write(tmp_path, "sub/a.tmp.md", "ignored")
+    write(tmp_path, "sub/b.md", "kept")
+    (tmp_path / "sub/.vectorsyncignore").symlink_to(tmp_path / "shared/rules")
+
+    assert scan_ids(source(tmp_path)) == {"sub/b.md"}
+
+
+def test_fifos_and_symlinks_to_folders_or_fifos_are_not_listed(tmp_path: Path) -> None:
+    write(tmp_path, "real/note.md", "text")
+    os.mkfifo(tmp_path / "pipe.md")
+    (tmp_path / "to-pipe.md").symlink_to(tmp_path / "pipe.md")
+    (tmp_path / "to-folder.md").symlink_to(tmp_path / "real")
+
+    assert scan_ids(source(tmp_path)) == {"real/note.md"}
+
+
+def test_symlink_into_a_dot_folder_is_followed_with_its_targets_hint(tmp_path: Path) -> None:
+    target = write(tmp_path, ".templates/base.md", "text")
+    (tmp_path / "base.md").symlink_to(target)
+
+    entries = {entry.doc_id: entry.version for entry in source(tmp_path).scan()}
+
+    st = target.stat()
+    assert entries == {"base.md": f"{st.st_mtime_ns}:{st.st_size}"}
+
+
+def test_notes_deleted_while_the_scan_runs_are_not_listed(tmp_path: Path) -> None:
+    for rel in ["a.md", "b.md", "sub/c.md", "sub/d.md", "zz/e.md"]:
+        write(tmp_path, rel, "text")
+    scan = source(tmp_path).scan()
+
+    first = next(scan)
+    (tmp_path / "b.md").unlink()  # its folder was listed already: the stat finds it gone
+    shutil.rmtree(tmp_path / "sub")  # not listed yet: an empty folder, not an error
+    rest = [entry.doc_id for entry in scan]
+
+    assert [first.doc_id, *rest] == ["a.md", "zz/e.md"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files in /proc")
+def test_scans_stopped_early_leave_no_folder_open(tmp_path: Path) -> None:
+    for index in range(30):
+        write(tmp_path, f"f{index}/note.md", "text")
+    open_before = len(os.listdir("/proc/self/fd"))
+
+    for _ in range(20):
+        scan = source(tmp_path).scan()
+        assert isinstance(scan, Generator)
+        next(scan)
+        next(scan)
+        scan.close()
+
+    assert len(os.listdir("/proc/self/fd")) == open_before
 
 
 def test_hint_changes_on_edit_and_is_stable_across_scans(tmp_path: Path) -> None:

@@ -149,21 +149,44 @@ class MarkdownSource:
 
     def scan(self) -> Iterator[SourceEntry]:
         root = self.checked_root()
+        wants = self._rules.wants
         pending: list[tuple[str, tuple[IgnoreLayer, ...]]] = [("", ())]
         while pending:
             folder, layers = pending.pop()
-            entries = self._list_folder(root, folder)
-            layers = self._with_ignore_files(root, folder, entries, layers)
-            subfolders = []
-            for entry in entries:
-                rel_path = folder + entry.name
-                if entry.is_dir(follow_symlinks=False):
-                    if self._rules.descends(layers, rel_path + "/"):
-                        subfolders.append((rel_path + "/", layers))
-                elif self._rules.wants(layers, rel_path):
-                    found = self._entry(root, entry, rel_path)
+            fd = self._open_folder(root, folder)
+            if fd is None:
+                continue
+            try:  # the entries stat through `fd` (fstatat): no walk of the whole path per note
+                entries = self._list_folder(root, folder, fd)
+                layers = self._with_ignore_files(root, folder, entries, layers)
+                subfolders = []
+                for entry in entries:
+                    name = entry.name
+                    if entry.is_dir(follow_symlinks=False):
+                        if self._rules.descends(layers, folder + name + "/"):
+                            subfolders.append((folder + name + "/", layers))
+                        continue
+                    rel_path = folder + name
+                    if not wants(layers, rel_path, name):
+                        continue
+                    # the per-note hot path: no helper call, DirEntry's type from the listing
+                    found: SourceEntry | None
+                    try:
+                        if entry.is_file(follow_symlinks=False):  # false for a symlink
+                            found = SourceEntry(rel_path, _version_hint(entry.stat(
+                                follow_symlinks=False)))
+                        elif entry.is_symlink():
+                            found = self._symlink_entry(root, rel_path)
+                        else:
+                            continue  # sockets, FIFOs, devices
+                    except FileNotFoundError:  # deleted since the folder was listed
+                        continue
+                    except OSError:  # e.g. a folder readable but not searchable: read() says why
+                        found = SourceEntry(rel_path, "unreadable")
                     if found is not None:
                         yield found
+            finally:
+                os.close(fd)
             pending.extend(reversed(subfolders))  # keeps the walk in name order
 
     def checked_root(self) -> str:
@@ -184,21 +207,31 @@ class MarkdownSource:
     def _unavailable(self, problem: str) -> SourceUnavailable:
         return SourceUnavailable(f"markdown source {self.name!r}: {problem}")
 
-    def _list_folder(self, root: str, folder: str) -> list[os.DirEntry[str]]:
+    def _open_folder(self, root: str, folder: str) -> int | None:
+        """A descriptor of the folder, None when it was deleted while we were scanning."""
         path = os.path.join(root, folder)
         try:
-            with os.scandir(path) as entries:
-                return sorted(entries, key=_BY_NAME)
+            return os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         except FileNotFoundError:
-            if folder:  # deleted while we were scanning: its notes really are gone
-                return []
+            if folder:  # its notes really are gone
+                return None
             raise self._unavailable(f"the folder {path} disappeared during the scan") from None
         except OSError as error:
-            # skipping the folder would make its notes look deleted
-            raise self._unavailable(
-                f"cannot list {path}: {error.strerror}; fix its permissions or ignore it in "
-                f"{self.config.ignore_files[0] if self.config.ignore_files else 'exclude'}"
-            ) from None
+            raise self._cannot_list(path, error) from None
+
+    def _list_folder(self, root: str, folder: str, fd: int) -> list[os.DirEntry[str]]:
+        try:
+            with os.scandir(fd) as entries:
+                return sorted(entries, key=_BY_NAME)
+        except OSError as error:
+            raise self._cannot_list(os.path.join(root, folder), error) from None
+
+    def _cannot_list(self, path: str, error: OSError) -> SourceUnavailable:
+        # skipping the folder would make its notes look deleted
+        return self._unavailable(
+            f"cannot list {path}: {error.strerror}; fix its permissions or ignore it in "
+            f"{self.config.ignore_files[0] if self.config.ignore_files else 'exclude'}"
+        )
 
     def _with_ignore_files(
         self,
@@ -233,20 +266,8 @@ class MarkdownSource:
                 f"cannot read ignore file {rel_path}: {error.strerror}"
             ) from None
 
-    def _entry(self, root: str, entry: os.DirEntry[str], rel_path: str) -> SourceEntry | None:
-        try:
-            if entry.is_symlink():
-                return self._symlink_entry(root, entry.path, rel_path)
-            if not entry.is_file(follow_symlinks=False):
-                return None  # sockets, FIFOs, devices
-            return SourceEntry(rel_path, _version_hint(entry.stat(follow_symlinks=False)))
-        except FileNotFoundError:  # deleted since the folder was listed
-            return None
-        except OSError:  # e.g. a folder readable but not searchable: read() says why
-            return SourceEntry(rel_path, "unreadable")
-
-    def _symlink_entry(self, root: str, path: str, rel_path: str) -> SourceEntry | None:
-        target, problem = _resolve_symlink(path, root)
+    def _symlink_entry(self, root: str, rel_path: str) -> SourceEntry | None:
+        target, problem = _resolve_symlink(os.path.join(root, rel_path), root)
         if problem is not None:
             # listed anyway, so that read() reports why the note cannot be synced
             return SourceEntry(rel_path, SYMLINK_VERSION_PREFIX + problem)

@@ -8,7 +8,7 @@ from typing import Any
 
 from vector_sync.core.generations.registry import Generation, Registry
 from vector_sync.core.generations.spec import GenerationSpec, configured_spec, with_spec
-from vector_sync.core.pipeline.diff import Diff, differ_for
+from vector_sync.core.pipeline.diff import Diff, KeyedDiff, differ_for
 from vector_sync.core.pipeline.plan import read_only_ledger
 from vector_sync.core.pipeline.rows import EMBEDS
 from vector_sync.core.pipeline.snapshot import snapshot_rows
@@ -95,8 +95,9 @@ def _estimate(config: VectorSyncConfig, collection: str, old: GenerationSpec,
             source = config.sources[source_name].open_read_only(
                 source_name, derived.fields_of(source_name))
             rows = snapshot_rows(source, ledger, collection_specs(derived, source_name))
-            differ = differ_for(derived, name, ledger.expected(source_name, name))
-            for change in differ.changes(rows, ledger.rows(source_name, name), Diff()):
+            keyed = KeyedDiff(ledger, source_name, differ_for(derived, name, {}),
+                              keep_changed=False)
+            for change in keyed.changes(rows, Diff()):
                 if change.action not in EMBEDS:
                     continue
                 documents += 1

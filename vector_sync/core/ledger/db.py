@@ -107,6 +107,9 @@ ledger_table = Table(
     Column("next_attempt_at", UtcDateTime),
     CheckConstraint("status IN ('pending', 'synced', 'stale', 'failed')", name="ck_ledger_status"),
     Index("ix_ledger_status_next_attempt_at", "status", "next_attempt_at"),
+    # a sync that does not list its source finds the documents not fully synced by this,
+    # in a time that grows with their number, not with the source's
+    Index("ix_ledger_source_status", "source", "status", "source_version"),
     # SQLite: rows stored in key order, so rows() of one collection reads adjacent pages
     # (half the time of rows scattered by years of interleaved upserts)
     sqlite_with_rowid=False,

@@ -88,6 +88,44 @@ class KeyedReads:
             return sorted(conn.execute(query).scalars().all())
 
     @outage_tolerant
+    def known_collections(self, source: str) -> list[str]:
+        """The collections the ledger has rows or expected states of `source` in."""
+        found: set[str] = set()
+        with self._engine.connect() as conn:
+            for table in (ledger_table, expected_table):
+                found.update(conn.execute(select(table.c.collection).where(
+                    table.c.source == source).distinct()).scalars().all())
+        return sorted(found)
+
+    @outage_tolerant
+    def unsynced_of(self, source: str) -> dict[str, str]:
+        """doc_id -> version hint ("" when none) of the documents of `source` with a row in
+        some collection that is not synced, or synced without a hint: read by an index on
+        (source, status, source_version), so it costs what they number, not the source."""
+        table = ledger_table
+        columns = select(table.c.doc_id, table.c.source_version)
+        found: dict[str, str] = {}
+        with self._engine.connect() as conn:
+            for condition in (table.c.status.in_(("failed", "pending", "stale")),
+                              (table.c.status == "synced") & table.c.source_version.is_(None)):
+                for doc_id, hint in conn.execute(columns.where(table.c.source == source,
+                                                               condition)).all():
+                    found.setdefault(doc_id, hint or "")
+        return found
+
+    @outage_tolerant
+    def count_rows(self, source: str, collection: str, with_points: bool = False) -> int:
+        """Ledger rows of the collection (`with_points`: those with a chunk in Qdrant),
+        counted by the database."""
+        table = ledger_table
+        query = select(func.count()).where(table.c.source == source,
+                                           table.c.collection == collection)
+        if with_points:
+            query = query.where(table.c.chunk_count > 0)
+        with self._engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    @outage_tolerant
     def expected_totals(self, source: str, collection: str) -> tuple[int, int]:
         """(documents with an expected state, points they call for)."""
         table = expected_table
@@ -104,6 +142,14 @@ class KeyedReads:
         table = ledger_table
         return self._pages(select(table.c.doc_id, table.c.chunk_count, table.c.source_version),
                            table.c.doc_id, table.c.source == source,
+                           table.c.collection == collection)
+
+    def id_pages(self, source: str, collection: str, expected: bool = False
+                 ) -> Iterator[list[tuple[str]]]:
+        """(doc_id,) of every ledger row (`expected`: expected state) of the collection, in
+        pages in doc_id order."""
+        table = expected_table if expected else ledger_table
+        return self._pages(select(table.c.doc_id), table.c.doc_id, table.c.source == source,
                            table.c.collection == collection)
 
     def claim_pages(self, source: str, collection: str

@@ -10,7 +10,7 @@ for how a briefly unreachable server is waited out).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from itertools import starmap
@@ -245,16 +245,19 @@ class Ledger(KeyedReads):
         outbox.record(self._engine, events)
 
     @outage_tolerant
-    def update_expected(self, source: str, collection: str, changed: dict[str, Expected],
+    def update_expected(self, source: str, collection: str,
+                        changed: Mapping[str, Expected] | Iterable[tuple[str, Expected]],
                         removed: Iterable[str]) -> None:
         """Record the expected state of the documents whose expectation changed (only those:
-        a diff that changes nothing writes nothing)."""
+        a diff that changes nothing writes nothing): doc_id -> Expected, or (doc_id,
+        Expected) pairs streamed from a diff's spill file."""
+        pairs = changed.items() if isinstance(changed, Mapping) else changed
         table = expected_table
         scope = (table.c.source == source, table.c.collection == collection)
         with self._writing() as conn:
             for batch in batched(removed, _IN_BATCH):
                 conn.execute(delete(table).where(*scope, table.c.doc_id.in_(batch)))
-            for items in batched(sorted(changed.items()), _BATCH):
+            for items in map(sorted, batched(pairs, _BATCH)):
                 conn.execute(self._upsert_expected, [
                     {"source": source, "collection": collection, "doc_id": doc_id,
                      "content_hash": e.content_hash, "payload_hash": e.payload_hash,

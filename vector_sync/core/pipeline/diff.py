@@ -14,25 +14,25 @@ from __future__ import annotations
 import json
 import logging
 import time
-from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from pathlib import Path
 
 from vector_sync.core import faults
 from vector_sync.core.batches import batched, old_objects_frozen
 from vector_sync.core.documents import nested_subset
 from vector_sync.core.hashing import content_hash, payload_hash, stable_json
 from vector_sync.core.ledger import Expected, Ledger, LedgerRow, open_ledger
+from vector_sync.core.pipeline.expected_spill import ExpectedChanges
 from vector_sync.core.pipeline.rows import OUTCOMES, Action, Change, SnapshotRow
+from vector_sync.core.pipeline.snapshot import Seen
 from vector_sync.core.pipeline.state_files import (
     CHANGES,
     SNAPSHOT,
     StateFiles,
     read_rows,
+    read_summary,
     write_rows,
 )
 from vector_sync.core.settings import VectorSyncConfig
@@ -76,22 +76,6 @@ class Differ:
         self.count_tokens = count_tokens
         self.previous_expected = previous_expected or {}
         self.expected: dict[str, Expected] = {}
-
-    def changes(self, snapshot: Iterable[SnapshotRow], ledger_rows: dict[str, LedgerRow],
-                diff: Diff) -> Iterator[Change]:
-        """Rows of the change set from whole-collection ledger rows (a dry run; a sync
-        streams through KeyedDiff); `diff` is filled in as they are produced. Rows that need
-        no Qdrant write are still emitted when the ledger must learn something (a new hint,
-        a failure, a row to forget) — as action "unchanged", "failed" or "forgotten"."""
-        remaining = set(ledger_rows)
-        # the mass-delete guard weighs deletions against what the collection holds
-        diff.documents_before = sum(1 for row in ledger_rows.values() if row.chunk_count)
-        for row in snapshot:
-            remaining.discard(row.doc_id)
-            if (change := self.decide(row, ledger_rows.get(row.doc_id), diff)) is not None:
-                yield change
-        for doc_id in remaining:  # in the ledger, gone from the source
-            yield self.gone(doc_id, ledger_rows[doc_id].chunk_count, diff)
 
     def decide(self, row: SnapshotRow, previous: LedgerRow | None,
                diff: Diff) -> Change | None:
@@ -211,75 +195,85 @@ DIFF_BATCH = 2_000  # snapshot rows decided together: one keyed ledger look-up p
 
 class KeyedDiff:
     """A collection's diff over a snapshot streamed in batches. For each batch, the expected
-    states and (only where the decision needs them: documents read or failed, or without an
-    expectation to carry forward) the ledger rows of its documents are looked up by doc_id.
-    Held for the whole run, per document: 8 bytes, a hash of its id (Python's 64-bit string
-    hash, one process), to find the ledger's documents the snapshot no longer has by
-    paging through the ledger afterwards; and the expectations that changed, to be written.
+    states and (only where the decision needs them: documents read, failed or gone, or
+    without an expectation to carry forward) the ledger rows of its documents are looked up
+    by doc_id. A sync's snapshot holds only the documents to decide (its skipped ones are
+    counted in its footer, the ones gone are rows of their own), so the diff never pages
+    through the ledger. Over a full stream (`changes` without a tally: a snapshot file of
+    an earlier version), what the snapshot no longer has is found by paging through the
+    ledger afterwards, holding 8 bytes per document. The expectations that changed are
+    kept to be written (`changed`), spilled to the file `spill` past a bound.
     `on_expected`, if set, is given each batch's expected states (the consistency check
     folds them)."""
 
     def __init__(self, ledger: Ledger, source: str, differ: Differ,
-                 keep_changed: bool = True) -> None:
+                 keep_changed: bool = True, spill: Path | None = None) -> None:
         """`keep_changed` False: a dry look that writes no expectation keeps none."""
         self.ledger, self.source, self.differ = ledger, source, differ
         self.keep_changed = keep_changed
         self.collection = differ.spec.name
-        self.changed: dict[str, Expected] = {}  # new or different expectations, to write
-        self.removed: list[str] = []  # expectations of documents the snapshot no longer has
+        self.changed = ExpectedChanges(spill)  # new or different expectations, to write
+        self.removed: list[str] = []  # expectations of documents the source no longer has
         self.on_expected: Callable[[dict[str, Expected]], None] | None = None
-        self._seen = array("q")
+        self._seen = Seen()
 
-    def changes(self, snapshot: Iterable[SnapshotRow], diff: Diff) -> Iterator[Change]:
-        """Rows of the change set, as Differ.changes makes them; `diff` is filled in."""
+    def changes(self, snapshot: Iterable[SnapshotRow], diff: Diff,
+                tally: dict[str, int] | None = None) -> Iterator[Change]:
+        """Rows of the change set (`diff` is filled in). Rows that need no Qdrant write are
+        still emitted when the ledger must learn something (a new hint, a failure, a row to
+        forget): as action "unchanged", "failed" or "forgotten". `tally`: the snapshot's
+        footer (its rows are those to decide: see snapshot.Tally); without it, the snapshot
+        is a full stream."""
+        if tally is not None:
+            # the mass-delete guard weighs deletions against what the collection holds
+            diff.documents_before = self.ledger.count_rows(self.source, self.collection,
+                                                           with_points=True)
+            diff.counts["unchanged"] += tally["skipped"]
         for batch in batched(snapshot, DIFF_BATCH):
+            if tally is None:
+                self._seen.add(row.doc_id for row in batch if row.state != "gone")
             yield from self.decide(batch, diff)
-        yield from self.leftovers(diff)
+        if tally is None:
+            yield from self.leftovers(diff)
+        else:
+            diff.documents_now = tally["documents"]
 
     def decide(self, batch: list[SnapshotRow], diff: Diff) -> Iterator[Change]:
         """The changes of one batch of the snapshot (all of it decided once consumed)."""
         differ, source, collection = self.differ, self.source, self.collection
         ids = [row.doc_id for row in batch]
-        self._seen.extend(map(hash, ids))
         previous = self.ledger.expected_of(source, collection, ids)
         needed = [row.doc_id for row in batch
                   if row.state != "skipped" or row.doc_id not in previous]
         rows = {row.doc_id: row for row in self.ledger.rows_of(source, collection, needed)}
         differ.previous_expected, differ.expected = previous, {}
         for row in batch:
-            if (change := differ.decide(row, rows.get(row.doc_id), diff)) is not None:
+            if row.state == "gone":  # deleted if the ledger has it here, its expectation too
+                if row.doc_id in previous:
+                    self.removed.append(row.doc_id)
+                if (held := rows.get(row.doc_id)) is not None:
+                    yield differ.gone(row.doc_id, held.chunk_count, diff)
+            elif (change := differ.decide(row, rows.get(row.doc_id), diff)) is not None:
                 yield change
         if self.keep_changed:
-            self.changed.update((doc_id, now) for doc_id, now in differ.expected.items()
-                                if previous.get(doc_id) != now)
+            self.changed.update({doc_id: now for doc_id, now in differ.expected.items()
+                                 if previous.get(doc_id) != now})
         if self.on_expected is not None:
             self.on_expected(differ.expected)
         differ.previous_expected, differ.expected = {}, {}
 
     def leftovers(self, diff: Diff) -> Iterator[Change]:
-        """Once every batch is decided: the ledger's documents the snapshot no longer has
-        (deleted, or forgotten), found by paging through the ledger; and the expectations
-        to remove (`removed`)."""
+        """Once every batch of a full stream is decided: the ledger's documents it no longer
+        has (deleted, or forgotten), found by paging through the ledger; and the
+        expectations to remove (`removed`)."""
         source, collection = self.source, self.collection
-        seen = np.sort(np.frombuffer(self._seen, dtype=np.int64))
         for page in self.ledger.key_pages(source, collection):
             # the mass-delete guard weighs deletions against what the collection holds
             diff.documents_before += sum(1 for _, count, _ in page if count)
-            for (doc_id, count, _), there in zip(page, _among(seen, page), strict=True):
-                if not there:  # in the ledger, gone from the source
-                    yield self.differ.gone(doc_id, count, diff)
+            for doc_id, count, _ in self._seen.missing(page):  # in the ledger, not the source
+                yield self.differ.gone(doc_id, count, diff)
         for expected in self.ledger.expected_pages(source, collection):
-            self.removed += [entry[0] for entry, there in zip(
-                expected, _among(seen, expected), strict=True) if not there]
-
-
-def _among(seen: np.ndarray[Any, np.dtype[np.int64]],
-           page: Sequence[tuple[Any, ...]]) -> list[bool]:
-    """For each (doc_id, ...) of `page`: is the hash of its id in `seen` (sorted)? A hash
-    can only be missing for an id that is missing, so nothing present is deleted."""
-    hashes = np.fromiter((hash(entry[0]) for entry in page), dtype=np.int64, count=len(page))
-    at = np.minimum(np.searchsorted(seen, hashes), max(len(seen) - 1, 0))
-    return list((seen[at] == hashes) if len(seen) else np.zeros(len(page), dtype=bool))
+            self.removed += [entry[0] for entry in self._seen.missing(expected)]
 
 
 # --- the stage ------------------------------------------------------------------------------
@@ -292,11 +286,19 @@ def changes(config: VectorSyncConfig, source: str, collection: str) -> dict[str,
     started = time.perf_counter()
     diff = Diff()
     snapshot = files.snapshot(source)
+    tally = read_summary(snapshot) or None  # none: a full stream, of an earlier version
+    target = files.changes(collection, source)
     with open_ledger(config.state) as ledger, old_objects_frozen():
-        keyed = KeyedDiff(ledger, source, differ_for(config, collection, {}))
-        write_rows(files.changes(collection, source), CHANGES,
-                   keyed.changes(read_rows(snapshot, SNAPSHOT), diff), summary=diff.as_dict)
-        ledger.update_expected(source, collection, keyed.changed, keyed.removed)
+        keyed = KeyedDiff(ledger, source, differ_for(config, collection, {}),
+                          spill=target.with_name(f".{target.stem}.expected.parquet"))
+        try:
+            write_rows(target, CHANGES, keyed.changes(read_rows(snapshot, SNAPSHOT), diff,
+                                                      tally), summary=diff.as_dict)
+            # only once the change set is on disk: a run cut off before keeps the old ones
+            ledger.update_expected(source, collection, keyed.changed.items(), keyed.removed)
+        finally:
+            keyed.changed.remove()
     faults.reached("changes.expected_saved")
     log.info("changes for %s from %s: %s", collection, source, diff.as_dict())
     return {**diff.as_dict(), "duration_s": timed(started)}
+

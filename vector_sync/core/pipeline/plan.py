@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from vector_sync.core.ledger import Expected, Ledger, SchemaNotCurrent
-from vector_sync.core.pipeline.diff import Diff, differ_for, mass_delete
+from vector_sync.core.pipeline.diff import Diff, KeyedDiff, differ_for, mass_delete
 from vector_sync.core.pipeline.embed import held_chunks, worth_reading_back
 from vector_sync.core.pipeline.rows import EMBEDS, OUTCOMES
 from vector_sync.core.pipeline.snapshot import snapshot_rows
@@ -80,8 +80,10 @@ def dry_run(config: VectorSyncConfig, source_name: str, ledger: Ledger, full: bo
     result = DryRun()
     for spec in specs:
         diff = result.diffs[spec.name] = Diff()
-        differ = differ_for(config, spec.name, ledger.expected(source_name, spec.name))
-        changes = list(differ.changes(snapshot, ledger.rows(source_name, spec.name), diff))
+        keyed = KeyedDiff(ledger, source_name, differ_for(config, spec.name, {}),
+                          keep_changed=False)
+        keyed.on_expected = result.expected.setdefault(spec.name, {}).update
+        changes = list(keyed.changes(snapshot, diff))
         embedded = [c for c in changes if c.action in EMBEDS]
         # what the embed stage would reuse: an earlier embeddings file, chunks Qdrant holds
         reusable = _reusable_keys(files.embeddings(spec.name, source_name))
@@ -92,7 +94,6 @@ def dry_run(config: VectorSyncConfig, source_name: str, ledger: Ledger, full: bo
             else sum(text not in held for text in c.chunks or ()) for c in embedded)
         result.to_reuse[spec.name] = sum(len(c.chunks or ()) for c in embedded) - \
             result.to_embed[spec.name]
-        result.expected[spec.name] = differ.expected
     return result
 
 

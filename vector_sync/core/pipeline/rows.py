@@ -1,7 +1,8 @@
-"""The rows one stage hands the next, one type per hand-off: the snapshot's rows (one per
-document of the source), the change set (one per document whose collection must change, or
-whose ledger row must learn something), the embeddings (one per chunk to upsert); and the
-named sets of change actions every stage decides by.
+"""The rows one stage hands the next, one type per hand-off: the snapshot's rows (of a sync,
+one per document that needs a decision: read, failed or gone), the change set (one per
+document whose collection must change, or whose ledger row must learn something), the
+embeddings (one per chunk to upsert); and the named sets of change actions every stage
+decides by.
 
 Rows are NamedTuples: a no-op sync of a large source passes tens of thousands of them
 through each stage, and a tuple is the cheapest row to build from a Parquet column and to
@@ -13,8 +14,11 @@ from __future__ import annotations
 
 from typing import Any, Literal, NamedTuple
 
-# "skipped": listed by the scan, not read (its version hint matches what was synced)
-SnapshotState = Literal["read", "skipped", "failed"]
+# "skipped": listed by the scan, not read (its version hint matches what was synced); only a
+# full stream (verify, a dry run) has such rows: a sync's snapshot file counts them instead.
+# "gone": a document the ledger may have that the source no longer has (deleted, out of
+# scope), written by a sync's snapshot so that its diff never pages through the ledger
+SnapshotState = Literal["read", "skipped", "failed", "gone"]
 
 # What the change set does with a document in one collection:
 #   added / updated    new content: chunked, embedded, upserted (updated: it had points)
@@ -46,8 +50,8 @@ Metadata = dict[str, Any]
 
 
 class SnapshotRow(NamedTuple):
-    """A document of the source now. `fields_json` when it was read; `error_code` and
-    `error` when reading it failed."""
+    """A document of the source now (or, "gone", one it no longer has). `fields_json` when
+    it was read; `error_code` and `error` when reading it failed."""
 
     doc_id: str
     version: str | None  # None: a document a targeted snapshot keeps, synced without one

@@ -2,16 +2,25 @@
 
 Cheap version hints decide what is read: a document whose hint matches a fully synced
 ledger entry (and whose expected state is known) is listed but not read ("skipped").
-A targeted snapshot (a retry, an operator's re-sync) reads exactly the documents asked for.
+A sync's snapshot file holds only the rows that need a decision (read, failed, and "gone":
+a document the ledger has that the source no longer has); the skipped documents are counted
+in its footer, so a sync costs what it changes, not what the ledger holds. A full stream (a
+dry run, verify) has a row per skipped document instead, and no "gone" row. A targeted
+snapshot (a retry, an operator's re-sync) reads exactly the documents asked for.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from array import array
 from collections import Counter
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from itertools import chain
+from typing import Any
+
+import numpy as np
 
 from vector_sync.core import faults
 from vector_sync.core.batches import batched, old_objects_frozen
@@ -32,116 +41,211 @@ READ_BATCH = 500
 SCAN_BATCH = 5_000  # listed entries whose hints are looked up in the ledger together
 
 
-def snapshot_rows(source: Source, ledger: Ledger, specs: list[CollectionSpec],
-                  full: bool = False, track_listing: bool = False) -> Iterator[SnapshotRow]:
-    """The source's current documents. Those whose hint matches a fully synced ledger entry
-    and whose expected state is known are not read ("skipped"); all are read with `full` or
-    after a collection's config changed. Raises SourceUnavailable if the source is down
-    (before any row when it is down from the start). `track_listing` (a sync, not a dry
-    run): a source whose history names every change since the last sync is not listed,
-    until its full-listing period has passed; when it is listed, the ledger notes when.
+class Tally:
+    """What a sync's snapshot counts instead of writing a row for: the documents listed but
+    not read (`skipped`), and the documents the source has now (`documents`: those of its
+    rows but "gone", plus the skipped). Kept in the snapshot file's footer."""
 
-    The listing is taken in batches, each batch's hints looked up in the ledger by doc_id:
-    what is held is one batch and the ids still to read, never every document's hint."""
+    def __init__(self) -> None:
+        self.skipped = 0
+        self.documents = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"skipped": self.skipped, "documents": self.documents}
+
+
+class Seen:
+    """The documents a listing found, 8 bytes each: a hash of the id (Python's 64-bit string
+    hash, one process), so a million ids take 8 MB where a set of them takes 100."""
+
+    def __init__(self) -> None:
+        self._hashes = array("q")
+        self._sorted: np.ndarray[Any, np.dtype[np.int64]] | None = None
+
+    def add(self, doc_ids: Iterable[str]) -> None:
+        self._hashes.extend(map(hash, doc_ids))
+        self._sorted = None
+
+    def missing(self, page: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """The entries (doc_id, ...) of `page` whose id was not seen. A hash can only be
+        missing for an id that is missing, so nothing seen is ever taken as missing."""
+        if self._sorted is None:
+            self._sorted = np.sort(np.frombuffer(self._hashes, dtype=np.int64))
+        seen = self._sorted
+        if not len(seen):
+            return list(page)
+        hashes = np.fromiter((hash(entry[0]) for entry in page), dtype=np.int64,
+                             count=len(page))
+        at = np.minimum(np.searchsorted(seen, hashes), len(seen) - 1)
+        return [entry for entry, there in zip(page, seen[at] == hashes, strict=True)
+                if not there]
+
+
+def snapshot_rows(source: Source, ledger: Ledger, specs: list[CollectionSpec],
+                  full: bool = False) -> Iterator[SnapshotRow]:
+    """Every document of the source now, one row each, for a dry run or a check (nothing is
+    noted in the ledger). Those whose hint matches a fully synced ledger entry and whose
+    expected state is known are not read ("skipped"); all are read with `full` or after a
+    collection's config changed. Raises SourceUnavailable if the source is down (before any
+    row when it is down from the start)."""
     names = [s.name for s in specs]
-    changed: set[str] = set()
-    if isinstance(source, Checkpointed):  # its own history decides too: reads are the union
-        changed = source.changed_since(checkpoints.last_checkpoint(ledger, source.name, names))
+    changed = _changed(source, ledger, names)
     hints = not full and not checkpoints.config_changed(ledger, source.name, specs)
-    if hints and track_listing and isinstance(source, Checkpointed) and source.complete and \
+    yield from _listed_rows(source, ledger, names, changed, hints, None)
+
+
+def changed_rows(source: Source, ledger: Ledger, specs: list[CollectionSpec], tally: Tally,
+                 full: bool = False) -> Iterator[SnapshotRow]:
+    """A sync's snapshot: the rows that need a decision (read, failed, gone), the others
+    counted in `tally`. A source whose history names every change since the last sync is
+    not listed, until its full-listing period has passed; when it is listed, the ledger
+    notes when. Raises SourceUnavailable as snapshot_rows does."""
+    names = [s.name for s in specs]
+    changed = _changed(source, ledger, names)
+    hints = not full and not checkpoints.config_changed(ledger, source.name, specs)
+    if hints and isinstance(source, Checkpointed) and source.complete and \
             not checkpoints.listing_due(ledger, source.name, source.full_listing_every_s):
-        yield from _unlisted_rows(source, ledger, names, changed)
-        return
+        yield from _unlisted_rows(source, ledger, names, changed, tally)
+    else:
+        yield from _listed_rows(source, ledger, names, changed, hints, tally)
+
+
+def _changed(source: Source, ledger: Ledger, names: list[str]) -> set[str]:
+    if not isinstance(source, Checkpointed):
+        return set()
+    # its own history decides too: reads are the union
+    return source.changed_since(checkpoints.last_checkpoint(ledger, source.name, names))
+
+
+def _listed_rows(source: Source, ledger: Ledger, names: list[str], changed: set[str],
+                 hints: bool, tally: Tally | None) -> Iterator[SnapshotRow]:
+    """The listing is taken in batches, each batch's hints looked up in the ledger by doc_id:
+    what is held is one batch, the ids still to read and, for a sync (`tally`), 8 bytes per
+    listed document to find afterwards, in one paged pass over the ledger's ids of the
+    source, the documents it has that the listing did not find."""
     listed = 0
+    seen = Seen()
     to_read: list[str] = []  # read once the listing is done, as before batching
     for entries in batched(source.scan(), SCAN_BATCH):
         listed += len(entries)
         clean = ledger.hints_of(source.name, names, [
             e.doc_id for e in entries if e.doc_id not in changed]) if hints else {}
+        if tally is not None:
+            seen.add(e.doc_id for e in entries)
         for entry in entries:
-            if entry.doc_id not in changed and clean.get(entry.doc_id) == entry.version:
+            if entry.doc_id in changed or clean.get(entry.doc_id) != entry.version:
+                to_read.append(entry.doc_id)
+            elif tally is None:
                 yield SnapshotRow(entry.doc_id, entry.version, "skipped")
             else:
-                to_read.append(entry.doc_id)
+                tally.skipped += 1
     faults.reached("snapshot.scanned")
-    if track_listing and isinstance(source, Checkpointed):
+    if tally is not None and isinstance(source, Checkpointed):
         checkpoints.note_listing(ledger, source.name)
     log.info("source %s: %d documents, %d to read", source.name, listed, len(to_read))
-    yield from _read_rows(source, to_read)
-
-
-def _unlisted_rows(source: Source, ledger: Ledger, names: list[str],
-                   changed: set[str]) -> Iterator[SnapshotRow]:
-    """The snapshot without a listing: what the source's history names is read (a deleted
-    or out-of-scope document reads as nothing, so the diff deletes it), as is every
-    document not fully synced; the rest are as the ledger has them."""
-    unsynced: dict[str, str] = {}  # not fully synced, with the ledger's hint: few, usually
-    known = 0
-    for page, first in _ledger_documents(ledger, source.name, names):
-        known += len(page)
-        hints = {doc_id: hint for doc_id, hint in page if doc_id not in changed}
-        # a clean document is synced in every collection, so it is in the first one
-        clean = ledger.hints_of(source.name, names, list(hints)) if first else {}
-        for doc_id, hint in hints.items():
-            if doc_id in clean:
-                yield SnapshotRow(doc_id, clean[doc_id], "skipped")
-            else:
-                unsynced.setdefault(doc_id, hint or "")
-    reads = sorted(changed | unsynced.keys())
-    log.info("source %s: not listed (its history names every change since the last sync): "
-             "%d documents known, %d to read", source.name, known, len(reads))
-    found: set[str] = set()
-    for row in _read_rows(source, reads):
-        found.add(row.doc_id)
+    if tally is None:
+        yield from _read_rows(source, to_read)
+        return
+    gone = 0
+    for row in _read_rows(source, to_read, _gone):  # listed, then deleted before its read
+        gone += row.state == "gone"
         yield row
-    for doc_id in unsynced.keys() - found - changed:
+    yield from absent_rows(ledger, source.name, seen)
+    tally.documents = listed - gone
+
+
+def absent_rows(ledger: Ledger, source: str, seen: Seen) -> Iterator[SnapshotRow]:
+    """A "gone" row, once, for each document the ledger has of `source` (a row or an
+    expected state, in any collection) that is not in `seen`: pages of ids, in one pass."""
+    emitted: set[str] = set()  # the documents gone: as many as the change, not the source
+    for collection in ledger.known_collections(source):
+        for expected in (False, True):
+            for page in ledger.id_pages(source, collection, expected):
+                for (doc_id,) in seen.missing(page):
+                    if doc_id not in emitted:
+                        emitted.add(doc_id)
+                        yield _gone(doc_id)
+
+
+def _unlisted_rows(source: Source, ledger: Ledger, names: list[str], changed: set[str],
+                   tally: Tally) -> Iterator[SnapshotRow]:
+    """The snapshot without a listing, and without paging through the ledger: what the
+    source's history names is read (a deleted or out-of-scope document reads as nothing:
+    a "gone" row), as is every document not fully synced (found by an index); the rest
+    are as the ledger has them, counted."""
+    unsynced = ledger.unsynced_of(source.name)  # not fully synced, with a hint: few, usually
+    reads = sorted(changed | unsynced.keys())
+    count, known = _known(ledger, source.name, names, reads)
+    tally.skipped = count - len(known)
+    log.info("source %s: not listed (its history names every change since the last sync): "
+             "%d documents known, %d to read", source.name, count, len(reads))
+
+    def missing(doc_id: str) -> SnapshotRow:
+        if doc_id in changed:
+            return _gone(doc_id)
         # the history did not name it, so the source still has it: it could not be read
         # back by its id alone (a MongoDB _id that does not print back, say). Kept, as
         # failed, until the next listing reads it; never deleted for that.
-        yield SnapshotRow(doc_id, unsynced[doc_id], "failed", error_code="not_read",
-                          error="not found by its id without a listing; the next full "
-                          "listing reads it")
+        return SnapshotRow(doc_id, unsynced[doc_id], "failed", error_code="not_read",
+                           error="not found by its id without a listing; the next full "
+                           "listing reads it")
+
+    tally.documents = count
+    for row in _read_rows(source, reads, missing):
+        tally.documents += (row.state != "gone") - (row.doc_id in known)
+        yield row
 
 
-def _ledger_documents(ledger: Ledger, source: str, first: list[str],
-                      ) -> Iterator[tuple[list[tuple[str, str | None]], bool]]:
-    """Every document the ledger has of `source`, once, as pages of (doc_id, version hint):
-    collection by collection, those in `first` first, a document met in an earlier
-    collection left out (looked up by doc_id, so no set of every id is kept). The flag
-    says the page is of the first collection."""
-    collections = [*first, *(c for c in ledger.collections_of(source) if c not in first)]
-    for number, collection in enumerate(collections):
-        for page in ledger.key_pages(source, collection):
-            ids = [doc_id for doc_id, _, _ in page]
-            earlier: set[str] = set()
-            for previous in collections[:number]:
-                earlier |= ledger.present_of(source, previous, ids)
-            yield [(d, v) for d, _, v in page if d not in earlier], number == 0
+def _known(ledger: Ledger, source: str, names: list[str],
+           doc_ids: list[str]) -> tuple[int, set[str]]:
+    """(how many documents of `source` the ledger has in `names`, which of `doc_ids` it
+    has): counted by the database in the first collection (a clean document is in every
+    one), plus those of `doc_ids` only in others."""
+    if not names:
+        return 0, set()
+    first = ledger.present_of(source, names[0], doc_ids)
+    known = set(first)
+    for other in names[1:]:
+        known |= ledger.present_of(source, other, [d for d in doc_ids if d not in known])
+    return ledger.count_rows(source, names[0]) + len(known - first), known
 
 
-def _read_rows(source: Source, doc_ids: list[str]) -> Iterator[SnapshotRow]:
+def _read_rows(source: Source, doc_ids: list[str],
+               missing: Callable[[str], SnapshotRow] | None = None) -> Iterator[SnapshotRow]:
+    """The documents read; `missing` makes the row of one the source did not return."""
     for ids in batched(doc_ids, READ_BATCH):
+        found: set[str] = set()
         for result in source.read(ids):
+            found.add(result.doc_id)
             yield _snapshot_row(result)
+        if missing is not None:
+            yield from (missing(doc_id) for doc_id in ids if doc_id not in found)
         faults.reached("snapshot.read_batch")
 
 
-def targeted_snapshot_rows(source: Source, ledger: Ledger,
-                           doc_ids: Collection[str]) -> Iterator[SnapshotRow]:
-    """A snapshot that reads exactly `doc_ids` (a retry, an operator's re-sync) and takes
-    every other document the ledger knows as unchanged, without listing the source. A
-    listed document the source no longer has, or that is out of its scope, is deleted."""
+def _gone(doc_id: str) -> SnapshotRow:
+    return SnapshotRow(doc_id, None, "gone")
+
+
+def targeted_snapshot_rows(source: Source, ledger: Ledger, doc_ids: Collection[str],
+                           names: list[str], tally: Tally) -> Iterator[SnapshotRow]:
+    """A snapshot that reads exactly `doc_ids` (a retry, an operator's re-sync, a migration's
+    batch) and counts every other document the ledger knows as unchanged, without listing
+    the source. A wanted document the source no longer has, or that is out of its scope,
+    is "gone" (deleted)."""
     wanted = set(doc_ids)
+    in_scope = wanted
     if not source.scoped_reads:
         # read() would take any path: keep to what the source's include/ignore rules list
-        wanted = {entry.doc_id for entry in source.scan() if entry.doc_id in wanted}
+        in_scope = {entry.doc_id for entry in source.scan() if entry.doc_id in wanted}
+    count, known = _known(ledger, source.name, names, sorted(wanted))
+    tally.skipped, tally.documents = count - len(known), count
     log.info("source %s: reading %d listed documents, the others kept as they are",
-             source.name, len(wanted))
-    yield from _read_rows(source, sorted(wanted))
-    for page, _ in _ledger_documents(ledger, source.name, []):
-        for doc_id, version in page:
-            if doc_id not in doc_ids:
-                yield SnapshotRow(doc_id, version, "skipped")
+             source.name, len(in_scope))
+    for row in chain(map(_gone, sorted(wanted - in_scope)),
+                     _read_rows(source, sorted(in_scope), _gone)):
+        tally.documents += (row.state != "gone") - (row.doc_id in known)
+        yield row
 
 
 def _snapshot_row(result: Document | ReadFailure) -> SnapshotRow:
@@ -176,6 +280,7 @@ def snapshot(config: VectorSyncConfig, source_name: str, full: bool = False,
     path = StateFiles(config.state.dir).snapshot(source_name)
     started = time.perf_counter()
     states: Counter[str] = Counter()
+    tally = Tally()
 
     def counted(rows: Iterator[SnapshotRow]) -> Iterator[SnapshotRow]:
         for row in rows:
@@ -184,14 +289,16 @@ def snapshot(config: VectorSyncConfig, source_name: str, full: bool = False,
 
     with open_ledger(config.state) as ledger, old_objects_frozen():
         specs = collection_specs(config, source_name)
-        rows = snapshot_rows(source, ledger, specs, full, track_listing=True) if only is None \
-            else targeted_snapshot_rows(source, ledger, only)
-        write_rows(path, SNAPSHOT, counted(rows))
+        rows = changed_rows(source, ledger, specs, tally, full) if only is None else \
+            targeted_snapshot_rows(source, ledger, only, [s.name for s in specs], tally)
+        write_rows(path, SNAPSHOT, counted(rows), summary=tally.as_dict)
         detection = checkpoints.note_checkpoint(ledger, source)
     seconds = timed(started)
-    total = states.total()
-    log.info("snapshot of %s: %d documents (%d read, %d unchanged hint, %d failed) in %.2f s",
-             source_name, total, states["read"], states["skipped"], states["failed"], seconds)
-    return {"documents": total, "read": states["read"], "skipped_unchanged": states["skipped"],
-            "targeted": only is not None, "failed": states["failed"], "duration_s": seconds,
+    total = tally.documents
+    log.info("snapshot of %s: %d documents (%d read, %d unchanged hint, %d failed, %d gone) "
+             "in %.2f s", source_name, total, states["read"], tally.skipped, states["failed"],
+             states["gone"], seconds)
+    return {"documents": total, "read": states["read"], "skipped_unchanged": tally.skipped,
+            "targeted": only is not None, "failed": states["failed"], "gone": states["gone"],
+            "duration_s": seconds,
             **throughput("documents_per_s", total, seconds), "path": str(path), **detection}

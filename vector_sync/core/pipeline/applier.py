@@ -47,6 +47,7 @@ from vector_sync.core.store import (
 log = logging.getLogger(__name__)
 
 LEDGER_BATCH = 2000  # ledger-only rows (new hints, read failures) recorded at once
+ROWS_WINDOW = 2000  # changes whose ledger rows are looked up in one query
 
 
 def retry_at(now: datetime, attempts: int, policy: RetryConfig) -> datetime | None:
@@ -88,7 +89,9 @@ class Applier:
                  rows: dict[str, LedgerRow] | None = None,
                  deployment: str | None = None, events: bool = False) -> None:
         """`store` may be None for a change set that writes nothing to Qdrant.
-        `rows`: the ledger rows of the change set's documents (others are never looked at).
+        `rows`: ledger rows of the change set's documents known already; the others are
+        looked up a window of changes at a time (`with_rows`), and each is forgotten once
+        its document is applied, so what is held does not grow with the change set.
         `may_retry_step`: a Qdrant error raises QdrantTransientError (the step is retried)
         rather than failing the documents; on the step's last attempt it is False.
         `unavailable`: why Qdrant could not be opened; every write is then marked failed.
@@ -131,15 +134,17 @@ class Applier:
         operations: list[Change] = []
         ledger_only: list[Change] = []
         upsert_points = 0
-        for change in changes:
+        for change in self.with_rows(changes):
             action = change.action
             points = _take_vectors(vectors, change) if action in EMBEDS else []
             if self.applied_before(change):  # by an earlier attempt of this step
                 self.report.counts[action] += 1
+                self.forget([change])
                 continue
             if action in EMBEDS:
                 if upserts and upsert_points + len(points) > self.batch_points:
                     self._write_group(upserts)
+                    self.forget(c for c, _ in upserts)
                     upserts, upsert_points = [], 0
                 upserts.append((change, points))
                 upsert_points += len(points)
@@ -147,11 +152,13 @@ class Applier:
                 operations.append(change)
                 if len(operations) >= self.batch_points:
                     self._operate(operations)
+                    self.forget(operations)
                     operations = []
             else:
                 ledger_only.append(change)
                 if len(ledger_only) >= LEDGER_BATCH:
                     self._record(ledger_only)
+                    self.forget(ledger_only)
                     ledger_only = []
         if upserts:
             self._write_group(upserts)
@@ -164,6 +171,21 @@ class Applier:
             # a model change re-embeds every document: the collection now holds its vectors
             self.store.record_model(self.spec.name, self.spec.model, dimension)
         return self.report
+
+    def with_rows(self, changes: Iterable[Change]) -> Iterator[Change]:
+        """The changes, the ledger rows of each window of them looked up first: never a row
+        per document of the change set at once (an initial sync writes one per document)."""
+        for window in batched(changes, ROWS_WINDOW):
+            unknown = [c.doc_id for c in window if c.doc_id not in self.rows]
+            if unknown:
+                self.rows.update((row.doc_id, row) for row in self.ledger.rows_of(
+                    self.source, self.spec.name, unknown))
+            yield from window
+
+    def forget(self, changes: Iterable[Change]) -> None:
+        """Drop applied documents' rows: a change set names each document once."""
+        for change in changes:
+            self.rows.pop(change.doc_id, None)
 
     def applied_before(self, change: Change) -> bool:
         """The ledger already records this change as acknowledged by Qdrant."""

@@ -62,24 +62,25 @@ def apply(config: VectorSyncConfig, source: str, collection: str,
                 if may_retry_step:
                     raise
                 unavailable = str(error)  # last attempt: the documents are marked failed
-        changed = [row.doc_id for row in read_rows(files.changes(collection, source), CHANGES,
-                                                   ["doc_id"])]
-        rows = {row.doc_id: row for row in ledger.rows_of(source, collection, changed)}
+        # the ledger rows of the change set's documents are looked up a window at a time
+        # (Applier.with_rows): a dict of them all would grow with the change set
         applier = Applier(store, ledger, source, spec, batch_points=config.qdrant.batch_size,
                           retry=config.retry, may_retry_step=may_retry_step,
-                          unavailable=unavailable, rows=rows,
+                          unavailable=unavailable,
                           deployment=deployment_of(config, ledger, create=store is not None),
                           events=config.events.enabled)
         changes = read_rows(files.changes(collection, source), CHANGES)
         if consumed(embeddings) is not None:  # a step re-run after this change set applied
-            changes = _without_consumed(changes, applier)
+            changes = _without_consumed(applier.with_rows(changes), applier)
         report = applier.apply(changes, read_rows(embeddings, EMBEDDINGS), dimension)
         report.counts["unchanged"] = planned["unchanged"]
         checkpoints.record_config(ledger, source, spec)
         checkpoints.record_checkpoint(ledger, source, collection)
         faults.reached("apply.checkpoint_recorded")
         _consume_vectors(files, source, collection, report)
-        write_back(config, source, collection, ledger, changed)
+        write_back(config, source, collection, ledger, (  # read only by such a source
+            row.doc_id for row in read_rows(files.changes(collection, source), CHANGES,
+                                            ["doc_id"])))
         if config.events.enabled:
             deliver_events(config, ledger)
         if store is not None:
@@ -131,6 +132,7 @@ def _without_consumed(changes: Iterator[Change], applier: Applier) -> Iterator[C
             yield change
         elif applier.applied_before(change):  # the applier's own test of a re-run
             applier.report.counts[change.action] += 1
+            applier.forget([change])
         else:
             raise RuntimeError(
                 f"the vectors of this change set were removed once it was applied, and "

@@ -143,6 +143,9 @@ def read_rows(path: Path, layout: RowFile[Row],
         values = [read[name] if name in read else repeat(None, batch.num_rows)
                   for name in fields]
         yield from map(make, zip(*values, strict=False))
+        # let go of this batch before the next is read: two batches of vectors as Python
+        # floats at once would double what the reader holds
+        del read, values
 
 
 def read_summary(path: Path) -> dict[str, int]:

@@ -16,11 +16,11 @@ log = logging.getLogger(__name__)
 
 
 def write_back(config: VectorSyncConfig, source: str, collection: str, ledger: Ledger,
-               changed: list[str]) -> None:
+               changed: Iterable[str]) -> None:
     """Tell a source that writes sync status back the outcome of the documents in `changed`
-    (a change set's). What is owed is noted in a file first and cleared only once written,
-    so a run killed or refused half-way is made up for by the next one, even when that one
-    finds nothing changed."""
+    (a change set's, read only for such a source). What is owed is noted in a file first
+    and cleared only once written, so a run killed or refused half-way is made up for by the
+    next one, even when that one finds nothing changed."""
     target = config.open_source(source)
     if not (isinstance(target, WritesBack) and target.writes_back):
         return

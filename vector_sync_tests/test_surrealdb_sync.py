@@ -270,9 +270,10 @@ def test_unreachable_server_exits_1_and_deletes_nothing(project, capsys):
 
 
 def test_status_checks_the_table_without_reading_its_change_feed(project, capsys, monkeypatch):
-    """`status` asks whether each source can be read now; for SurrealDB that is a connection
-    and the table's definition, never the change feed (read from its start, it would cost
-    time and memory growing with every write the feed keeps)."""
+    """`status` asks whether each source can be read now; for an embedded SurrealDB store
+    that is its folder (a server: a connection and the table's definition), never the
+    change feed (read from its start, it would cost time and memory growing with every
+    write the feed keeps)."""
     from vector_sync.sources.surrealdb import SurrealSource
 
     def feed_read(*args: Any) -> Any:  # an injected fault: reading the feed fails the test
@@ -282,7 +283,6 @@ def test_status_checks_the_table_without_reading_its_change_feed(project, capsys
     code, status = project.cli("status", capsys=capsys)
     assert code == 0 and status["sources"]["articles"]["error"] is None, status
 
-    project.config["sources"]["articles"]["table"] = "gone"
-    project.save()
+    (project.root / "db").rename(project.root / "db-moved")
     code, status = project.cli("status", capsys=capsys)
-    assert code == 1 and "table gone is not defined" in status["sources"]["articles"]["error"]
+    assert code == 1 and "does not exist" in status["sources"]["articles"]["error"]

@@ -121,6 +121,8 @@ def _print_verification(args: argparse.Namespace, results: list[Verification],
             print(f"{'':<32}{problem}: {doc_id}")
         if r.sampled:
             print(f"{'':<32}sampled: {r.sampled}")
+        if r.unseen:
+            print(f"{'':<32}a sample cannot see: {r.unseen}")
     return code
 
 

@@ -4,9 +4,11 @@ is what writes."""
 
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 
+from vector_sync.core.consistency.shared import NotVerified, verified_once
 from vector_sync.core.consistency.verify import Verification, spot_check, verify_source
 from vector_sync.core.ledger import LedgerUnavailable
 from vector_sync.core.pipeline.diff import mass_delete
@@ -82,8 +84,9 @@ def consistency_checks(collection: str, names: Names = PLAIN) -> dg.AssetChecksD
             results = [result for source in sources for result in (
                 # a sync spot-checks what it wrote; the verify job checks everything
                 [spot_check(settings, source, collection)] if context.has_partition_key
-                else verify_source(settings, source, [collection]))]
-        except (SourceUnavailable, QdrantUnavailable, LedgerUnavailable) as error:
+                else _verified(context, settings, names, source, collection))]
+        except (SourceUnavailable, QdrantUnavailable, LedgerUnavailable,
+                NotVerified) as error:
             # the run that synced goes on as it was; the checks say why nothing was verified
             results = []
             evaluations = [dg.AssetCheckResult(check_name=name, passed=False,
@@ -97,6 +100,18 @@ def consistency_checks(collection: str, names: Names = PLAIN) -> dg.AssetChecksD
             _fail_verification(qdrant_key, evaluations, results)
 
     return verify
+
+
+def _verified(context: dg.AssetCheckExecutionContext, settings: VectorSyncConfig,
+              names: Names, source: str, collection: str) -> list[Verification]:
+    """The complete verification of `source` for `collection`, shared with the run's other
+    collections that `source` feeds: the source is listed once per run, as by the CLI."""
+    selection = context.run.asset_check_selection  # None: the whole job
+    checked = [c for c in settings.sources[source].collections if selection is None or any(
+        dg.AssetCheckKey(names.asset("qdrant", c), check) in selection
+        for check in VERIFY_CHECKS)]
+    return verified_once(Path(settings.state.dir), context.run.run_id, source, collection,
+                         checked, lambda wanted: verify_source(settings, source, wanted))
 
 
 def _fail_verification(qdrant_key: dg.AssetKey, evaluations: list[dg.AssetCheckResult],

@@ -13,8 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vector_sync.core.consistency.compare import (
+    Held,
+    Verification,
+    Verifier,
+    _claim,
+    _holds_exactly,
+)
 from vector_sync.core.consistency.expected_now import expected_now
-from vector_sync.core.consistency.verify import Held, Verification, Verifier, _claim, _holds_exactly
 from vector_sync.core.hashing import point_id
 from vector_sync.core.ledger import Expected, LedgerRow
 from vector_sync.core.pipeline.plan import read_only_ledger

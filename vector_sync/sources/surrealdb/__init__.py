@@ -13,21 +13,25 @@ Hints: the `updated_field` value when
 one is configured; else, in a table with a feed, one constant (the feed decides; when it
 cannot, because no checkpoint is known yet or its retention passed, every record is read and
 the content hashes decide); else, without a feed, a hash of the record. The run metadata
-says which path was taken. SurrealDB values become JSON values in values.py.
+says which path was taken. SurrealDB values become JSON values in values.py. The table is
+read a page of `batch_size` records at a time (pages()), and reads by id as many ids a
+query: the SDK holds a query's whole answer.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Self
+from uuid import UUID
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator
-from surrealdb import RecordID, Surreal
+from surrealdb import Surreal
 
 from vector_sync.core.batches import batched
 from vector_sync.core.documents import MISSING, Document, ReadFailure, SourceEntry, get_path
@@ -123,8 +127,14 @@ class SurrealConfig(SourceConfig):
         return ChangeCheck(bool(changes), f"{self.where()}: {summary}", {"versionstamp": latest})
 
     def probe(self, name: str) -> None:
-        """Connected, and the table defined: the feed is not read."""
+        """A server: connected, and the table defined (the feed is not read). An embedded
+        store: its folder is readable; opening it would load an index growing with the data,
+        beside a running sync, and create an empty store at a mistyped path."""
         source = SurrealSource(name, self)
+        scheme, _, rest = self.url.partition("://")
+        if scheme.lower() in EMBEDDED:
+            source.check_folder(Path(rest))
+            return
         with source.connected() as db:
             source.feed_retention(db)
 
@@ -154,8 +164,6 @@ class SurrealSource:
         self.detection: dict[str, Any] = {"detection": "scan",
                                           "detection_reason": "no change feed consulted"}
         self._has_feed: bool | None = None  # known once changed_since() or scan() ran
-        self._records: dict[str, RecordID] = {}  # doc id -> record id, from the last scan
-        self._hints: dict[str, str] = {}
         self._secrets = [s for s in [settings.password.get_secret_value()
                                      if settings.password else ""] if len(s) >= 3]
 
@@ -181,6 +189,19 @@ class SurrealSource:
         finally:
             with suppress(Exception):
                 db.close()
+
+    def check_folder(self, folder: Path) -> None:
+        """SourceUnavailable unless `folder` is a directory this process can list."""
+        if not folder.exists():
+            raise self.unavailable(f"the store's folder {folder} does not exist")
+        if not folder.is_dir():
+            raise self.unavailable(f"the store's path {folder} is not a folder")
+        try:
+            with os.scandir(folder) as entries:
+                next(entries, None)
+        except OSError as error:
+            raise self.unavailable(f"the store's folder {folder} cannot be read: "
+                                   f"{error.strerror or error}") from None
 
     def query(self, db: Any, sql: str, variables: dict[str, Any] | None = None) -> Any:
         try:
@@ -251,8 +272,7 @@ class SurrealSource:
                 # every hint is FEED_HINT while the table has a feed: without one to follow,
                 # every record is read and its content hashes decide (without updated_field)
                 everything = set() if self.settings.updated_field else {
-                    record_string(i) for i in self.query(
-                        db, f"SELECT VALUE id FROM type::table($tb){self._where()}")}
+                    record_string(r["id"]) for rows in self.pages(db, "id") for r in rows}
                 return self._scan_path(
                     f"the change feed no longer reaches back to versionstamp {start} (its "
                     f"retention of {retention} has passed)" if start else "no versionstamp "
@@ -278,29 +298,52 @@ class SurrealSource:
 
     # --- scan and read ------------------------------------------------------------------
 
+    def pages(self, db: Any, fields: str) -> Iterator[list[dict[str, Any]]]:
+        """The table's records matching the filter, `fields` of each (with `id`), a page of
+        `batch_size` at a time: the SDK holds a whole answer, so one SELECT of the table
+        would hold every record. Each page after the first starts past the last id seen,
+        as a record range (`type::thing($tb, $after>..)`), which the engine reads from the
+        table's key order; neither START (it skips by reading) nor `WHERE id > $after`
+        (it scans the whole table) would. A range also keeps a page in key order even
+        where an index could serve the filter. A page shorter than `batch_size` is the
+        last: the engine scans until LIMIT records match."""
+        size, after = self.settings.batch_size, None
+        while True:
+            # the engine takes no UUID as a range bound from a variable, only written out
+            # (a UUID's own text is hex digits and dashes; the table is an identifier)
+            start = f"⟨{self.settings.table}⟩:u'{after}'>.." if isinstance(after, UUID) \
+                else f"type::thing($tb, {'..' if after is None else '$after>..'})"
+            page = self.query(db, f"SELECT {fields} FROM {start}{self._where()} LIMIT {size}",
+                              {"after": after})
+            if page:
+                yield page
+            if len(page) < size:
+                return
+            after = page[-1]["id"].id
+
     def scan(self) -> Iterator[SourceEntry]:
-        """Every record's id and hint (see hint())."""
+        """Every record's id and hint (see hint()), listed page by page."""
         updated = self.settings.updated_field
         with self.connected() as db:
             if self._has_feed is None:  # scan() without changed_since(): a sensor's look
                 self._has_feed = self.feed_retention(db) is not None
             if updated:
-                rows = self.query(db, f"SELECT id, {updated} AS __hint FROM type::table($tb)"
-                                  f"{self._where()}")
-                hints = {record_string(r["id"]): self.hint(r, r["__hint"]) for r in rows
-                         if r.get("__hint") is not None}
-                missing = [r["id"] for r in rows if r.get("__hint") is None]
-                for batch in batched(missing, self.settings.batch_size):
-                    for record in self.query(db, "SELECT * FROM $ids", {"ids": batch}):
-                        hints[record_string(record["id"])] = self.hint(record)
+                for rows in self.pages(db, f"id, {updated} AS __hint"):
+                    # parsed from their text: the SDK cannot send a UUID id back
+                    missing = [record_string(r["id"]) for r in rows if r.get("__hint") is None]
+                    full = {record_string(r["id"]): r for r in self.query(
+                        db, "SELECT * FROM array::map($ids, |$s| type::record($s))",
+                        {"ids": missing})} if missing else {}
+                    for row in rows:
+                        doc_id = record_string(row["id"])
+                        if row.get("__hint") is not None:
+                            yield SourceEntry(doc_id, self.hint(row, row["__hint"]))
+                        elif doc_id in full:  # deleted since the page was read: not listed
+                            yield SourceEntry(doc_id, self.hint(full[doc_id]))
             else:  # with a feed only the ids are needed: the hint is the same for all
-                rows = self.query(db, f"SELECT {'id' if self._has_feed else '*'} FROM "
-                                  f"type::table($tb){self._where()}")
-                hints = {record_string(r["id"]): self.hint(r) for r in rows}
-        self._records = {record_string(r["id"]): r["id"] for r in rows}
-        self._hints = hints
-        for doc_id, hint in hints.items():
-            yield SourceEntry(doc_id, hint)
+                for rows in self.pages(db, "id" if self._has_feed else "*"):
+                    for row in rows:
+                        yield SourceEntry(record_string(row["id"]), self.hint(row))
 
     def _fields(self, record: dict[str, Any]) -> dict[str, Any]:
         fields = {k: v for k, v in record.items() if k != WRITE_BACK_FIELD}
@@ -320,30 +363,27 @@ class SurrealSource:
             return f"unconvertible:{error}"  # read() reports it as the record's failure
 
     def read(self, doc_ids: Iterable[str]) -> Iterator[Document | ReadFailure]:
+        """The records of `doc_ids` (those the filter keeps), `batch_size` ids a query.
+        Each id is parsed back into its record by the engine: SurrealDB prints every id
+        kind so that it parses back (test_every_record_id_kind_round_trips)."""
         with self.connected() as db:
             if self._has_feed is None:  # read without a scan: a targeted sync
                 self._has_feed = self.feed_retention(db) is not None
-            for batch in batched(list(doc_ids), self.settings.batch_size):
-                known = [self._records[d] for d in batch if d in self._records]
-                parsed = [d for d in batch if d not in self._records]
-                records = self.query(db, f"SELECT * FROM $ids{self._where()}", {"ids": known}) \
-                    if known else []
-                if parsed:
-                    records += self.query(db, "SELECT * FROM array::map($ids, |$s| "
-                                          f"type::record($s)){self._where()}", {"ids": parsed})
-                for record in records:
+            for batch in batched(doc_ids, self.settings.batch_size):
+                for record in self.query(db, "SELECT * FROM array::map($ids, |$s| "
+                                         f"type::record($s)){self._where()}", {"ids": batch}):
                     yield self._document(record)
 
     def _document(self, record: dict[str, Any]) -> Document | ReadFailure:
+        """A record as a document, with the hint scan() gives it (a record written since
+        its listing gives the hint of what was read)."""
         doc_id = record_string(record["id"])
+        version = self.hint(record, get_path(record, self.settings.updated_field)
+                            if self.settings.updated_field else None)
         try:
             fields = self._fields(record)
         except ValueError as error:
-            return ReadFailure(doc_id, self._hints.get(doc_id, "unconvertible"),
-                               "unconvertible", str(error))
-        # read without a scan (a targeted sync): the hint scan() would have given
-        version = self._hints.get(doc_id) or self.hint(record, get_path(
-            record, self.settings.updated_field) if self.settings.updated_field else None)
+            return ReadFailure(doc_id, version, "unconvertible", str(error))
         return Document(doc_id, version, fields)
 
     # --- write-back ---------------------------------------------------------------------
@@ -358,13 +398,11 @@ class SurrealSource:
         modified = 0
         with self.connected() as db:
             for batch in batched(outcomes, self.settings.batch_size):
-                writes = [{"rid": self._records.get(o.doc_id) or o.doc_id,
-                           "parsed": o.doc_id not in self._records,
+                writes = [{"rid": o.doc_id,
                            "data": {WRITE_BACK_FIELD: {o.collection: _status(o, moment)}}}
                           for o in batch]
-                self.query(db, "FOR $w IN $writes { UPDATE (IF $w.parsed THEN "
-                           "type::record($w.rid) ELSE $w.rid END) MERGE $w.data RETURN NONE; };",
-                           {"writes": writes})
+                self.query(db, "FOR $w IN $writes { UPDATE type::record($w.rid) MERGE "
+                           "$w.data RETURN NONE; };", {"writes": writes})
                 modified += len(writes)
         return modified
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from vector_sync.config import ChunkingConfig, QdrantConfig, StateConfig
-from vector_sync.core.consistency.verify import Verification, Verifier
+from vector_sync.core.consistency.compare import Verification, Verifier
 from vector_sync.core.hashing import payload_hash, point_id
 from vector_sync.core.ledger import Ledger, LedgerRow
 from vector_sync.core.spec import CollectionSpec

@@ -24,9 +24,9 @@ from vector_sync.cli.common import (
 from vector_sync.config import VectorSyncConfig, config_path
 
 if TYPE_CHECKING:
+    from vector_sync.core.consistency.compare import Verification
     from vector_sync.core.consistency.inspect import Inspection
     from vector_sync.core.consistency.unmanaged import Unmanaged
-    from vector_sync.core.consistency.verify import Verification
 
 # the key in `errors` for the look at what no source accounts for (no source has this name)
 UNMANAGED = "(unmanaged)"

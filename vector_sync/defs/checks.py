@@ -8,8 +8,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from vector_sync.core.consistency.compare import Verification
 from vector_sync.core.consistency.shared import NotVerified, verified_once
-from vector_sync.core.consistency.verify import Verification, spot_check, verify_source
+from vector_sync.core.consistency.verify import spot_check, verify_source
 from vector_sync.core.ledger import LedgerUnavailable
 from vector_sync.core.pipeline.diff import mass_delete
 from vector_sync.core.pipeline.state_files import StateFiles, read_summary

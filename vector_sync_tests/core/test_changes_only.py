@@ -220,3 +220,34 @@ def test_expectations_past_the_spill_bound_all_reach_the_ledger(
     assert all(e.chunk_count == 1 and e.content_hash for e in expected.values())
     # the spill file is gone once its expectations are written
     assert not list((config.state.dir / "changes").rglob("*expected*"))
+
+
+def test_spilled_expectations_read_whole_by_each_pass(tmp_path, monkeypatch):
+    """A ledger write repeated after a brief PostgreSQL outage reads the expectations again:
+    each pass sees every one, and nothing is held as a list of them on the way."""
+    monkeypatch.setattr(expected_spill, "SPILL_AT", 3)
+    changes = expected_spill.ExpectedChanges(tmp_path / "spill.parquet")
+    for start in range(0, 10, 2):
+        changes.update({f"d{i}": Expected(f"c{i}", "p", 1) for i in range(start, start + 2)})
+    wanted = [(f"d{i}", Expected(f"c{i}", "p", 1)) for i in range(10)]
+    assert list(changes) == wanted and list(changes) == wanted
+    assert not isinstance(changes, Iterator)  # the ledger's retry wrapper lists iterators
+    changes.remove()
+    assert not (tmp_path / "spill.parquet").exists()
+
+
+@pytest.mark.slow  # a sync and a repair through Dagster with the real model: about 10 s
+def test_repair_rebuilds_a_dropped_collection_of_a_source_with_a_history(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Repair drops a collection whose vectors do not fit the config and syncs: the source's
+    change feed names nothing, so that sync must list and read every document again."""
+    project = SurrealProject(tmp_path / "p")
+    project.seed(5)
+    assert project.sync(capsys)[0] == 0
+    with project.qdrant() as store:
+        store.drop("summaries")
+        store.create("summaries", 8, "Dot")
+    code, report = project.cli("repair", capsys=capsys)
+    assert code == 0 and report["ok"], report
+    for collection in COLLECTIONS:
+        assert len(project.points(collection)) == 5, collection

@@ -142,7 +142,7 @@ class Verifier:
             return self.verify_sample(chosen, checked, points, dimension)
         return self.verify_streams(
             lambda: iter(expected.items()),
-            lambda: ((d, _claim(row)) for d, row in ledger_rows.items()),
+            lambda: ((d, claim_of(row)) for d, row in ledger_rows.items()),
             dimension, checked, points)
 
     @old_objects_frozen()
@@ -226,7 +226,7 @@ class Verifier:
         for doc_id in sorted(result.held.keys() | wants.keys() | claimed.keys()):
             self._classify(result, doc_id, wants.get(doc_id), result.held.get(doc_id))
             if (doc_id in claimed or doc_id in result.held) and \
-                    not _holds_exactly(result.held.get(doc_id), claimed.get(doc_id)):
+                    not holds_exactly(result.held.get(doc_id), claimed.get(doc_id)):
                 result.ledger_disagrees.append(doc_id)
 
     def _points(self) -> Iterator[tuple[str, int, str, str, int, str | None]]:
@@ -300,14 +300,14 @@ def pick(stream: Stream, count: int, fraction: float, at_least: int = 1) -> dict
     return dict(item for item in found if item is not None)
 
 
-def _claim(row: LedgerRow) -> Expected:
+def claim_of(row: LedgerRow) -> Expected:
     """What the ledger says Qdrant holds for a document."""
     if row.content_hash is None:
         return Expected("", "", 0)
     return Expected(row.content_hash, row.payload_hash or "", row.chunk_count)
 
 
-def _holds_exactly(held: Held | None, claim: Expected | None) -> bool:
+def holds_exactly(held: Held | None, claim: Expected | None) -> bool:
     count = claim[2] if claim else 0
     if held is None or claim is None:
         return held is None and count == 0

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vector_sync.core.batches import batched
@@ -22,13 +21,11 @@ from vector_sync.core.documents import ReadFailure
 from vector_sync.core.hashing import stable_json
 from vector_sync.core.ledger import Expected, Ledger
 from vector_sync.core.pipeline.diff import DIFF_BATCH, Diff, KeyedDiff, differ_for
+from vector_sync.core.pipeline.expected_spill import open_spill, read_expected, write_expected
 from vector_sync.core.pipeline.rows import SnapshotRow
 from vector_sync.core.pipeline.snapshot import snapshot_rows
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.core.spec import collection_specs
-
-_SCHEMA = pa.schema([("doc_id", pa.string()), ("content_hash", pa.string()),
-                     ("payload_hash", pa.string()), ("chunk_count", pa.int64())])
 
 
 class ExpectedFile:
@@ -39,19 +36,14 @@ class ExpectedFile:
         self.path = path
         self.checked = 0
         self.points = 0
-        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(path, _SCHEMA)
+        self._writer: pq.ParquetWriter | None = open_spill(path)
 
     def add(self, states: dict[str, Expected]) -> None:
         if not states or self._writer is None:
             return
-        values = list(states.values())
-        self._writer.write_batch(pa.RecordBatch.from_arrays([
-            pa.array(list(states), pa.string()),
-            pa.array([v.content_hash for v in values], pa.string()),
-            pa.array([v.payload_hash for v in values], pa.string()),
-            pa.array([v.chunk_count for v in values], pa.int64())], schema=_SCHEMA))
-        self.checked += len(values)
-        self.points += sum(v.chunk_count for v in values)
+        write_expected(self._writer, states)
+        self.checked += len(states)
+        self.points += sum(v.chunk_count for v in states.values())
 
     def close(self) -> None:
         if self._writer is not None:
@@ -60,12 +52,8 @@ class ExpectedFile:
 
     def __call__(self) -> Iterator[tuple[str, Expected]]:
         self.close()
-        with pq.ParquetFile(self.path) as spilled:  # closed too when a reader stops early
-            for batch in spilled.iter_batches(batch_size=DIFF_BATCH):
-                read = batch.to_pydict()
-                yield from zip(read["doc_id"], map(Expected, read["content_hash"],
-                                                   read["payload_hash"], read["chunk_count"]),
-                               strict=True)
+        return read_expected(self.path, DIFF_BATCH)
+
 
 
 def expected_now(config: VectorSyncConfig, source_name: str, ledger: Ledger, scratch: Path,

@@ -17,8 +17,8 @@ from vector_sync.core.consistency.compare import (
     Held,
     Verification,
     Verifier,
-    _claim,
-    _holds_exactly,
+    claim_of,
+    holds_exactly,
 )
 from vector_sync.core.consistency.expected_now import expected_now
 from vector_sync.core.hashing import point_id
@@ -161,8 +161,8 @@ def _differences(source: str, collection: str, doc_id: str, want: Expected | Non
 
 
 def _ledger_difference(row: LedgerRow | None, held: Held) -> list[dict[str, str]]:
-    claim = _claim(row) if row is not None else None
-    if _holds_exactly(held if held.indexes or held.foreign else None, claim):
+    claim = claim_of(row) if row is not None else None
+    if holds_exactly(held if held.indexes or held.foreign else None, claim):
         return []
     if claim is None:
         return [{"problem": "ledger",

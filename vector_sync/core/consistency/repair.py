@@ -14,8 +14,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 
-from vector_sync.core.consistency.verify import Verification, verify_source
+from vector_sync.core.consistency.compare import Verification
+from vector_sync.core.consistency.verify import verify_source
 from vector_sync.core.ledger import LedgerRow, open_ledger
+from vector_sync.core.pipeline import checkpoints
 from vector_sync.core.settings import VectorSyncConfig
 from vector_sync.core.source import SourceUnavailable
 from vector_sync.core.store import NotThisDeployments, open_store
@@ -93,6 +95,7 @@ def drop_collection(config: VectorSyncConfig, collection: str) -> None:
         store.drop(collection)
         for source in config.sources_feeding(collection):
             ledger.delete(source, collection, list(ledger.rows(source, collection)))
+            checkpoints.forget_config(ledger, source, collection)
 
 
 def reconcile_ledger(rows: dict[str, LedgerRow], result: Verification,

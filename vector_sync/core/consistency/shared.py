@@ -4,7 +4,8 @@ would otherwise be listed (and diffed) once per collection. The first step that 
 source verifies it for every collection of the run it feeds, as `vector-sync verify` does,
 and leaves each other collection's result in the state directory for that collection's
 step, which takes it (and deletes it). Steps may run in separate processes (the
-multiprocess and Celery executors), so the results are files, under a lock per run.
+multiprocess and Celery executors), so the results are files, under a lock per source and
+run (steps of different sources go on in parallel).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable, Sequence
 from contextlib import closing
 from pathlib import Path
 
+from vector_sync.core.atomic import atomic_write
 from vector_sync.core.consistency.compare import Verification
 from vector_sync.core.ledger import LedgerUnavailable
 from vector_sync.core.locks import hold_file_lock
@@ -42,10 +44,11 @@ def verified_once(state_dir: Path, run_id: str, source: str, collection: str,
     step whose result was already taken (a re-executed step) verifies its own collection
     again. Raises NotVerified."""
     folder = state_dir / RUNS / _name(run_id)
-    with closing(hold_file_lock(folder / "lock", WAIT_S)):
+    with closing(hold_file_lock(folder / f"{_name(source)}.lock", WAIT_S)):
         mine = folder / f"{_name(source)}-{_name(collection)}.pickle"
         verified = folder / f"{_name(source)}.verified"
-        if not mine.exists():
+        found = _taken(mine)
+        if found is None:
             wanted = [collection] if verified.exists() else \
                 list(dict.fromkeys([collection, *run_collections]))
             _forget_old_runs(state_dir / RUNS, keep=folder)
@@ -53,17 +56,30 @@ def verified_once(state_dir: Path, run_id: str, source: str, collection: str,
                 results: list[Verification] | str = verify(wanted)
             except (SourceUnavailable, QdrantUnavailable, LedgerUnavailable) as error:
                 results = str(error)
-            for name in wanted:
+            except Exception:  # noqa: BLE001 - one collection's fault stays its own
+                if wanted == [collection]:
+                    raise
+                wanted, results = [collection], verify([collection])
+            for name in wanted[1:]:  # for the other steps; this one's is returned
                 kept = results if isinstance(results, str) else [
                     r for r in results if r.collection == name]
-                (folder / f"{_name(source)}-{_name(name)}.pickle").write_bytes(
-                    pickle.dumps(kept))
+                with atomic_write(folder / f"{_name(source)}-{_name(name)}.pickle") as path:
+                    path.write_bytes(pickle.dumps(kept))
             verified.touch()
-        found = pickle.loads(mine.read_bytes())  # noqa: S301 - written by this module
-        mine.unlink()
+            found = results if isinstance(results, str) else [
+                r for r in results if r.collection == collection]
     if isinstance(found, str):
         raise NotVerified(found)
     return list(found)
+
+
+def _taken(path: Path) -> list[Verification] | str | None:
+    """The result another step left at `path`, removed; None if there is none."""
+    if not path.exists():
+        return None
+    found: list[Verification] | str = pickle.loads(path.read_bytes())  # noqa: S301 - ours
+    path.unlink()
+    return found
 
 
 def _name(text: str) -> str:

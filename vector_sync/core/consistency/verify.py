@@ -22,14 +22,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from vector_sync.core.consistency.compare import (
-    BUCKETS,
-    Held,
     Stream,
     Verification,
     Verifier,
-    _claim,
-    _holds_exactly,
-    pick,
+    claim_of,
+    holds_exactly,
 )
 from vector_sync.core.consistency.expected_now import expected_now, expected_of
 from vector_sync.core.ledger import Expected, Ledger
@@ -39,10 +36,6 @@ from vector_sync.core.spec import spec_for
 from vector_sync.core.store import open_store
 from vector_sync.core.text.embedder import Embedder
 from vector_sync.core.text.model_files import DIMENSION
-
-# the comparison's parts, for the callers that import them from here
-__all__ = ["BUCKETS", "Held", "Verification", "Verifier", "model_dimension", "pick",
-           "sampled", "spot_check", "verify_source"]
 
 # --- the stage ------------------------------------------------------------------------------
 
@@ -119,10 +112,10 @@ def sampled(config: VectorSyncConfig, source: str, fraction: float,
 
 def _compare_claims(ledger: Ledger, result: Verification) -> None:
     """The ledger's rows of the documents a sample looked up, against what Qdrant holds."""
-    claims = {row.doc_id: _claim(row)
+    claims = {row.doc_id: claim_of(row)
               for row in ledger.rows_of(result.source, result.collection, result.held)}
     result.ledger_disagrees = sorted(d for d, held in result.held.items()
-                                     if not _holds_exactly(held, claims.get(d)))
+                                     if not holds_exactly(held, claims.get(d)))
 
 
 def _ledger_claims(ledger: Ledger, source: str, collection: str) -> Stream:

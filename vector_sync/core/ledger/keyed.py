@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, distinct, func, select
+from sqlalchemy import Connection, Engine, Executable, Select, distinct, func, select, text
 from sqlalchemy.sql import ColumnElement
 
 from vector_sync.core.batches import batched
-from vector_sync.core.ledger.db import expected_table, ledger_table
+from vector_sync.core.ledger.db import UNSYNCED, expected_table, ledger_table
 from vector_sync.core.ledger.outages import OutageWindow, outage_tolerant
 from vector_sync.core.ledger.rows import Expected
 
@@ -100,17 +100,21 @@ class KeyedReads:
     @outage_tolerant
     def unsynced_of(self, source: str) -> dict[str, str]:
         """doc_id -> version hint ("" when none) of the documents of `source` with a row in
-        some collection that is not synced, or synced without a hint: read by an index on
-        (source, status, source_version), so it costs what they number, not the source."""
+        some collection that is not synced, or synced without a hint: read by a partial index
+        holding only those rows, so it costs what they number, not the source."""
         table = ledger_table
-        columns = select(table.c.doc_id, table.c.source_version)
+        query: Executable = select(table.c.doc_id, table.c.source_version).where(
+            table.c.source == source, UNSYNCED)
+        if self._engine.dialect.name == "sqlite":
+            # without statistics SQLite would take the primary key's prefix (source) instead:
+            # every row of the source
+            query = text("SELECT doc_id, source_version FROM ledger INDEXED BY "
+                         f"ix_ledger_unsynced WHERE source = :source AND {UNSYNCED.text}"
+                         ).bindparams(source=source)
         found: dict[str, str] = {}
         with self._engine.connect() as conn:
-            for condition in (table.c.status.in_(("failed", "pending", "stale")),
-                              (table.c.status == "synced") & table.c.source_version.is_(None)):
-                for doc_id, hint in conn.execute(columns.where(table.c.source == source,
-                                                               condition)).all():
-                    found.setdefault(doc_id, hint or "")
+            for doc_id, hint in conn.execute(query).all():
+                found.setdefault(doc_id, hint or "")
         return found
 
     @outage_tolerant

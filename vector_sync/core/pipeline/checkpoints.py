@@ -41,6 +41,13 @@ def record_config(ledger: Ledger, source: str, spec: CollectionSpec) -> None:
     ledger.set_state(source, _config_key(spec.name), spec.fingerprint)
 
 
+def forget_config(ledger: Ledger, source: str, collection: str) -> None:
+    """The collection was emptied (dropped to be rebuilt): the next sync of `source` reads
+    every document, listed in full, as after a config change (its history alone would name
+    only what changed since)."""
+    ledger.set_state(source, _config_key(collection), "")
+
+
 def last_checkpoint(ledger: Ledger, source: str, collections: Iterable[str]) -> str | None:
     """The checkpoint every collection of the source has applied; None if one has none or
     they differ (the source then compares everything)."""

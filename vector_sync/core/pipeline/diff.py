@@ -295,7 +295,7 @@ def changes(config: VectorSyncConfig, source: str, collection: str) -> dict[str,
             write_rows(target, CHANGES, keyed.changes(read_rows(snapshot, SNAPSHOT), diff,
                                                       tally), summary=diff.as_dict)
             # only once the change set is on disk: a run cut off before keeps the old ones
-            ledger.update_expected(source, collection, keyed.changed.items(), keyed.removed)
+            ledger.update_expected(source, collection, keyed.changed, keyed.removed)
         finally:
             keyed.changed.remove()
     faults.reached("changes.expected_saved")

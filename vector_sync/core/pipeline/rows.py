@@ -54,7 +54,7 @@ class SnapshotRow(NamedTuple):
     it was read; `error_code` and `error` when reading it failed."""
 
     doc_id: str
-    version: str | None  # None: a document a targeted snapshot keeps, synced without one
+    version: str | None  # None: a "gone" row, or a document synced without a hint
     state: SnapshotState
     fields_json: str | None = None
     error_code: str | None = None

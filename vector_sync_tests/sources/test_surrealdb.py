@@ -13,6 +13,7 @@ from surrealdb import Surreal
 
 from vector_sync.core.source import SourceUnavailable
 from vector_sync.sources.surrealdb import SurrealConfig
+from vector_sync.sources.surrealdb.ids import record_literal
 from vector_sync.sources.surrealdb.values import duration_string, json_safe, record_string
 
 
@@ -48,11 +49,25 @@ def test_every_value_kind_has_one_json_form(db):
 @pytest.mark.parametrize("record", [
     "t:1", "t:-5", "t:slug_text", "t:⟨with space⟩", "t:123abc", "t:⟨123⟩", "t:[2026, 'x']",
     "t:{ lang: 'en', n: 1 }", "t:u'018f8a4e-6b1e-7c3a-9d2e-123456789abc'", "t:[1, [2, 'y']]",
-    "t:⟨it's⟩"])
+    "t:⟨it's⟩", "t:[1.5dec]", "t:{ n: 10000000000dec }", "t:[other:⟨a\\⟩b⟩]"])
 def test_record_ids_print_as_surrealdb_prints_them(db, record):
     db.query(f"CREATE {record}")
     [found] = db.query("SELECT id, <string> id AS text FROM t")
     assert record_string(found["id"]) == found["text"] == record
+
+
+@pytest.mark.parametrize("record", [
+    "t:[1.5dec]", "t:[1.5f]", "t:[1]", "t:[10000000000dec]", "t:[d'2024-01-01T00:00:00Z']",
+    "t:[d'2024-01-01T00:00:00.25Z', 1s]", "t:[[1h30m, 1.0dec]]", "t:⟨a\\\\b⟩", "t:⟨a\\⟩b⟩",
+    "t:{ at: d'2024-05-06T07:08:09Z', d: 'x 2024-01-01 00:00:00+00:00', took: 2s }",
+    "t:{ ⟨c\\⟩d⟩: 1 }", "t:['Duration(elapsed=5)']"])
+def test_every_id_text_parses_back_into_its_record(db, record):
+    db.query(f"CREATE {record}")
+    [found] = db.query("SELECT VALUE id FROM t")
+    # read back through its text: the record itself, not another one or none
+    assert db.query("SELECT VALUE <string> id FROM type::record($s)",
+                    {"s": record_literal(record_string(found))}) == \
+        db.query("SELECT VALUE <string> id FROM t")
 
 
 def test_durations_in_surrealql_notation():

@@ -97,3 +97,24 @@ def test_reads_by_id_are_batched_and_keep_the_filter(tmp_path):
     # a document read by id carries the hint the listing gives it
     listed = everything(url, where="keep = true")
     assert {d.doc_id: d.version for d in read} == listed
+
+
+def test_a_page_may_end_on_a_duration_decimal_or_datetime_id(tmp_path):
+    """The SDK cannot send a duration back as a range bound: the next page's start is
+    written out. Pages of 2 end on each kind in turn; every record is listed and read."""
+    url = f"surrealkv://{tmp_path / 'db'}"
+    db = Surreal(url)
+    db.use("ns", "db")
+    db.query("DEFINE TABLE t")
+    ids = ["t:[1s]", "t:[2s]", "t:[1h, 'x']", "t:[1.5dec]", "t:[2.5dec]",
+           "t:[d'2024-01-01T00:00:00Z']", "t:[d'2025-01-01T00:00:00Z']", "t:{ took: 3s }",
+           "t:{ took: 4s }"]
+    for record in ids:
+        db.query(f"CREATE {record} SET body = 'odd'")
+    db.close()
+    probe = source(url, batch_size=2)
+    listed = {entry.doc_id: entry.version for entry in probe.scan()}
+    assert len(listed) == len(ids) and max(probe.answers) <= 2
+    assert listed == everything(url)
+    read = [r for r in probe.read(listed) if isinstance(r, Document)]
+    assert {d.doc_id: d.version for d in read} == listed

@@ -14,7 +14,7 @@ one is configured; else, in a table with a feed, one constant (the feed decides;
 cannot, because no checkpoint is known yet or its retention passed, every record is read and
 the content hashes decide); else, without a feed, a hash of the record. The run metadata
 says which path was taken. SurrealDB values become JSON values in values.py. The table is
-read a page of `batch_size` records at a time (pages()), and reads by id as many ids a
+read a page of `batch_size` records at a time (paging.py), and reads by id as many ids a
 query: the SDK holds a query's whole answer.
 """
 
@@ -28,7 +28,6 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Self
-from uuid import UUID
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 from surrealdb import Surreal
@@ -44,7 +43,9 @@ from vector_sync.core.source import (
     SourceUnavailable,
     SyncOutcome,
 )
-from vector_sync.sources.surrealdb.values import CONVERSION, json_safe, record_hash, record_string
+from vector_sync.sources.surrealdb.ids import record_literal, record_string
+from vector_sync.sources.surrealdb.paging import pages
+from vector_sync.sources.surrealdb.values import CONVERSION, json_safe, record_hash
 
 log = logging.getLogger(__name__)
 
@@ -299,27 +300,9 @@ class SurrealSource:
     # --- scan and read ------------------------------------------------------------------
 
     def pages(self, db: Any, fields: str) -> Iterator[list[dict[str, Any]]]:
-        """The table's records matching the filter, `fields` of each (with `id`), a page of
-        `batch_size` at a time: the SDK holds a whole answer, so one SELECT of the table
-        would hold every record. Each page after the first starts past the last id seen,
-        as a record range (`type::thing($tb, $after>..)`), which the engine reads from the
-        table's key order; neither START (it skips by reading) nor `WHERE id > $after`
-        (it scans the whole table) would. A range also keeps a page in key order even
-        where an index could serve the filter. A page shorter than `batch_size` is the
-        last: the engine scans until LIMIT records match."""
-        size, after = self.settings.batch_size, None
-        while True:
-            # the engine takes no UUID as a range bound from a variable, only written out
-            # (a UUID's own text is hex digits and dashes; the table is an identifier)
-            start = f"⟨{self.settings.table}⟩:u'{after}'>.." if isinstance(after, UUID) \
-                else f"type::thing($tb, {'..' if after is None else '$after>..'})"
-            page = self.query(db, f"SELECT {fields} FROM {start}{self._where()} LIMIT {size}",
-                              {"after": after})
-            if page:
-                yield page
-            if len(page) < size:
-                return
-            after = page[-1]["id"].id
+        """The table's records matching the filter, `batch_size` at a time (paging.py)."""
+        return pages(lambda sql, variables: self.query(db, sql, variables), fields,
+                     self._where(), self.settings.batch_size)
 
     def scan(self) -> Iterator[SourceEntry]:
         """Every record's id and hint (see hint()), listed page by page."""
@@ -329,8 +312,9 @@ class SurrealSource:
                 self._has_feed = self.feed_retention(db) is not None
             if updated:
                 for rows in self.pages(db, f"id, {updated} AS __hint"):
-                    # parsed from their text: the SDK cannot send a UUID id back
-                    missing = [record_string(r["id"]) for r in rows if r.get("__hint") is None]
+                    # parsed from their text: the SDK cannot send every id kind back
+                    missing = [record_literal(record_string(r["id"])) for r in rows
+                               if r.get("__hint") is None]
                     full = {record_string(r["id"]): r for r in self.query(
                         db, "SELECT * FROM array::map($ids, |$s| type::record($s))",
                         {"ids": missing})} if missing else {}
@@ -364,14 +348,15 @@ class SurrealSource:
 
     def read(self, doc_ids: Iterable[str]) -> Iterator[Document | ReadFailure]:
         """The records of `doc_ids` (those the filter keeps), `batch_size` ids a query.
-        Each id is parsed back into its record by the engine: SurrealDB prints every id
-        kind so that it parses back (test_every_record_id_kind_round_trips)."""
+        Each id is parsed back into its record by the engine, from record_literal()
+        (test_every_record_id_kind_round_trips)."""
         with self.connected() as db:
             if self._has_feed is None:  # read without a scan: a targeted sync
                 self._has_feed = self.feed_retention(db) is not None
             for batch in batched(doc_ids, self.settings.batch_size):
                 for record in self.query(db, "SELECT * FROM array::map($ids, |$s| "
-                                         f"type::record($s)){self._where()}", {"ids": batch}):
+                                         f"type::record($s)){self._where()}",
+                                         {"ids": [record_literal(d) for d in batch]}):
                     yield self._document(record)
 
     def _document(self, record: dict[str, Any]) -> Document | ReadFailure:
@@ -398,7 +383,7 @@ class SurrealSource:
         modified = 0
         with self.connected() as db:
             for batch in batched(outcomes, self.settings.batch_size):
-                writes = [{"rid": o.doc_id,
+                writes = [{"rid": record_literal(o.doc_id),
                            "data": {WRITE_BACK_FIELD: {o.collection: _status(o, moment)}}}
                           for o in batch]
                 self.query(db, "FOR $w IN $writes { UPDATE type::record($w.rid) MERGE "

@@ -2,8 +2,8 @@
 
 Every value has one form, so a record's hash changes exactly when its data does:
 datetime: ISO 8601 UTC with "Z"; Duration: SurrealQL's own notation (`1h30m`); decimal: its
-exact string (not a float); UUID: its string; bytes: base64; a record link: SurrealDB's own
-string form (`person:tobie`, `t:[1, 'x']`, as `<string> id` gives it); geometries: GeoJSON;
+exact string (not a float); UUID: its string; bytes: base64; a record link: its doc_id form
+(ids.py: `person:tobie`, `t:[1, 'x']`); geometries: GeoJSON;
 non-finite floats: "NaN", "Infinity", "-Infinity"; arrays (and sets): lists. Nesting is kept.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,12 +21,11 @@ from surrealdb import Duration, RecordID, Table
 
 from vector_sync.core.documents import json_tree
 from vector_sync.core.hashing import stable_json
+from vector_sync.sources.surrealdb.ids import record_string
 
 # Bump whenever json_safe() changes: every hash hint changes with it, so every record is read
 # again and converted the new way
 CONVERSION = "1"
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_ID_WORD = re.compile(r"[A-Za-z0-9_]+")
 _DURATION_UNITS = (("y", 365 * 86400 * 10**9), ("w", 7 * 86400 * 10**9), ("d", 86400 * 10**9),
                    ("h", 3600 * 10**9), ("m", 60 * 10**9), ("s", 10**9), ("ms", 10**6),
                    ("µs", 10**3), ("ns", 1))
@@ -70,53 +68,6 @@ def duration_string(nanoseconds: int) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts) or "0ns"
-
-
-def record_string(record: RecordID) -> str:
-    """SurrealDB's `<string>` form of a record id, for the kinds an id can be: `t:1`,
-    `t:abc`, `t:⟨hello world⟩`, `t:u'…'` (UUID), `t:[1, 'x']`, `t:{ a: 1, b: 'c' }`."""
-    return f"{_identifier(str(record.table_name))}:{_id_part(record.id)}"
-
-
-def _identifier(name: str) -> str:
-    return name if _IDENTIFIER.fullmatch(name) else f"⟨{name}⟩"
-
-
-def _id_part(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        # a bare word unless it would read as a number
-        return value if _ID_WORD.fullmatch(value) and not value.isdigit() else f"⟨{value}⟩"
-    if isinstance(value, uuid.UUID):
-        return f"u'{value}'"
-    return _literal(value)
-
-
-def _literal(value: Any) -> str:
-    """A value inside an array or object id, as SurrealQL writes it."""
-    if isinstance(value, str):
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int | float | Decimal):
-        return str(value)
-    if isinstance(value, uuid.UUID):
-        return f"u'{value}'"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_literal(item) for item in value) + "]"
-    if isinstance(value, dict):
-        if not value:
-            return "{  }"
-        return "{ " + ", ".join(f"{_identifier(str(k))}: {_literal(v)}"
-                                for k, v in sorted(value.items())) + " }"
-    if isinstance(value, RecordID):
-        return record_string(value)
-    if value is None:
-        return "NONE"
-    return str(value)
 
 
 def record_hash(fields: dict[str, Any]) -> str:

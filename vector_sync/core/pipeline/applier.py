@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from vector_sync.core import faults
 from vector_sync.core.batches import batched
@@ -23,6 +22,7 @@ from vector_sync.core.events.cloudevents import Event
 from vector_sync.core.events.documents import DocumentEvents
 from vector_sync.core.hashing import point_id
 from vector_sync.core.ledger import Ledger, LedgerRow
+from vector_sync.core.pipeline.backoff import retry_at
 from vector_sync.core.pipeline.rows import (
     EMBEDS,
     KEEPS_POINTS,
@@ -48,16 +48,6 @@ log = logging.getLogger(__name__)
 
 LEDGER_BATCH = 2000  # ledger-only rows (new hints, read failures) recorded at once
 ROWS_WINDOW = 2000  # changes whose ledger rows are looked up in one query
-
-
-def retry_at(now: datetime, attempts: int, policy: RetryConfig) -> datetime | None:
-    """When a row that failed `attempts` times is due again: exponential backoff with
-    jitter, or None once it has failed max_retries times (it stays failed)."""
-    if attempts >= policy.max_retries:
-        return None
-    delay = min(policy.base_backoff_s * policy.multiplier ** max(attempts - 1, 0),
-                policy.max_backoff_s)
-    return now + timedelta(seconds=delay * random.uniform(1 - policy.jitter, 1 + policy.jitter))
 
 
 class QdrantTransientError(Exception):
@@ -86,12 +76,10 @@ class Applier:
                  now: Callable[[], datetime] | None = None,
                  retry: RetryConfig | None = None, may_retry_step: bool = False,
                  unavailable: str | None = None,
-                 rows: dict[str, LedgerRow] | None = None,
                  deployment: str | None = None, events: bool = False) -> None:
         """`store` may be None for a change set that writes nothing to Qdrant.
-        `rows`: ledger rows of the change set's documents known already; the others are
-        looked up a window of changes at a time (`with_rows`), and each is forgotten once
-        its document is applied, so what is held does not grow with the change set.
+        The ledger rows of the change set's documents are looked up a window of changes at
+        a time (`with_rows`) and forgotten once applied: what is held does not grow with it.
         `may_retry_step`: a Qdrant error raises QdrantTransientError (the step is retried)
         rather than failing the documents; on the step's last attempt it is False.
         `unavailable`: why Qdrant could not be opened; every write is then marked failed.
@@ -102,7 +90,7 @@ class Applier:
         self.retry = retry or RetryConfig()
         self.may_retry_step = may_retry_step
         self.now = now or (lambda: datetime.now(UTC))
-        self.rows = rows if rows is not None else {}
+        self.rows: dict[str, LedgerRow] = {}
         self.report = ApplyReport()
         self._consecutive_errors = 0
         self._unavailable = unavailable
@@ -173,8 +161,7 @@ class Applier:
         return self.report
 
     def with_rows(self, changes: Iterable[Change]) -> Iterator[Change]:
-        """The changes, the ledger rows of each window of them looked up first: never a row
-        per document of the change set at once (an initial sync writes one per document)."""
+        """The changes, each window's ledger rows looked up first (never all at once)."""
         for window in batched(changes, ROWS_WINDOW):
             unknown = [c.doc_id for c in window if c.doc_id not in self.rows]
             if unknown:
@@ -397,10 +384,8 @@ def _take_vectors(vectors: Iterator[EmbeddingRow], change: Change) -> list[list[
         row = next(vectors, None)
         expected = (change.doc_id, change.content_hash, index)
         if row is None or (row.doc_id, row.content_hash, row.chunk_index) != expected:
-            raise RuntimeError(
-                f"embeddings do not match the change set at {expected}: re-materialize "
-                "the embeddings asset for this partition"
-            )
+            raise RuntimeError(f"embeddings do not match the change set at {expected}: "
+                               "re-materialize the embeddings asset for this partition")
         taken.append(row.vector)
     return taken
 
@@ -408,8 +393,7 @@ def _take_vectors(vectors: Iterator[EmbeddingRow], change: Change) -> list[list[
 def _payload(change: Change) -> dict[str, object]:
     """The payload fields of an added, updated or payload-updated document."""
     assert change.payload_json is not None
-    payload: dict[str, object] = json.loads(change.payload_json)
-    return payload
+    return dict(json.loads(change.payload_json))
 
 
 def _iso(moment: datetime) -> str:

@@ -1,5 +1,4 @@
-"""The `surrealdb` source kind: the records of one table (optionally filtered), embedded or
-remote.
+"""The `surrealdb` source kind: the records of one table (optionally filtered), embedded or remote.
 
 Connection through the official `surrealdb` SDK: `surrealkv://` and `mem://` run the real
 engine in this process; `ws://`, `wss://`, `http://`, `https://` reach a server.
@@ -9,10 +8,10 @@ CHANGEFEED, the checkpoint is the versionstamp of the last change applied and
 `SHOW CHANGES FOR TABLE ... SINCE` names the records written and deleted since: a sync reads
 only those and does not list the table, except at least every `full_listing_every_s` (a
 safety net; that listing is of record ids only, deletions being the ids no longer listed).
-Hints: the `updated_field` value when
-one is configured; else, in a table with a feed, one constant (the feed decides; when it
-cannot, because no checkpoint is known yet or its retention passed, every record is read and
-the content hashes decide); else, without a feed, a hash of the record. The run metadata
+Hints: the `updated_field` value when one is configured; else, in a table with a feed, one
+constant (the feed decides; when it cannot, because no checkpoint is known yet or its
+retention passed, every record is read and the content hashes decide); else, without a
+feed, a hash of the record. The run metadata
 says which path was taken. SurrealDB values become JSON values in values.py. The table is
 read a page of `batch_size` records at a time (paging.py), and reads by id as many ids a
 query: the SDK holds a query's whole answer.
@@ -134,8 +133,7 @@ class SurrealConfig(SourceConfig):
         source = SurrealSource(name, self)
         scheme, _, rest = self.url.partition("://")
         if scheme.lower() in EMBEDDED:
-            source.check_folder(Path(rest))
-            return
+            return source.check_folder(Path(rest))
         with source.connected() as db:
             source.feed_retention(db)
 

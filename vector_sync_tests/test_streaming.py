@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from vector_sync.config import load_config
+from vector_sync.core.consistency import verify
 from vector_sync.core.consistency.verify import spot_check
 from vector_sync.core.ledger import Expected, LedgerRow, open_ledger
 from vector_sync.core.pipeline import checkpoints
@@ -114,3 +115,14 @@ def test_a_diff_still_finds_deleted_notes_and_forgets_their_expectations(
         assert ledger.expected_totals("notes", "notes") == (2_997, 2_997)
         assert "f005/note01000.md" not in ledger.expected_of("notes", "notes",
                                                              ["f005/note01000.md"])
+
+
+def test_the_spot_check_of_a_large_source_reads_back_a_bounded_sample(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """2% of a million documents would be 20,000 point reads after every sync: the sample
+    stops at SPOT_CHECK_AT_MOST (lowered here so that 3,000 notes reach it)."""
+    config = synced_vault(tmp_path / "vault", 3_000)
+    monkeypatch.setattr(verify, "SPOT_CHECK_AT_MOST", 25)
+    result = spot_check(config, "notes", "notes")
+    assert result.checked == 3_000 and result.sampled.startswith("25 of 3000 documents")
+    assert len(result.missing) == 25  # nothing was written to Qdrant: every one read back

@@ -148,6 +148,16 @@ def write_small_vault(vault: Path, count: int, seed: int, first: int = 0) -> lis
     return paths
 
 
+def bare_walk(vault: Path) -> int:
+    """The baseline of a listing: every file under `vault` found and stat'ed, nothing else."""
+    count = 0
+    for folder, _, files in os.walk(vault):
+        for name in files:
+            os.stat(os.path.join(folder, name))
+            count += 1
+    return count
+
+
 def write_config(root: Path, batch_size: int = 16, state: str = "state",
                  name: str = "vector_sync.yaml") -> Path:
     """The repository's quick-start config (vector_sync.yaml) for the vault in root/vault,

@@ -21,24 +21,14 @@ waiting for a processor, the CPU time does not.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _vault import code_version, scratch, write_small_vault
+from _vault import bare_walk, code_version, scratch, write_small_vault
 
 from vector_sync.sources.markdown import MarkdownConfig, MarkdownSource
-
-
-def bare_walk(vault: Path) -> int:
-    count = 0
-    for folder, _, files in os.walk(vault):
-        for name in files:
-            os.stat(os.path.join(folder, name))
-            count += 1
-    return count
 
 
 def scan(vault: Path) -> int:

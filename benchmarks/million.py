@@ -45,6 +45,7 @@ from _vault import (
     COLLECTION,
     SOURCE,
     WORDS,
+    bare_walk,
     code_version,
     scratch,
     sentence,
@@ -88,12 +89,7 @@ def child(op: str, args: list[str]) -> None:
             report = sync_source(config, load_config(config), SOURCE)
         print(json.dumps(report, default=str))
     elif op == "walk":
-        found = 0
-        for folder, _, files in os.walk(args[0]):
-            for name in files:
-                os.stat(os.path.join(folder, name))
-                found += 1
-        print(found)
+        print(bare_walk(Path(args[0])))
     elif op == "scroll":  # every shard under the embedded storage, payloads, no vectors
         import qdrant_edge as edge
 

@@ -18,7 +18,6 @@ Run: ``.venv/bin/python benchmarks/watch_tick.py [--notes N] [--repeats R]``.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 import dagster as dg
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _vault import folders, write_config  # noqa: E402
+from _vault import bare_walk, folders, write_config  # noqa: E402
 
 from vector_sync.definitions import build_definitions  # noqa: E402
 
@@ -42,15 +41,6 @@ def make_vault(root: Path, notes: int) -> Path:
     for i in range(notes):
         (vault / places[i % len(places)] / f"note {i}.md").write_text(f"# Note {i}\n")
     return vault
-
-
-def bare_walk(vault: Path) -> int:
-    count = 0
-    for folder, _, files in os.walk(vault):
-        for name in files:
-            os.stat(os.path.join(folder, name))
-            count += 1
-    return count
 
 
 def timed(action, repeats: int) -> tuple[float, object]:  # type: ignore[no-untyped-def]

@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from playwright.sync_api import Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from vector_sync.defs.jobs import TAG_SOURCE, TAG_TRIGGER, asset_key, group_of
 from vector_sync_tests.support import Project
@@ -135,8 +136,14 @@ def test_sensors_show_their_ticks(page: Page, dagster_server: Server, defs: dg.D
         # dialog its result opens; the tick table updates live, so wait for one
         skipped = ticks.filter(has_text="0 runs requested").first
         expect(skipped).to_be_visible(timeout=120_000)
-        skipped.get_by_role("cell").nth(1).get_by_text("0 runs requested").hover()
         reason = page.locator(".bp5-tooltip, [role=tooltip]").first
+        for _ in range(5):  # a new tick re-renders the row under the pointer: hover again
+            skipped.get_by_role("cell").nth(1).get_by_text("0 runs requested").hover()
+            try:
+                reason.wait_for(state="visible", timeout=10_000)
+                break
+            except PlaywrightTimeout:
+                page.mouse.move(0, 0)
         expect(reason).to_have_text(reasons)
         if name == shown:
             screenshot(page, "sensor-ticks")

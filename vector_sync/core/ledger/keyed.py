@@ -80,14 +80,6 @@ class KeyedReads:
         return found
 
     @outage_tolerant
-    def collections_of(self, source: str) -> list[str]:
-        """The collections the ledger has rows of `source` in."""
-        table = ledger_table
-        query = select(table.c.collection).where(table.c.source == source).distinct()
-        with self._engine.connect() as conn:
-            return sorted(conn.execute(query).scalars().all())
-
-    @outage_tolerant
     def known_collections(self, source: str) -> list[str]:
         """The collections the ledger has rows or expected states of `source` in."""
         found: set[str] = set()
